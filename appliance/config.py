@@ -1,0 +1,227 @@
+"""Settings: `config.toml` (every key documented there), then environment overrides.
+
+Where the file comes from, first match wins: `--config PATH`, `$MEESHY_CONFIG`, `./config.toml`,
+else built-in defaults (the same values as the shipped config.toml). Unknown keys and wrong types
+are refused with the key's name, so a typo never silently falls back to a default.
+
+Environment overrides (applied over the file; bad values are refused naming the variable):
+
+    TRANSLATION_WORKERS  workers.count        ZMQ_PORT          server.zmq_port
+    ZMQ_PUB_PORT         server.zmq_pub_port  API_PORT          server.api_port
+    MEESHY_BIND_ADDRESS  server.bind_address  MEESHY_MODELS_DIR workers.models_dir
+    MEESHY_RUN_DIR       server.run_dir       MEESHY_LOG_LEVEL  server.log_level
+
+Relative paths in the file are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+TIERS = ("basic", "medium", "premium")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerSettings(_Section):
+    bind_address: str = "127.0.0.1"
+    zmq_port: int = 5555
+    zmq_pub_port: int = 5556
+    api_port: int = 8000
+    http_enabled: bool = True
+    run_dir: str = ""
+    log_level: str = "INFO"
+
+
+class LimitSettings(_Section):
+    max_text_chars: int = 5000
+    max_targets: int = 10
+    max_request_bytes: int = 65536
+    max_inflight_tasks: int = 10000
+    recent_task_ids: int = 4096
+    task_timeout_s: float = 120.0
+    max_attempts: int = 3
+
+
+class WorkerSettings(_Section):
+    count: int = 0
+    pin: bool = True
+    models_dir: str = "models"
+    tiers: dict[str, str] = {}
+    threads: int = 1
+    queue_depth: int = 16
+    batch_token_budget: int = 2048
+    max_batch_size: int = 32
+    heartbeat_interval_s: float = 1.0
+    stall_timeout_s: float = 120.0
+    startup_timeout_s: float = 600.0
+    entrypoint: str = "workers.process:main"
+    runtime_factory: str = "workers.runtime:Runtime.load"
+
+
+class RespawnSettings(_Section):
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_crashes: int = 5
+    crash_window_s: float = 60.0
+
+
+class ShutdownSettings(_Section):
+    drain_timeout_s: float = 30.0
+    worker_exit_timeout_s: float = 5.0
+
+
+class IpcSettings(_Section):
+    internal_hwm: int = 10000
+    edge_hwm: int = 10000
+    pub_hwm: int = 100000
+    linger_ms: int = 0
+    edge_linger_ms: int = 500
+
+
+class Settings(_Section):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    workers: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    respawn: RespawnSettings = msgspec.field(default_factory=RespawnSettings)
+    shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
+    ipc: IpcSettings = msgspec.field(default_factory=IpcSettings)
+    source: str = ""  # the file these came from ("" for built-in defaults); not a TOML key
+
+    def worker_count(self) -> int:
+        return self.workers.count or len(usable_cpus())
+
+
+ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
+    "TRANSLATION_WORKERS": ("workers", "count", int),
+    "ZMQ_PORT": ("server", "zmq_port", int),
+    "ZMQ_PUB_PORT": ("server", "zmq_pub_port", int),
+    "API_PORT": ("server", "api_port", int),
+    "MEESHY_BIND_ADDRESS": ("server", "bind_address", str),
+    "MEESHY_MODELS_DIR": ("workers", "models_dir", str),
+    "MEESHY_RUN_DIR": ("server", "run_dir", str),
+    "MEESHY_LOG_LEVEL": ("server", "log_level", str),
+}
+
+
+def usable_cpus() -> list[int]:
+    """The cores this process may run on (its affinity mask), sorted."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return list(range(os.cpu_count() or 1))
+
+
+def find_config(explicit: str | None, env: dict[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("MEESHY_CONFIG"):
+        return Path(env["MEESHY_CONFIG"])
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def load(path: str | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    file = find_config(path, env)
+    raw: dict = {}
+    base = Path.cwd()
+    if file is not None:
+        try:
+            raw = tomllib.loads(file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        base = file.resolve().parent
+    for var, (section, key, kind) in ENV_OVERRIDES.items():
+        if var not in env:
+            continue
+        value = env[var]
+        if kind is int:
+            try:
+                raw.setdefault(section, {})[key] = int(value)
+            except ValueError:
+                raise ConfigError(f"environment variable {var}={value!r} is not an integer") from None
+        else:
+            raw.setdefault(section, {})[key] = value
+    if "source" in raw:
+        raise ConfigError("unknown top-level key 'source'")
+    try:
+        settings = msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        where = f"config file {file}" if file else "configuration"
+        raise ConfigError(f"{where}: {exc}") from None
+    models = Path(settings.workers.models_dir)
+    run_dir = settings.server.run_dir
+    settings = msgspec.structs.replace(
+        settings,
+        source=str(file.resolve()) if file else "",
+        workers=msgspec.structs.replace(
+            settings.workers, models_dir=str(models if models.is_absolute() else base / models)
+        ),
+        server=msgspec.structs.replace(
+            settings.server,
+            run_dir=run_dir if not run_dir or os.path.isabs(run_dir) else str(base / run_dir),
+        ),
+    )
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    for name, port in (
+        ("server.zmq_port (ZMQ_PORT)", s.server.zmq_port),
+        ("server.zmq_pub_port (ZMQ_PUB_PORT)", s.server.zmq_pub_port),
+        ("server.api_port (API_PORT)", s.server.api_port),
+    ):
+        need(0 <= port <= 65535, f"{name} must be a port number in 0..65535, got {port}")
+    ports = [p for p in (s.server.zmq_port, s.server.zmq_pub_port, s.server.api_port) if p]
+    if not s.server.http_enabled and s.server.api_port:
+        ports.remove(s.server.api_port)
+    need(len(ports) == len(set(ports)), f"server ports must differ, got {ports}")
+    need(s.workers.count >= 0, f"workers.count (TRANSLATION_WORKERS) must be >= 0, got {s.workers.count}")
+    need(s.workers.count <= 1024, f"workers.count (TRANSLATION_WORKERS) is at most 1024, got {s.workers.count}")
+    need(s.workers.queue_depth >= 1, "workers.queue_depth must be >= 1")
+    need(s.workers.threads >= 1, "workers.threads must be >= 1")
+    need(s.workers.max_batch_size >= 1, "workers.max_batch_size must be >= 1")
+    need(s.workers.batch_token_budget >= 1, "workers.batch_token_budget must be >= 1")
+    need(s.workers.heartbeat_interval_s > 0, "workers.heartbeat_interval_s must be > 0")
+    need(
+        s.workers.stall_timeout_s > s.workers.heartbeat_interval_s,
+        "workers.stall_timeout_s must exceed workers.heartbeat_interval_s",
+    )
+    for tier in s.workers.tiers:
+        need(tier in TIERS, f"workers.tiers: unknown tier {tier!r} (one of {', '.join(TIERS)})")
+    need(s.limits.max_text_chars >= 1, "limits.max_text_chars must be >= 1")
+    need(s.limits.max_targets >= 1, "limits.max_targets must be >= 1")
+    need(s.limits.max_request_bytes >= 256, "limits.max_request_bytes must be >= 256")
+    need(s.limits.max_inflight_tasks >= 1, "limits.max_inflight_tasks must be >= 1")
+    need(s.limits.recent_task_ids >= 0, "limits.recent_task_ids must be >= 0")
+    need(s.limits.task_timeout_s > 0, "limits.task_timeout_s must be > 0")
+    need(s.limits.max_attempts >= 1, "limits.max_attempts must be >= 1")
+    need(s.respawn.max_crashes >= 1, "respawn.max_crashes must be >= 1")
+    need(s.respawn.backoff_initial_s >= 0, "respawn.backoff_initial_s must be >= 0")
+    need(s.shutdown.drain_timeout_s >= 0, "shutdown.drain_timeout_s must be >= 0")
+    for name, hwm in (("internal_hwm", s.ipc.internal_hwm), ("edge_hwm", s.ipc.edge_hwm), ("pub_hwm", s.ipc.pub_hwm)):
+        need(hwm >= 1, f"ipc.{name} must be >= 1 (0 would be unbounded)")
+    need(
+        s.ipc.internal_hwm >= s.workers.queue_depth + 2,
+        "ipc.internal_hwm must exceed workers.queue_depth (a worker's credit must fit its pipe)",
+    )
+    need(s.ipc.linger_ms >= 0 and s.ipc.edge_linger_ms >= 0, "ipc linger values must be >= 0")
+    need(s.server.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "server.log_level must be DEBUG, INFO, WARNING or ERROR")

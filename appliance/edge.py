@@ -1,0 +1,83 @@
+"""The ZeroMQ edge: ROUTER on 5555 (requests and replies), PUB on 5556 (events).
+
+Envelope handling, so plain REQ clients see REQ/REP and DEALER clients may pipeline:
+
+    received  [identity, *envelope, body]   envelope = every frame up to and including the first
+                                            empty frame (a REQ client's delimiter); none for a
+                                            DEALER that sends the JSON frame alone
+    replied   [identity, *envelope, json]
+
+The body must be exactly one frame; anything else is answered with `invalid_request`. Replies and
+events are sent without blocking: a vanished client's reply, or an event beyond a slow
+subscriber's HWM, is dropped by ZeroMQ rather than buffered without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import zmq
+import zmq.asyncio
+
+from appliance import protocol
+
+log = logging.getLogger("meeshy.edge")
+
+
+class Service(Protocol):
+    def count_request(self) -> None: ...
+    def respond(self, payload: bytes, reply: Callable[[dict], None]) -> None: ...
+
+
+def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]]:
+    identity, rest = frames[0], frames[1:]
+    for i, frame in enumerate(rest):
+        if not frame:
+            return identity, rest[: i + 1], rest[i + 1 :]
+    return identity, [], rest
+
+
+class Edge:
+    def __init__(self, service: Service, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket) -> None:
+        self.service = service
+        self.router = router
+        self.pub = pub
+        self.dropped_replies = 0
+        self.dropped_events = 0
+
+    async def serve(self) -> None:
+        while True:
+            frames = await self.router.recv_multipart()
+            try:
+                self.handle(frames)
+            except Exception:  # one request must never stop the edge
+                log.exception("unexpected error handling a request")
+
+    def handle(self, frames: list[bytes]) -> None:
+        identity, envelope, body = split_envelope(frames)
+        self.service.count_request()
+
+        def reply(obj: dict) -> None:
+            self._send([identity, *envelope, protocol.encode(obj)])
+
+        if len(body) != 1:
+            reply(
+                protocol.error_body(
+                    protocol.INVALID_REQUEST,
+                    f"a request is one frame holding a JSON object; got {len(body)} frames",
+                )
+            )
+            return
+        self.service.respond(body[0], reply)
+
+    def _send(self, frames: list[bytes]) -> None:
+        future = self.router.send_multipart(frames, flags=zmq.DONTWAIT)
+        if future.done() and future.exception() is not None:
+            self.dropped_replies += 1
+
+    def publish(self, event: dict) -> None:
+        future = self.pub.send(protocol.encode(event), flags=zmq.DONTWAIT)
+        if future.done() and future.exception() is not None:
+            self.dropped_events += 1

@@ -1,0 +1,320 @@
+"""The external contract: request parsing and validation, replies and events (docs/protocol.md).
+
+Every external message is one UTF-8 JSON object. `parse` turns a request payload into one typed
+request or raises `RequestError(code, message)`; it never lets a malformed request through and
+never raises anything else. `Catalog` checks languages and model tiers against what the workers
+reported in their Ready frames. The builders below give replies and events their documented
+shapes, with `type` as the first key of every event so a SUB prefix filter works.
+
+Error codes: invalid_json, invalid_request, text_too_long, too_many_targets,
+unsupported_language, unsupported_model, overloaded, shutting_down, not_ready (requests);
+timeout, worker_crashed, shutting_down, internal_error and the runtime's own codes (events).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+MODEL_TYPES = ("basic", "medium", "premium", "auto")
+AUTO = "auto"
+
+INVALID_JSON = "invalid_json"
+INVALID_REQUEST = "invalid_request"
+TEXT_TOO_LONG = "text_too_long"
+TOO_MANY_TARGETS = "too_many_targets"
+UNSUPPORTED_LANGUAGE = "unsupported_language"
+UNSUPPORTED_MODEL = "unsupported_model"
+OVERLOADED = "overloaded"
+SHUTTING_DOWN = "shutting_down"
+NOT_READY = "not_ready"
+TIMEOUT = "timeout"
+WORKER_CRASHED = "worker_crashed"
+INTERNAL_ERROR = "internal_error"
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.message_id = message_id
+
+
+class _Request(msgspec.Struct, rename="camel", kw_only=True):
+    type: str = "translation"
+    message_id: str | None = None
+
+
+class _TranslationFields(_Request):
+    message_id: str
+    text: str
+    source_language: str | None = None
+    target_language: str | None = None
+    target_languages: list[str] | None = None
+    model_type: str | None = None
+    conversation_id: str | None = None
+    task_id: str | None = None
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LanguagesRequest:
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateRequest:
+    message_id: str
+    text: str
+    source_language: str  # a lower-cased code or "auto"
+    targets: tuple[str, ...]  # distinct, in the client's order, lower-cased
+    model_type: str  # one of MODEL_TYPES
+    conversation_id: str | None
+    task_id: str | None
+    sync: bool
+
+
+Request = Ping | StatsRequest | LanguagesRequest | TranslateRequest
+
+_SIMPLE = {"ping": Ping, "stats": StatsRequest, "languages": LanguagesRequest}
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    return str(exc).replace("`$.", "`").replace("- at `$`", "").strip()
+
+
+def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_targets: int) -> Request:
+    if len(payload) > max_request_bytes:
+        raise RequestError(
+            INVALID_REQUEST, f"request is {len(payload)} bytes; the limit is {max_request_bytes}"
+        )
+    try:
+        obj = msgspec.json.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(INVALID_JSON, f"request is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RequestError(INVALID_REQUEST, f"request must be a JSON object, got {type(obj).__name__}")
+    message_id = obj.get("messageId") if isinstance(obj.get("messageId"), str) else None
+    try:
+        head = msgspec.convert(obj, _Request)
+    except msgspec.ValidationError as exc:
+        raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
+    if head.type in _SIMPLE:
+        return _SIMPLE[head.type](head.message_id)
+    if head.type != "translation":
+        raise RequestError(
+            INVALID_REQUEST,
+            f"unknown request type {head.type!r} (translation, ping, stats, languages)",
+            message_id,
+        )
+    try:
+        req = msgspec.convert(obj, _TranslationFields)
+    except msgspec.ValidationError as exc:
+        raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
+
+    def fail(code: str, message: str) -> RequestError:
+        return RequestError(code, message, req.message_id or None)
+
+    if not req.message_id.strip():
+        raise fail(INVALID_REQUEST, "messageId must be a non-empty string")
+    if req.task_id is not None and not req.task_id.strip():
+        raise fail(INVALID_REQUEST, "taskId, when given, must be a non-empty string")
+    if not req.text.strip():
+        raise fail(INVALID_REQUEST, "text is empty")
+    if len(req.text) > max_text_chars:
+        raise fail(TEXT_TOO_LONG, f"text is {len(req.text)} characters; the limit is {max_text_chars}")
+    targets: list[str] = []
+    for code in ([req.target_language] if req.target_language is not None else []) + (
+        req.target_languages or []
+    ):
+        code = code.strip().lower()
+        if not code:
+            raise fail(INVALID_REQUEST, "a target language is empty")
+        if code not in targets:
+            targets.append(code)
+    if not targets:
+        raise fail(INVALID_REQUEST, "targetLanguage or targetLanguages is required")
+    if len(targets) > max_targets:
+        raise fail(TOO_MANY_TARGETS, f"{len(targets)} target languages; the limit is {max_targets}")
+    source = (req.source_language or AUTO).strip().lower() or AUTO
+    model_type = (req.model_type or AUTO).strip().lower()
+    if model_type not in MODEL_TYPES:
+        raise fail(UNSUPPORTED_MODEL, f"modelType {req.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    return TranslateRequest(
+        message_id=req.message_id,
+        text=req.text,
+        source_language=source,
+        targets=tuple(targets),
+        model_type=model_type,
+        conversation_id=req.conversation_id,
+        task_id=req.task_id,
+        sync=req.sync,
+    )
+
+
+class Catalog:
+    """The language pairs each tier serves, as the workers reported them."""
+
+    def __init__(self, languages: dict[str, list[tuple[str, str]]]) -> None:
+        self.pairs = {tier: {(s, t) for s, t in pairs} for tier, pairs in languages.items() if pairs}
+        self.sources = {tier: {s for s, _ in p} for tier, p in self.pairs.items()}
+        self.targets = {tier: {t for _, t in p} for tier, p in self.pairs.items()}
+
+    def tiers_for(self, model_type: str) -> list[str]:
+        return sorted(self.pairs) if model_type == AUTO else [model_type]
+
+    def _normalize(self, code: str, known: set[str]) -> str:
+        if code in known or code == AUTO:
+            return code
+        base = code.replace("_", "-").split("-", 1)[0]
+        return base if base in known else code
+
+    def resolve(self, req: TranslateRequest) -> TranslateRequest:
+        """The request with region subtags folded (fr-FR -> fr), or RequestError."""
+        if req.model_type != AUTO and req.model_type not in self.pairs:
+            raise RequestError(
+                UNSUPPORTED_MODEL,
+                f"modelType {req.model_type!r} has no model loaded (loaded: {', '.join(sorted(self.pairs)) or 'none'})",
+                req.message_id,
+            )
+        tiers = self.tiers_for(req.model_type)
+        all_sources = set().union(*(self.sources[t] for t in tiers)) if tiers else set()
+        all_targets = set().union(*(self.targets[t] for t in tiers)) if tiers else set()
+        source = self._normalize(req.source_language, all_sources)
+        if source != AUTO and source not in all_sources:
+            raise RequestError(
+                UNSUPPORTED_LANGUAGE, f"source language {source!r} is not supported", req.message_id
+            )
+        targets = []
+        for target in req.targets:
+            target = self._normalize(target, all_targets)
+            if target not in all_targets:
+                raise RequestError(
+                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported", req.message_id
+                )
+            if source not in (AUTO, target) and not any((source, target) in self.pairs[t] for t in tiers):
+                raise RequestError(
+                    UNSUPPORTED_LANGUAGE,
+                    f"no model translates {source!r} to {target!r} at modelType {req.model_type!r}",
+                    req.message_id,
+                )
+            if target not in targets:
+                targets.append(target)
+        return TranslateRequest(
+            message_id=req.message_id,
+            text=req.text,
+            source_language=source,
+            targets=tuple(targets),
+            model_type=req.model_type,
+            conversation_id=req.conversation_id,
+            task_id=req.task_id,
+            sync=req.sync,
+        )
+
+    def as_json(self) -> dict:
+        return {tier: [[s, t] for s, t in sorted(pairs)] for tier, pairs in sorted(self.pairs.items())}
+
+
+# ---------------------------------------------------------------- replies and events
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(obj: dict) -> bytes:
+    return _encoder.encode(obj)
+
+
+def error_body(code: str, message: str, message_id: str | None = None, task_id: str | None = None) -> dict:
+    body: dict = {"status": "error"}
+    if message_id is not None:
+        body["messageId"] = message_id
+    if task_id is not None:
+        body["taskId"] = task_id
+    body["error"] = {"code": code, "message": message}
+    return body
+
+
+def queued_body(task_id: str, message_id: str, estimate_ms: float, targets: list[str], duplicate: bool) -> dict:
+    body = {
+        "taskId": task_id,
+        "messageId": message_id,
+        "status": "queued",
+        "estimatedProcessingTime": round(estimate_ms),
+        "targetLanguages": targets,
+    }
+    if duplicate:
+        body["duplicate"] = True
+    return body
+
+
+def completed_event(
+    *,
+    task_id: str,
+    message_id: str,
+    target: str,
+    text: str,
+    source: str,
+    confidence: float,
+    processing_ms: float,
+    tier: str,
+    model: str,
+    slot: int,
+    conversation_id: str | None,
+    attempts: int,
+    queued_ms: float,
+) -> dict:
+    metadata: dict = {"attempts": attempts, "queueTime": round(queued_ms, 3)}
+    if conversation_id is not None:
+        metadata["conversationId"] = conversation_id
+    event: dict = {
+        "type": "translation_completed",
+        "taskId": task_id,
+        "messageId": message_id,
+        "targetLanguage": target,
+        "timestamp": time.time(),
+        "result": {
+            "messageId": message_id,
+            "translatedText": text,
+            "sourceLanguage": source,
+            "targetLanguage": target,
+            "confidenceScore": round(confidence, 6),
+            "processingTime": round(processing_ms, 3),
+            "modelType": tier,
+            "translatorModel": model,
+            "fromCache": False,
+            "workerId": slot,
+        },
+        "metadata": metadata,
+    }
+    if conversation_id is not None:
+        event["conversationId"] = conversation_id
+    return event
+
+
+def error_event(
+    *, task_id: str, message_id: str, target: str, code: str, message: str, conversation_id: str | None
+) -> dict:
+    event: dict = {
+        "type": "translation_error",
+        "taskId": task_id,
+        "messageId": message_id,
+        "targetLanguage": target,
+        "timestamp": time.time(),
+        "error": {"code": code, "message": message},
+    }
+    if conversation_id is not None:
+        event["conversationId"] = conversation_id
+    return event

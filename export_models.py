@@ -1,0 +1,437 @@
+"""Export Hugging Face seq2seq checkpoints to ONNX for the appliance, verify them, register them.
+
+    python export_models.py Helsinki-NLP/opus-mt-en-fr --tier basic            # hub id
+    python export_models.py ./opus-mt-en-fr --pairs en-fr --quantize int8      # local directory
+    python export_models.py facebook/nllb-200-distilled-600M --languages en fr es de --tier medium
+    python export_models.py --builtin        # the built-in models, trained here, offline
+    python export_models.py --synthetic opus-mt-base --quantize int8           # benchmark model
+
+Every export takes the same path: optimum writes the encoder, the decoder and the
+decoder-with-past graphs (`text2text-generation-with-past`); the tokenizer files are saved beside
+them; the sequence framing (language tokens, end of sequence, decoder start) is probed from the
+Hugging Face tokenizer; then the export is verified on sample sentences: the runtime's token ids
+must equal the HF tokenizer's, and its greedy output must equal PyTorch's token for token (fp32).
+An int8 export (`--quantize int8`, onnxruntime dynamic quantization of the MatMuls) is written
+beside the fp32 one as `<name>-int8`, with its agreement and chrF against PyTorch recorded.
+Only a verified export reaches `models/manifest.json`.
+
+torch, transformers and optimum are needed here only; the runtime never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from workers.manifest import Framing, file_checksums, spec_from_entry, write_entry
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODELS_DIR = ROOT / "models"
+GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+SUPPORTED = {"marian": "marian", "m2m_100": "m2m100", "t5": "t5", "mt5": "t5"}
+MIN_INT8_CHRF = 70.0  # int8 output vs fp32 PyTorch on the samples; below this the export fails
+
+# The appliance speaks ISO 639-1 codes; NLLB names languages by FLORES-200 codes.
+NLLB_CODES = {
+    "en": "eng_Latn", "fr": "fra_Latn", "es": "spa_Latn", "de": "deu_Latn", "it": "ita_Latn", "pt": "por_Latn",
+    "nl": "nld_Latn", "ru": "rus_Cyrl", "zh": "zho_Hans", "ja": "jpn_Jpan", "ko": "kor_Hang", "ar": "arb_Arab",
+    "tr": "tur_Latn", "pl": "pol_Latn", "uk": "ukr_Cyrl", "hi": "hin_Deva", "sv": "swe_Latn", "vi": "vie_Latn",
+}
+# T5 was trained with English task prefixes for these pairs.
+T5_LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian"}
+
+FALLBACK_SAMPLES = {
+    "en": ["Hello, how are you?", "The meeting starts at nine tomorrow morning.", "Thank you very much!"],
+    "fr": ["Bonjour, comment allez-vous ?", "La réunion commence demain à neuf heures.", "Merci beaucoup !"],
+    "es": ["Hola, ¿cómo estás?", "La reunión empieza mañana a las nueve.", "¡Muchas gracias!"],
+    "de": ["Hallo, wie geht es dir?", "Das Treffen beginnt morgen um neun Uhr.", "Vielen Dank!"],
+}
+
+
+class ExportError(Exception):
+    """A failed export, with a message that says what to do."""
+
+
+def log(message: str) -> None:
+    print(f"[export] {message}", flush=True)
+
+
+class Steps:
+    """Numbered progress lines with elapsed time, for steps that take minutes on big models."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.done, self.started = name, total, 0, time.monotonic()
+
+    def next(self, what: str) -> None:
+        self.done += 1
+        log(f"{self.name} [{self.done}/{self.total}] {what} ({time.monotonic() - self.started:.0f}s)")
+
+
+# --- loading the reference ----------------------------------------------------------------------
+
+
+def load_reference(source: str):
+    """Config, tokenizer and PyTorch model of a hub id or local directory, with actionable errors."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    local = Path(source).expanduser()
+    looks_local = source.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not local.is_dir():
+        raise ExportError(f"no such directory: {source}")
+    try:
+        config = AutoConfig.from_pretrained(str(local) if looks_local else source)
+    except OSError as exc:
+        if looks_local:
+            raise ExportError(f"{source} is not a Hugging Face checkpoint directory (no readable config.json): {exc}")
+        raise ExportError(
+            f"cannot fetch {source!r} from the Hugging Face Hub ({str(exc).splitlines()[0]}).\n"
+            f"  If this machine has no access to the Hub, download the checkpoint elsewhere\n"
+            f"  (`huggingface-cli download {source} --local-dir ./{source.split('/')[-1]}`), copy the folder here,\n"
+            f"  and export it from the local directory: python export_models.py ./{source.split('/')[-1]} ..."
+        ) from exc
+    if config.model_type not in SUPPORTED:
+        raise ExportError(
+            f"unsupported architecture {config.model_type!r} in {source}: supported families are "
+            "Marian (opus-mt), M2M100/NLLB and T5/mT5 seq2seq checkpoints"
+        )
+    path = str(local) if looks_local else source
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(path)
+    model.eval()
+    family = SUPPORTED[config.model_type]
+    if family == "m2m100" and "nllb" in type(tokenizer).__name__.lower():
+        family = "nllb"
+    return config, tokenizer, model, family, path
+
+
+# --- sequence framing ---------------------------------------------------------------------------
+
+
+def language_token(family: str, tokenizer, lang: str) -> str:
+    if family == "nllb":
+        if lang not in NLLB_CODES:
+            raise ExportError(f"no FLORES-200 code known for {lang!r}; add it to NLLB_CODES")
+        return NLLB_CODES[lang]
+    return tokenizer.get_lang_token(lang)
+
+
+def set_source_language(family: str, tokenizer, lang: str) -> None:
+    if family == "nllb":
+        tokenizer.src_lang = NLLB_CODES[lang]
+    elif family == "m2m100":
+        tokenizer.src_lang = lang
+
+
+def probe_framing(family: str, tokenizer, config, pairs) -> Framing:
+    """Read how the HF tokenizer frames a sentence, per source language, by diffing two encodings."""
+    probe = "hello world"
+    source_prefix, source_suffix = {}, ()
+    for src in sorted({src for src, _ in pairs}):
+        set_source_language(family, tokenizer, src)
+        full = tokenizer(probe)["input_ids"]
+        bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        start = next((i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare), None)
+        if start is None:
+            raise ExportError(f"cannot find the text inside the tokenizer's framed sequence: {full} vs {bare}")
+        source_prefix[src] = tuple(full[:start])
+        source_suffix = tuple(full[start + len(bare) :])
+    target_prefix, task_prefix = {}, {}
+    if family in ("m2m100", "nllb"):
+        for _, tgt in pairs:
+            target_prefix[tgt] = (tokenizer.convert_tokens_to_ids(language_token(family, tokenizer, tgt)),)
+    if family == "t5":
+        for src, tgt in pairs:
+            if src not in T5_LANGUAGE_NAMES or tgt not in T5_LANGUAGE_NAMES:
+                raise ExportError(f"T5 has no task prefix for {src}-{tgt}; T5 knows {sorted(T5_LANGUAGE_NAMES)}")
+            task_prefix[f"{src}-{tgt}"] = f"translate {T5_LANGUAGE_NAMES[src]} to {T5_LANGUAGE_NAMES[tgt]}: "
+    return Framing(
+        eos_id=config.eos_token_id,
+        pad_id=config.pad_token_id,
+        decoder_start_id=config.decoder_start_token_id,
+        source_suffix=source_suffix,
+        source_prefix=source_prefix,
+        target_prefix=target_prefix,
+        task_prefix=task_prefix,
+    )
+
+
+def tokenizer_spec(family: str, tokenizer, out_dir: Path) -> dict:
+    files = set(os.listdir(out_dir))
+    if family == "marian":
+        return {"kind": "spm", "source_spm": "source.spm", "target_spm": "target.spm", "vocab": "vocab.json",
+                "unk_id": tokenizer.unk_token_id}
+    if family == "m2m100" and "sentencepiece.bpe.model" in files:
+        return {"kind": "spm", "source_spm": "sentencepiece.bpe.model", "target_spm": "sentencepiece.bpe.model",
+                "vocab": "vocab.json", "unk_id": tokenizer.unk_token_id}
+    if "tokenizer.json" not in files:
+        raise ExportError(f"{family} tokenizer saved no tokenizer.json in {out_dir}; the runtime needs one")
+    return {"kind": "json", "file": "tokenizer.json"}
+
+
+# --- graphs -------------------------------------------------------------------------------------
+
+
+def export_graphs(checkpoint: str, out_dir: Path, tokenizer) -> None:
+    from optimum.exporters.onnx import main_export
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    main_export(checkpoint, output=out_dir, task="text2text-generation-with-past", do_validation=False)
+    # The runtime runs decoder_model for the first step and decoder_with_past after it: two plain
+    # graphs avoid the merged graph's If node on every step, at the cost of a second copy of the
+    # decoder weights on disk and in memory.
+    (out_dir / "decoder_model_merged.onnx").unlink(missing_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    missing = [g for g in GRAPHS if not (out_dir / g).exists()]
+    if missing:
+        raise ExportError(f"optimum did not write {missing} in {out_dir}")
+
+
+def quantize_graphs(fp32_dir: Path, int8_dir: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if int8_dir.exists():
+        shutil.rmtree(int8_dir)
+    shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
+    for graph in GRAPHS:
+        # MatMuls only: embeddings stay fp32 (a Gather gains nothing from int8 and loses accuracy).
+        quantize_dynamic(fp32_dir / graph, int8_dir / graph, op_types_to_quantize=["MatMul"],
+                         weight_type=QuantType.QInt8, per_channel=False)
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def torch_greedy(model, tokenizer, family: str, framing: Framing, ids: list[int], tgt: str, budget: int) -> list[int]:
+    import torch
+    from transformers import GenerationConfig
+
+    prefix = framing.decoder_prefix(tgt)
+    config = GenerationConfig(
+        decoder_start_token_id=framing.decoder_start_id,
+        eos_token_id=framing.eos_id,
+        pad_token_id=framing.pad_id,
+        forced_bos_token_id=prefix[1] if len(prefix) > 1 else None,
+        bad_words_ids=[[framing.pad_id]] if framing.pad_id != framing.eos_id else None,
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=budget + len(prefix) - 1,
+    )
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             generation_config=config)[0].tolist()
+    tokens = out[len(prefix) :]
+    if framing.eos_id in tokens:
+        tokens = tokens[: tokens.index(framing.eos_id) + 1]
+    return tokens
+
+
+def verify(models_dir: Path, name: str, entry: dict, reference, samples: dict[str, list[str]], min_chrf: float) -> dict:
+    """Compare the exported model, run by the runtime, with PyTorch on every pair's samples."""
+    from workers.runtime import Model
+
+    config, tokenizer, model, family, _ = reference
+    spec = spec_from_entry(name, models_dir, entry)
+    runtime_model = Model(spec)
+    framing = spec.framing
+    compared = agreeing = 0
+    engine_texts, torch_texts = [], []
+    for src, tgt in spec.pairs:
+        for text in samples.get(src, FALLBACK_SAMPLES.get(src, FALLBACK_SAMPLES["en"])):
+            ids = runtime_model.source_ids(text, src, tgt)
+            set_source_language(family, tokenizer, src)
+            hf_ids = tokenizer(framing.text_prefix(src, tgt) + text)["input_ids"]
+            if ids != hf_ids:
+                raise ExportError(f"{name}: runtime tokenizer disagrees with {type(tokenizer).__name__} on {text!r}: "
+                                  f"{ids} != {hf_ids}")
+            budget = min(spec.max_target_tokens, 2 * len(ids) + 10)
+            expected = torch_greedy(model, tokenizer, family, framing, ids, tgt, budget)
+            got = runtime_model.generate([ids], tgt, max_new_tokens=[budget])[0].tokens
+            expected_text = tokenizer.decode(expected, skip_special_tokens=True).strip()
+            got_text = runtime_model.detokenize(got)
+            compared += 1
+            agreeing += got == expected
+            engine_texts.append(got_text)
+            torch_texts.append(expected_text)
+            if spec.quantization == "fp32" and got != expected:
+                raise ExportError(
+                    f"{name}: ONNX greedy output differs from PyTorch for {src}->{tgt} {text!r}:\n"
+                    f"  onnx:    {got} {got_text!r}\n  pytorch: {expected} {expected_text!r}"
+                )
+            if got == expected and got_text != expected_text:
+                raise ExportError(f"{name}: runtime detokenizer gives {got_text!r}, HF gives {expected_text!r}")
+    import sacrebleu
+
+    chrf = sacrebleu.corpus_chrf(engine_texts, [torch_texts]).score
+    report = {"sentences": compared, "exact_match": round(agreeing / compared, 4), "chrf_vs_pytorch": round(chrf, 2)}
+    if spec.quantization != "fp32" and chrf < min_chrf:
+        raise ExportError(f"{name}: int8 output agrees too little with PyTorch (chrF {chrf:.1f} < {min_chrf}); "
+                          "export without --quantize or check the quantized graphs")
+    return report
+
+
+# --- one export ---------------------------------------------------------------------------------
+
+
+def parse_pairs(pairs: list[str] | None, languages: list[str] | None, source: str, family: str) -> list[tuple[str, str]]:
+    if pairs:
+        parsed = [tuple(p.split("-", 1)) for p in pairs]
+        if any(len(p) != 2 or not all(p) for p in parsed):
+            raise ExportError(f"--pairs takes SRC-TGT items such as en-fr, got {pairs}")
+        return parsed
+    if languages:
+        return [(s, t) for s in languages for t in languages if s != t]
+    if family == "marian":
+        parts = Path(source).name.split("-")
+        if len(parts) >= 2 and "opus" in source.lower():
+            return [(parts[-2], parts[-1])]
+    raise ExportError("say which languages the model serves: --pairs en-fr ... or --languages en fr es")
+
+
+def export_checkpoint(
+    source: str,
+    models_dir: Path,
+    name: str,
+    tier: str,
+    pairs: list[tuple[str, str]] | None = None,
+    languages: list[str] | None = None,
+    quantize: str | None = None,
+    samples: dict[str, list[str]] | None = None,
+    source_label: str | None = None,
+    min_int8_chrf: float = MIN_INT8_CHRF,
+    extra: dict | None = None,
+) -> list[str]:
+    """Export, verify and register one checkpoint (and its int8 twin); returns the manifest names."""
+    steps = Steps(name, 5 if quantize else 4)
+    steps.next(f"loading the PyTorch reference from {source}")
+    reference = load_reference(source)
+    config, tokenizer, _, family, checkpoint = reference
+    pairs = [tuple(p) for p in pairs] if pairs else parse_pairs(None, languages, source, family)
+    out_dir = models_dir / name
+    steps.next("exporting encoder, decoder and decoder-with-past graphs with optimum")
+    export_graphs(checkpoint, out_dir, tokenizer)
+    framing = probe_framing(family, tokenizer, config, pairs)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
+    special_ids = set(tokenizer.all_special_ids) | {i for ids in framing.target_prefix.values() for i in ids}
+    entry = {
+        "path": name,
+        "family": family,
+        "tier": tier,
+        "quantization": "fp32",
+        "source": source_label or source,
+        "pairs": [list(p) for p in pairs],
+        "tokenizer": tokenizer_spec(family, tokenizer, out_dir),
+        "framing": framing.to_json(),
+        "max_source_tokens": positions - 2,
+        "max_target_tokens": positions - len(framing.decoder_prefix(pairs[0][1])),
+        "special_ids": sorted(special_ids),
+        **(extra or {}),
+    }
+    entry["files"] = file_checksums(out_dir)
+    steps.next(f"verifying fp32 against PyTorch on {len(pairs)} language pair(s)")
+    entry["verification"] = verify(models_dir, name, entry, reference, samples or {}, min_int8_chrf)
+    log(f"{name}: fp32 verified, {entry['verification']}")
+    write_entry(models_dir, name, entry)
+    names = [name]
+    if quantize == "int8":
+        steps.next("quantizing MatMuls to int8 (onnxruntime dynamic quantization)")
+        int8_name = f"{name}-int8"
+        quantize_graphs(out_dir, models_dir / int8_name)
+        int8_entry = {**entry, "path": int8_name, "quantization": "int8", "files": file_checksums(models_dir / int8_name)}
+        int8_entry["verification"] = verify(models_dir, int8_name, int8_entry, reference, samples or {}, min_int8_chrf)
+        log(f"{int8_name}: int8 checked, {int8_entry['verification']}")
+        write_entry(models_dir, int8_name, int8_entry)
+        names.append(int8_name)
+    steps.next(f"registered {', '.join(names)} in {models_dir / 'manifest.json'}")
+    return names
+
+
+# --- built-in and synthetic models --------------------------------------------------------------
+
+
+def export_builtin(models_dir: Path, quantize: str | None) -> list[str]:
+    from modelbuild.builtin import RECIPES, build_checkpoint, recipe_digest, sample_texts
+    from workers.manifest import read_manifest
+
+    build_dir = models_dir / ".build"
+    names = []
+    for recipe in RECIPES:
+        digest = recipe_digest(recipe)
+        wanted = [recipe.name] + ([f"{recipe.name}-int8"] if quantize else [])
+        if _up_to_date(models_dir, wanted, digest, read_manifest):
+            log(f"{recipe.name}: exported model is up to date")
+            names += wanted
+            continue
+        checkpoint = build_checkpoint(recipe, build_dir, log=log)
+        samples = {lang: sample_texts(lang) for pair in recipe.pairs for lang in pair}
+        names += export_checkpoint(
+            str(checkpoint), models_dir, recipe.name, recipe.tier, pairs=list(recipe.pairs), quantize=quantize,
+            samples=samples, source_label=f"builtin:{recipe.name}", extra={"build_digest": digest},
+        )
+    return names
+
+
+def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) -> bool:
+    try:
+        models = read_manifest(models_dir)["models"]
+    except Exception:
+        return False
+    for name in names:
+        entry = models.get(name)
+        if not entry or entry.get("build_digest") != digest:
+            return False
+        if file_checksums(models_dir / entry["path"]) != entry["files"]:
+            return False
+    return True
+
+
+def export_synthetic(shape_name: str, models_dir: Path, quantize: str | None) -> list[str]:
+    from modelbuild.synthetic import SHAPES, build_synthetic
+
+    if shape_name not in SHAPES:
+        raise ExportError(f"unknown synthetic model {shape_name!r}; choose from {sorted(SHAPES)}")
+    checkpoint, shape = build_synthetic(shape_name, models_dir / ".build", log=log)
+    # Random weights: int8 output is noise compared with fp32 noise, so its agreement is reported only.
+    return export_checkpoint(
+        str(checkpoint), models_dir, f"synthetic-{shape_name}", shape["tier"], pairs=list(shape["pairs"]),
+        quantize=quantize, source_label=f"synthetic:{shape_name}", min_int8_chrf=0.0,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("checkpoint", nargs="?", help="Hugging Face hub id or local checkpoint directory")
+    what.add_argument("--builtin", action="store_true", help="train and export the built-in models, offline")
+    what.add_argument("--synthetic", metavar="SHAPE", help="random-weight benchmark model: opus-mt-base or nllb-600m")
+    parser.add_argument("--name", help="manifest name (default: the checkpoint's folder or repo name)")
+    parser.add_argument("--tier", default="basic", choices=("basic", "medium", "premium"))
+    parser.add_argument("--pairs", nargs="+", metavar="SRC-TGT", help="language pairs served, e.g. en-fr")
+    parser.add_argument("--languages", nargs="+", metavar="LANG", help="multilingual: every pair among these")
+    parser.add_argument("--quantize", choices=("int8",), help="also write an int8 copy, <name>-int8")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.builtin:
+            names = export_builtin(args.models_dir, args.quantize)
+        elif args.synthetic:
+            names = export_synthetic(args.synthetic, args.models_dir, args.quantize)
+        else:
+            name = args.name or Path(args.checkpoint.rstrip("/")).name
+            pairs = parse_pairs(args.pairs, args.languages, args.checkpoint, "marian") if (args.pairs or args.languages) else None
+            names = export_checkpoint(args.checkpoint, args.models_dir, name, args.tier, pairs=pairs,
+                                      quantize=args.quantize)
+    except ExportError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 2
+    log(f"done: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

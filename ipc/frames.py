@@ -1,0 +1,161 @@
+"""Frame types for the internal channels between the supervisor and its workers.
+
+Two channels, one tagged union per direction, every frame one msgpack message:
+
+    supervisor ──PUSH tasks-<slot>.ipc──▶ worker <slot>       ToWorker   = Task | Drain
+    supervisor ◀──PULL results.ipc────── every worker         FromWorker = Ready | Result
+                                                                          | TaskFailed | Heartbeat
+                                                                          | Stats | Fatal | Stopped
+
+Every struct is `array_like=True` (the tag is element 0, then the fields in order), so the field
+order *is* the wire format: only ever append fields, with defaults. Decoders ignore trailing
+elements they do not know, which is what lets a worker built against a newer protocol still say
+`Ready` with its version; the supervisor refuses any `protocol_version` other than its own.
+
+`WorkerSpec` is not a frame on a socket: it is the worker's start arguments, msgpack-encoded and
+handed to the spawned process, so nothing pickled ever crosses a process boundary.
+
+Task identity: `uid` is the supervisor's key for one (request, target language) unit; `attempt`
+counts dispatches of that unit (a unit is dispatched again when its worker dies). Workers echo
+both, plus their `slot` and `pid`, so the supervisor can tell a live worker's answer from a late
+answer of a dead one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything a worker process needs to start; encoded once per spawn."""
+
+    slot: int
+    protocol_version: int
+    tasks_endpoint: str
+    results_endpoint: str
+    runtime_factory: str  # "package.module:callable[.attr]" returning a runtime
+    models_dir: str
+    tiers: dict[str, str] | None = None
+    threads: int = 1
+    cpu: int | None = None  # core to pin to; None leaves the affinity alone
+    heartbeat_interval_s: float = 1.0
+    batch_token_budget: int = 2048
+    max_batch_size: int = 32
+    hwm: int = 1000
+    linger_ms: int = 0
+    supervisor_pid: int = 0
+
+
+# ---------------------------------------------------------------- supervisor -> worker
+
+
+class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
+    """Translate `text` into `target_language`; answered by exactly one Result or TaskFailed."""
+
+    uid: int
+    attempt: int
+    text: str
+    source_language: str
+    target_language: str
+    tier: str
+    beam_size: int = 1
+
+
+class Drain(msgspec.Struct, tag="drain", array_like=True, gc=False, frozen=True):
+    """Finish every task already received, answer them, send Stopped, exit 0."""
+
+
+ToWorker = Task | Drain
+
+
+# ---------------------------------------------------------------- worker -> supervisor
+
+
+class ModelInfo(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    name: str
+    family: str
+    tier: str
+    quantization: str
+    languages: list[str]
+
+
+class Ready(msgspec.Struct, tag="ready", array_like=True, gc=False, frozen=True):
+    """The handshake: models are loaded, the worker takes tasks from now on.
+
+    `protocol_version` stays the first field forever, so any version can be read and refused.
+    `languages` maps tier -> sorted [source, target] pairs the worker serves.
+    """
+
+    protocol_version: int
+    slot: int
+    pid: int
+    languages: dict[str, list[tuple[str, str]]]
+    models: list[ModelInfo]
+
+
+class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=True):
+    uid: int
+    attempt: int
+    slot: int
+    pid: int
+    text: str
+    source_language: str  # the detected language when the task said "auto"
+    target_language: str
+    confidence: float
+    model: str
+    tier: str
+    processing_ms: float  # wall time of the batch that produced it
+
+
+class TaskFailed(msgspec.Struct, tag="failed", array_like=True, gc=False, frozen=True):
+    """The runtime answered the task with an error; the worker keeps serving."""
+
+    uid: int
+    attempt: int
+    slot: int
+    pid: int
+    code: str
+    message: str
+
+
+class Heartbeat(msgspec.Struct, tag="heartbeat", array_like=True, gc=False, frozen=True):
+    """Sent when the worker is idle for a heartbeat interval, and between batches."""
+
+    slot: int
+    pid: int
+    queued: int  # tasks received but not yet answered
+
+
+class Stats(msgspec.Struct, tag="stats", array_like=True, gc=False, frozen=True):
+    """Cumulative counters since the worker started; sent every few heartbeats."""
+
+    slot: int
+    pid: int
+    tasks: int
+    failures: int
+    batches: int
+    busy_s: float
+    rss_bytes: int
+
+
+class Fatal(msgspec.Struct, tag="fatal", array_like=True, gc=False, frozen=True):
+    """The worker cannot go on; sent just before it exits with `exit_code`."""
+
+    slot: int
+    pid: int
+    code: str  # "model_load_error" | "runtime_error" | ...
+    message: str
+    exit_code: int
+
+
+class Stopped(msgspec.Struct, tag="stopped", array_like=True, gc=False, frozen=True):
+    """Answer to Drain: every received task has been answered; the worker exits 0."""
+
+    slot: int
+    pid: int
+    tasks: int
+
+
+FromWorker = Ready | Result | TaskFailed | Heartbeat | Stats | Fatal | Stopped

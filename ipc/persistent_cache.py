@@ -1,0 +1,486 @@
+"""Persistent cache levels behind the shared-memory table, and the tiered cache that uses both.
+
+Levels (one small interface, `PersistentLevel`; keys and values are the opaque bytes of
+`ipc.cache_key`, with an absolute expiry time):
+
+- `SqliteLevel`: the embedded default, one file in the appliance's state directory, WAL mode so
+  readers never wait for the writer. Bounded to about `max_entries` rows (oldest writes go
+  first); `recent()` hands the newest rows back on start so a restarted appliance is warm.
+- `RedisLevel`: for several appliances behind the same gateways (a `redis://` URL in config).
+  Expiry is Redis's own (`PX`); its memory bound is the server's `maxmemory` policy. It has
+  nothing to warm from: the server outlives the appliance anyway.
+
+`WriteBehind` moves writes to a level on a background thread through a bounded queue: `submit`
+never blocks and drops (and counts) what does not fit, so a slow disk or a slow Redis can never
+slow a translation down.
+
+`TieredCache` reads the shared-memory table first, then the persistent level, promoting a
+persistent hit into memory; it writes memory at once and the persistent level behind. When the
+persistent level raises, the cache keeps serving from memory alone: it sets `persistent_ok` to
+False, counts `persistent_errors`, logs once, and tries the level again after `retry_after`
+seconds. Persistent reads run in the caller's thread (a local SQLite read is tens of
+microseconds; Redis calls have a short socket timeout); callers on an event loop may wrap `get`
+in an executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from ipc.cache_key import CachedTranslation, decode_value, encode_value
+from ipc.shm_cache import ShmCache
+
+log = logging.getLogger("ipc.cache")
+
+Item = tuple[bytes, bytes, float]  # key, value, expires_at (wall clock; inf: never)
+
+
+class PersistentLevel(Protocol):
+    name: str
+
+    def get(self, key: bytes) -> tuple[bytes, float] | None:
+        """(value, expires_at) or None; expired entries are None. Raises on level failure."""
+
+    def put_many(self, items: Sequence[Item]) -> None:
+        """Store (replace) every item. Raises on level failure."""
+
+    def recent(self, limit: int) -> list[Item]:
+        """Up to `limit` live entries, newest first, to warm the memory level on start."""
+
+    def close(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------------- SQLite
+
+# The rowid orders writes: INSERT OR REPLACE deletes the old row and appends a new one, so the
+# largest ids are the newest writes of every process sharing the file. A cache has nothing worth
+# migrating: a file of another schema version is emptied.
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache (
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL UNIQUE,
+    value BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+class SqliteLevel:
+    """One SQLite file shared by every process of the appliance (WAL: one writer at a time,
+    readers never blocked). Each thread gets its own connection."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_entries: int = 200_000,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = 5.0,
+    ):
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
+        # Trimming once per `slack` writes keeps it cheap; the table stays under
+        # max_entries + slack.
+        self._slack = max(1, max_entries // 10)
+        self._since_trim = 0
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        self._closed = False
+        self._conn()  # fail at construction on an unusable path, not at the first miss
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("SqliteLevel is closed")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False only so that close() may close every thread's connection;
+            # each connection is otherwise used by the thread that opened it.
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    conn.execute("DROP TABLE IF EXISTS cache")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute(_SCHEMA)
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    def get(self, key: bytes) -> tuple[bytes, float] | None:
+        row = self._conn().execute(
+            "SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone()
+        if row is None or row[1] <= self._clock():
+            return None
+        return bytes(row[0]), row[1]
+
+    def put_many(self, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        conn = self._conn()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", items)
+        self._since_trim += len(items)
+        if self._since_trim >= self._slack:
+            self.trim()
+
+    def trim(self) -> None:
+        """Drop expired rows, then the oldest writes beyond max_entries."""
+        now = self._clock()
+        conn = self._conn()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM cache WHERE expires_at <= ?", (now,))
+            conn.execute(
+                "DELETE FROM cache WHERE id <= (SELECT id FROM cache ORDER BY id DESC"
+                " LIMIT 1 OFFSET ?)", (self.max_entries,))
+        self._since_trim = 0
+
+    def recent(self, limit: int) -> list[Item]:
+        rows = self._conn().execute(
+            "SELECT key, value, expires_at FROM cache WHERE expires_at > ?"
+            " ORDER BY id DESC LIMIT ?", (self._clock(), limit)).fetchall()
+        return [(bytes(k), bytes(v), exp) for k, v, exp in rows]
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM cache").fetchone()[0]
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conn_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+# ----------------------------------------------------------------------------------- Redis
+
+_EXPIRY = struct.Struct(">d")  # stored in front of the value: promotion needs the expiry
+
+
+class RedisLevel:
+    """A Redis server shared by several appliances. Needs the `redis` package."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "meeshy:cache:",
+        clock: Callable[[], float] = time.time,
+        socket_timeout_s: float = 0.25,
+    ):
+        import redis  # optional dependency: only a Redis-backed appliance needs it
+
+        self.url = url
+        self._prefix = prefix.encode()
+        self._clock = clock
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s)
+
+    def get(self, key: bytes) -> tuple[bytes, float] | None:
+        raw = self._client.get(self._prefix + key)
+        if raw is None or len(raw) < _EXPIRY.size:
+            return None
+        (expires_at,) = _EXPIRY.unpack_from(raw)
+        if expires_at <= self._clock():
+            return None
+        return raw[_EXPIRY.size:], expires_at
+
+    def put_many(self, items: Sequence[Item]) -> None:
+        now = self._clock()
+        pipe = self._client.pipeline(transaction=False)
+        for key, value, expires_at in items:
+            left_ms = math.inf if math.isinf(expires_at) else int((expires_at - now) * 1000)
+            if left_ms <= 0:
+                continue
+            payload = _EXPIRY.pack(expires_at) + value
+            if math.isinf(left_ms):
+                pipe.set(self._prefix + key, payload)
+            else:
+                pipe.set(self._prefix + key, payload, px=left_ms)
+        pipe.execute()
+
+    def recent(self, limit: int) -> list[Item]:
+        return []
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_level(url: str, *, clock: Callable[[], float] = time.time,
+               **options: object) -> PersistentLevel:
+    """A level from a config string: `redis://...`/`rediss://...`/`unix://...` or a file path
+    (optionally `sqlite:///abs/path`)."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisLevel(url, clock=clock, **options)  # type: ignore[arg-type]
+    path = url.removeprefix("sqlite://")
+    return SqliteLevel(path, clock=clock, **options)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------- write-behind
+
+_STOP = object()
+
+
+class WriteBehind:
+    """A background thread writing batches to a level. `submit` never blocks."""
+
+    def __init__(
+        self,
+        level: PersistentLevel,
+        *,
+        max_queue: int = 10_000,
+        max_batch: int = 256,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_success: Callable[[], None] | None = None,
+    ):
+        self._level = level
+        self._queue: queue.Queue = queue.Queue(max_queue)
+        self._max_batch = max_batch
+        self._on_error = on_error
+        self._on_success = on_success
+        self._idle = threading.Condition()
+        self._pending = 0
+        self.written = 0
+        self.failed = 0
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="cache-write-behind", daemon=True)
+        self._thread.start()
+
+    def submit(self, key: bytes, value: bytes, expires_at: float) -> bool:
+        """Queue one write; False (counted in `dropped`) when the queue is full."""
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait((key, value, expires_at))
+            return True
+        except queue.Full:
+            with self._idle:
+                self._pending -= 1
+                self.dropped += 1
+                self._idle.notify_all()
+            return False
+
+    @property
+    def queued(self) -> int:
+        return self._pending
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything submitted so far is written or has failed."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (within `timeout`), then stop the thread."""
+        self.flush(timeout)
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return  # the thread is stuck on the level; it is a daemon and dies with us
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                self._level.put_many(batch)
+            except Exception as exc:  # any level failure: count, report, keep the thread alive
+                self.failed += len(batch)
+                if self._on_error is not None:
+                    self._on_error(exc)
+            else:
+                self.written += len(batch)
+                if self._on_success is not None:
+                    self._on_success()
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+            if stop:
+                return
+
+
+# ----------------------------------------------------------------------------------- tiered
+
+class TieredCache:
+    """Memory first, then the persistent level; degrades to memory alone on persistent errors.
+
+    Does not own `memory` (the caller closes it); `close()` closes the write-behind thread and
+    the persistent level.
+    """
+
+    def __init__(
+        self,
+        memory: ShmCache,
+        persistent: PersistentLevel | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_after: float = 30.0,
+        max_queue: int = 10_000,
+        max_batch: int = 256,
+    ):
+        self.memory = memory
+        self.persistent = persistent
+        self._clock = clock
+        self._retry_after = retry_after
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+        self.persistent_ok = persistent is not None
+        self.persistent_errors = 0
+        self.persistent_hits = 0
+        self.persistent_misses = 0
+        self._writer = None
+        if persistent is not None:
+            self._writer = WriteBehind(
+                persistent, max_queue=max_queue, max_batch=max_batch,
+                on_error=self._persistent_failed, on_success=self._persistent_recovered)
+
+    # ------------------------------------------------------------------ degradation
+
+    def _persistent_usable(self) -> bool:
+        if self.persistent is None:
+            return False
+        return self.persistent_ok or self._clock() >= self._retry_at
+
+    def _persistent_failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.persistent_errors += 1
+            self._retry_at = self._clock() + self._retry_after
+            was_ok, self.persistent_ok = self.persistent_ok, False
+        if was_ok:
+            log.warning(
+                "persistent cache level %s failed (%s: %s): serving from memory only,"
+                " retrying in %.0f s", self.persistent.name, type(exc).__name__, exc,
+                self._retry_after)
+
+    def _persistent_recovered(self) -> None:
+        if self.persistent_ok:
+            return
+        with self._lock:
+            was_ok, self.persistent_ok = self.persistent_ok, True
+        if not was_ok:
+            log.warning("persistent cache level %s is back", self.persistent.name)
+
+    # ------------------------------------------------------------------ API
+
+    def get(self, key: bytes) -> CachedTranslation | None:
+        data = self.get_bytes(key)
+        if data is None:
+            return None
+        try:
+            return decode_value(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    def get_bytes(self, key: bytes) -> bytes | None:
+        data = self.memory.get_bytes(key)
+        if data is not None or not self._persistent_usable():
+            return data
+        try:
+            found = self.persistent.get(key)
+        except Exception as exc:
+            self._persistent_failed(exc)
+            return None
+        self._persistent_recovered()
+        if found is None:
+            self.persistent_misses += 1
+            return None
+        self.persistent_hits += 1
+        value, expires_at = found
+        self.memory.put_bytes(key, value, expires_at=expires_at)
+        # Written back so the persistent level's own bound (oldest write first) keeps it.
+        self._submit(key, value, expires_at)
+        return value
+
+    def put(self, key: bytes, value: CachedTranslation, ttl: float | None = None) -> None:
+        self.put_bytes(key, encode_value(value), ttl=ttl)
+
+    def put_bytes(self, key: bytes, data: bytes, ttl: float | None = None) -> None:
+        expires_at = self._clock() + (self.memory.default_ttl if ttl is None else ttl)
+        self.memory.put_bytes(key, data, expires_at=expires_at)
+        self._submit(key, data, expires_at)
+
+    def _submit(self, key: bytes, data: bytes, expires_at: float) -> None:
+        # While degraded, writes are not queued: the queue would fill with doomed batches.
+        if self._writer is not None and self._persistent_usable():
+            self._writer.submit(key, data, expires_at)
+
+    def warm(self, limit: int | None = None) -> int:
+        """Load the persistent level's newest entries into memory; returns how many."""
+        if not self._persistent_usable():
+            return 0
+        try:
+            items = self.persistent.recent(limit or self.memory.entries)
+        except Exception as exc:
+            self._persistent_failed(exc)
+            return 0
+        loaded = 0
+        for key, value, expires_at in reversed(items):  # oldest first: newest ends up MRU
+            loaded += self.memory.put_bytes(key, value, expires_at=expires_at)
+        return loaded
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self._writer.flush(timeout) if self._writer is not None else True
+
+    def stats(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.memory.stats())
+        w = self._writer
+        out.update(
+            persistent_level=self.persistent.name if self.persistent is not None else None,
+            persistent_ok=self.persistent_ok,
+            persistent_errors=self.persistent_errors,
+            persistent_hits=self.persistent_hits,
+            persistent_misses=self.persistent_misses,
+            write_behind_queued=w.queued if w else 0,
+            write_behind_written=w.written if w else 0,
+            write_behind_failed=w.failed if w else 0,
+            write_behind_dropped=w.dropped if w else 0,
+        )
+        return out
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._writer is not None:
+            self._writer.close(timeout)
+        if self.persistent is not None:
+            self.persistent.close()

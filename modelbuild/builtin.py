@@ -1,0 +1,210 @@
+"""The built-in models: trained here, offline, on the synthetic corpus of `modelbuild.corpus`.
+
+Two Hugging Face checkpoints, saved with `save_pretrained` and then exported, verified and
+registered by exactly the path a downloaded checkpoint takes (`export_models.export_checkpoint`):
+
+- `builtin-marian-en-fr`: a small Marian pair model, English -> French (tier basic).
+- `builtin-m2m-mini`: a small M2M100 model, English <-> French/Spanish/German, target language
+  forced as the first decoder token as NLLB/M2M100 do (tier medium).
+
+Training is seeded and single-process, so the same code gives the same weights; a checkpoint is
+rebuilt only when the recipe (this file, the corpus generator, the tokenizer builder) changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from modelbuild import corpus as corpus_module
+from modelbuild import tokenizer_files as tokenizers_module
+from modelbuild.corpus import LANGUAGES, SAMPLE_SENTENCES, generate_corpus
+
+SEED = 1234
+MAX_POSITIONS = 128  # built-in sentences are short; the exported model refuses longer input
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    family: str  # "marian" | "m2m100"
+    tier: str
+    pairs: tuple[tuple[str, str], ...]
+    corpus_size: int
+    vocab_size: int
+    d_model: int
+    layers: int
+    heads: int
+    ffn: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+
+
+RECIPES = (
+    Recipe(
+        name="builtin-marian-en-fr",
+        family="marian",
+        tier="basic",
+        pairs=(("en", "fr"),),
+        corpus_size=40_000,
+        vocab_size=1200,
+        d_model=128,
+        layers=2,
+        heads=4,
+        ffn=512,
+        steps=1200,
+        batch_size=64,
+        learning_rate=2e-3,
+    ),
+    Recipe(
+        name="builtin-m2m-mini",
+        family="m2m100",
+        tier="medium",
+        pairs=tuple((src, tgt) for src in LANGUAGES for tgt in LANGUAGES if src != tgt and "en" in (src, tgt)),
+        corpus_size=60_000,
+        vocab_size=4000,
+        d_model=192,
+        layers=3,
+        heads=4,
+        ffn=768,
+        steps=2400,
+        batch_size=64,
+        learning_rate=2e-3,
+    ),
+)
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """Changes whenever anything that shapes the weights changes."""
+    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
+    for module in (corpus_module, tokenizers_module):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_checkpoint(recipe: Recipe, build_dir: Path, log=print) -> Path:
+    """Train (or reuse) the recipe's checkpoint; returns the HF checkpoint directory."""
+    checkpoint = build_dir / recipe.name
+    stamp = checkpoint / "BUILD_DIGEST"
+    digest = recipe_digest(recipe)
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        log(f"{recipe.name}: trained checkpoint is up to date ({checkpoint})")
+        return checkpoint
+
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(2)
+    rng = random.Random(SEED)
+    sentences = generate_corpus(recipe.corpus_size, seed=SEED)
+    tokenizer, model = _make_model(recipe, sentences, checkpoint)
+    examples = _examples(recipe, sentences, tokenizer, rng)
+    log(f"{recipe.name}: training {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
+        f"on {len(examples)} sentence pairs, {recipe.steps} steps")
+    _train(model, examples, recipe, rng, log)
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    stamp.write_text(digest + "\n")
+    return checkpoint
+
+
+def _make_model(recipe: Recipe, sentences: list[dict[str, str]], checkpoint: Path):
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, MarianConfig, MarianMTModel
+
+    shape = dict(
+        d_model=recipe.d_model,
+        encoder_layers=recipe.layers,
+        decoder_layers=recipe.layers,
+        encoder_attention_heads=recipe.heads,
+        decoder_attention_heads=recipe.heads,
+        encoder_ffn_dim=recipe.ffn,
+        decoder_ffn_dim=recipe.ffn,
+        max_position_embeddings=MAX_POSITIONS,
+        dropout=0.0,  # the corpus is unbounded and noise-free: nothing to regularize against
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+    )
+    if recipe.family == "marian":
+        (src, tgt), = recipe.pairs
+        tokenizer = tokenizers_module.marian_tokenizer(
+            checkpoint, [s[src] for s in sentences], [s[tgt] for s in sentences], recipe.vocab_size
+        )
+        pad = tokenizer.pad_token_id
+        config = MarianConfig(
+            vocab_size=len(tokenizer), pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
+            forced_eos_token_id=0, **shape,
+        )
+        model = MarianMTModel(config)
+        # HF does not save Marian's sinusoidal position tables; training them would make the
+        # reloaded model quietly differ from the trained one.
+        model.model.encoder.embed_positions.weight.requires_grad_(False)
+        model.model.decoder.embed_positions.weight.requires_grad_(False)
+        return tokenizer, model
+    lines = [s[lang] for s in sentences for lang in sorted({lang for pair in recipe.pairs for lang in pair})]
+    tokenizer = tokenizers_module.m2m100_tokenizer(checkpoint, lines, recipe.vocab_size)
+    config = M2M100Config(
+        vocab_size=tokenizers_module.m2m100_vocab_size(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id, scale_embedding=True,
+        **shape,
+    )
+    return tokenizer, M2M100ForConditionalGeneration(config)
+
+
+def _examples(recipe: Recipe, sentences, tokenizer, rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    """(source ids, label ids) with the family's framing, taken from the HF tokenizer itself."""
+    examples = []
+    for sentence in sentences:
+        src, tgt = rng.choice(recipe.pairs)
+        if recipe.family == "m2m100":
+            tokenizer.src_lang, tokenizer.tgt_lang = src, tgt
+        encoded = tokenizer(sentence[src], text_target=sentence[tgt])
+        examples.append((encoded["input_ids"], encoded["labels"]))
+    return examples
+
+
+def _train(model, examples, recipe: Recipe, rng: random.Random, log) -> None:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.01)
+    warmup = recipe.steps // 10
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.05, (recipe.steps - step) / (recipe.steps - warmup)))
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.1)
+    pad = model.config.pad_token_id
+    model.train()
+    started = time.monotonic()
+    for step in range(1, recipe.steps + 1):
+        batch = rng.sample(examples, recipe.batch_size)
+        input_ids = _pad([src for src, _ in batch], pad)
+        labels = _pad([tgt for _, tgt in batch], -100)
+        logits = model(input_ids=input_ids, attention_mask=(input_ids != pad).long(), labels=labels).logits
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 200 == 0 or step == recipe.steps:
+            elapsed = time.monotonic() - started
+            log(f"  step {step}/{recipe.steps}  loss {loss.item():.3f}  {elapsed:.0f}s elapsed, "
+                f"~{elapsed / step * (recipe.steps - step):.0f}s left")
+    model.eval()
+
+
+def _pad(rows: list[list[int]], value: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def sample_texts(source: str) -> list[str]:
+    return [s[source] for s in SAMPLE_SENTENCES]

@@ -1,0 +1,101 @@
+"""A stand-in for `workers.runtime.Runtime`: 'translates' by reversing the text.
+
+Loaded by the real worker process through its `runtime_factory` seam
+(`tests.fakes.fake_runtime:load`). Behaviour comes from the environment, which spawned workers
+inherit from the appliance process:
+
+    FAKE_RUNTIME_DELAY_MS   sleep this long per job in `translate` (default 0)
+    FAKE_RUNTIME_LOAD       "ok" (default) | "fail" (raise at load) | "exit:N" | "hang"
+    FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
+    FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
+
+Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__error__" gives a
+TranslationError, "__raise__" makes the whole batch raise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from workers.jobs import AUTO, Translation, TranslationError, TranslationJob
+
+LANGUAGES = {
+    "basic": [("en", "fr")],
+    "medium": sorted(
+        [(a, b) for a in ("en", "fr", "es", "de") for b in ("en", "fr", "es", "de") if a != b]
+    ),
+}
+
+
+class FakeLoadError(Exception):
+    pass
+
+
+def _applies_to_this_slot() -> bool:
+    slots = os.environ.get("FAKE_RUNTIME_LOAD_SLOTS", "")
+    if not slots:
+        return True
+    return os.environ.get("MEESHY_WORKER_SLOT", "") in slots.split(",")
+
+
+def load(models_dir: Path, tiers: dict[str, str] | None = None, threads: int = 1) -> "FakeRuntime":
+    flag = os.environ.get("FAKE_RUNTIME_FAIL_FLAG")
+    if flag and Path(flag).exists():
+        raise FakeLoadError(f"fail flag {flag} is set")
+    mode = os.environ.get("FAKE_RUNTIME_LOAD", "ok")
+    if mode != "ok" and _applies_to_this_slot():
+        if mode == "fail":
+            raise FakeLoadError(f"no usable model in {models_dir} (fake)")
+        if mode.startswith("exit:"):
+            os._exit(int(mode.split(":", 1)[1]))
+        if mode == "hang":
+            while True:
+                time.sleep(3600)
+    return FakeRuntime(float(os.environ.get("FAKE_RUNTIME_DELAY_MS", "0")) / 1000.0)
+
+
+class FakeRuntime:
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def languages(self) -> dict[str, list[tuple[str, str]]]:
+        return {tier: list(pairs) for tier, pairs in LANGUAGES.items()}
+
+    def models(self) -> list[dict]:
+        return [
+            {"name": f"fake-{tier}", "family": "fake", "tier": tier, "quantization": "none",
+             "languages": pairs}
+            for tier, pairs in LANGUAGES.items()
+        ]
+
+    def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]:
+        if any("__raise__" in job.text for job in jobs):
+            raise RuntimeError("fake runtime failure")
+        if self.delay_s:
+            time.sleep(self.delay_s * len(jobs))
+        out: list[Translation | TranslationError] = []
+        for job in jobs:
+            if "__crash__" in job.text:
+                os._exit(13)
+            if "__error__" in job.text:
+                out.append(TranslationError("translation_failed", "fake error"))
+                continue
+            source = job.source_language
+            if source == AUTO:
+                source = "fr" if job.target_language == "en" else "en"
+            tier = job.tier
+            if tier == AUTO:
+                tier = "basic" if (source, job.target_language) in LANGUAGES["basic"] else "medium"
+            out.append(
+                Translation(
+                    text=job.text[::-1],
+                    source_language=source,
+                    target_language=job.target_language,
+                    confidence=0.5 + (len(job.text) % 5) / 10.0,
+                    model=f"fake-{tier}",
+                    tier=tier,
+                )
+            )
+        return out

@@ -1,0 +1,251 @@
+"""The SQLite level, the write-behind thread, and the tiered cache (including degradation)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import threading
+
+import pytest
+
+from ipc.cache_key import CachedTranslation, cache_key
+from ipc.persistent_cache import RedisLevel, SqliteLevel, TieredCache, WriteBehind, open_level
+from ipc.shm_cache import ShmCache
+
+_names = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def key(i: int) -> bytes:
+    return cache_key("opus-mt-en-fr", "r1", "en", "fr", f"message {i}")
+
+
+def value(i: int) -> CachedTranslation:
+    return CachedTranslation(f"traduction {i}", "en", 0.5 + i / 1000, "opus-mt-en-fr", "basic")
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def new_table(clock):
+    """Factory: a fresh shared-memory table per call (a restarted appliance gets a new one)."""
+    made = []
+
+    def make(entries: int = 64) -> ShmCache:
+        name = f"meeshy-ptest-{os.getpid()}-{next(_names)}"
+        table = ShmCache.create(name, entries=entries, max_bytes=64 * 1024, ttl=3600.0,
+                                clock=clock)
+        made.append(table)
+        return table
+
+    yield make
+    for table in made:
+        table.unlink()
+        table.close()
+
+
+class FlakyLevel:
+    """A level that raises while `broken`; records what it stored."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.broken = False
+        self.data: dict[bytes, tuple[bytes, float]] = {}
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.broken:
+            raise OSError("disk I/O error")
+
+    def get(self, key):
+        self._check()
+        return self.data.get(key)
+
+    def put_many(self, items):
+        self._check()
+        for k, v, exp in items:
+            self.data[k] = (v, exp)
+
+    def recent(self, limit):
+        self._check()
+        return [(k, v, exp) for k, (v, exp) in list(self.data.items())[-limit:]][::-1]
+
+    def close(self):
+        pass
+
+
+# ------------------------------------------------------------------------------- SQLite level
+
+@pytest.mark.timeout(20)
+def test_restarted_appliance_is_warm(tmp_path, new_table, clock):
+    db = tmp_path / "state" / "cache.sqlite"
+    first = TieredCache(new_table(), SqliteLevel(db, clock=clock), clock=clock)
+    for i in range(10):
+        first.put(key(i), value(i))
+    first.close()  # flushes the write-behind queue
+
+    second = TieredCache(new_table(), SqliteLevel(db, clock=clock), clock=clock)
+    assert second.warm() == 10
+    # Loaded in write order: the newest write is the most recently used.
+    assert second.memory.keys_lru() == [key(i) for i in reversed(range(10))]
+    assert [second.get(key(i)) for i in range(10)] == [value(i) for i in range(10)]
+    assert second.persistent_hits == 0
+    second.close()
+
+
+@pytest.mark.timeout(20)
+def test_memory_miss_is_served_and_promoted_from_sqlite(tmp_path, new_table, clock):
+    db = tmp_path / "cache.sqlite"
+    writer = TieredCache(new_table(), SqliteLevel(db, clock=clock), clock=clock)
+    writer.put(key(1), value(1), ttl=100.0)
+    assert writer.flush(10)
+
+    reader = TieredCache(new_table(), SqliteLevel(db, clock=clock), clock=clock)
+    assert reader.get(key(1)) == value(1)
+    assert reader.persistent_hits == 1
+    assert reader.memory.get(key(1)) == value(1)  # promoted, with the remaining TTL
+    clock.now += 101.0
+    assert reader.memory.get(key(1)) is None
+    assert reader.get(key(1)) is None
+    writer.close()
+    reader.close()
+
+
+@pytest.mark.timeout(20)
+def test_sqlite_level_honours_expiry(tmp_path, clock):
+    level = SqliteLevel(tmp_path / "c.sqlite", clock=clock)
+    level.put_many([(key(1), b"a", clock.now + 10), (key(2), b"b", math.inf)])
+    clock.now += 11
+    assert level.get(key(1)) is None
+    assert level.get(key(2)) == (b"b", math.inf)
+    assert [k for k, _, _ in level.recent(10)] == [key(2)]
+    level.close()
+
+
+@pytest.mark.timeout(20)
+def test_sqlite_level_is_bounded_keeping_the_newest(tmp_path, clock):
+    level = SqliteLevel(tmp_path / "c.sqlite", max_entries=50, clock=clock)
+    for batch in range(20):
+        clock.now += 1
+        level.put_many([(key(batch * 25 + i), b"v", math.inf) for i in range(25)])
+    assert len(level) <= 50 + 5  # max_entries + the trim slack
+    level.trim()
+    assert len(level) == 50
+    assert level.get(key(499)) is not None and level.get(key(0)) is None
+    level.close()
+
+
+@pytest.mark.timeout(20)
+def test_open_level_picks_the_level_from_the_url(tmp_path):
+    level = open_level(str(tmp_path / "c.sqlite"))
+    assert isinstance(level, SqliteLevel)
+    level.close()
+    level = open_level(f"sqlite://{tmp_path}/d.sqlite")
+    assert isinstance(level, SqliteLevel) and level.path == tmp_path / "d.sqlite"
+    level.close()
+    pytest.importorskip("redis")
+    level = open_level("redis://127.0.0.1:1/0")  # connects lazily
+    assert isinstance(level, RedisLevel)
+    level.close()
+
+
+# ------------------------------------------------------------------------------- write-behind
+
+class BlockingLevel(FlakyLevel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def put_many(self, items):
+        self.entered.set()
+        self.release.wait(30)
+        super().put_many(items)
+
+
+@pytest.mark.timeout(20)
+def test_write_behind_never_blocks_and_counts_drops():
+    level = BlockingLevel()
+    writer = WriteBehind(level, max_queue=4, max_batch=2)
+    assert writer.submit(key(0), b"v", math.inf)
+    assert level.entered.wait(10)  # the thread is now stuck in put_many with item 0
+    accepted = [writer.submit(key(i), b"v", math.inf) for i in range(1, 11)]
+    assert accepted == [True] * 4 + [False] * 6
+    assert writer.dropped == 6
+    assert not writer.flush(0.01)
+    level.release.set()
+    assert writer.flush(10)
+    assert writer.written == 5 and sorted(level.data) == sorted(key(i) for i in range(5))
+    writer.close()
+
+
+# ------------------------------------------------------------------------------- degradation
+
+@pytest.mark.timeout(20)
+def test_failing_persistent_level_degrades_to_memory(new_table, clock, caplog):
+    level = FlakyLevel()
+    cache = TieredCache(new_table(), level, clock=clock, retry_after=30.0)
+    cache.put(key(1), value(1))
+    assert cache.flush(10)
+    level.broken = True
+
+    with caplog.at_level(logging.WARNING, logger="ipc.cache"):
+        cache.put(key(2), value(2))  # memory takes it; the write-behind batch fails
+        assert cache.flush(10)
+        assert not cache.persistent_ok
+        assert cache.get(key(2)) == value(2)
+        assert cache.get(key(3)) is None  # a miss, not an exception
+    assert [r.getMessage() for r in caplog.records if "memory only" in r.getMessage()]
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1  # logged once
+
+    calls = level.calls
+    assert cache.get(key(4)) is None and cache.put(key(5), value(5)) is None
+    assert cache.flush(10)
+    assert level.calls == calls  # not retried before retry_after
+    stats = cache.stats()
+    assert stats["persistent_ok"] is False and stats["persistent_errors"] >= 1
+    assert stats["write_behind_failed"] == 1
+
+    level.broken = False
+    clock.now += 31.0
+    assert cache.get(key(1)) == value(1)  # from memory: persistent not needed
+    assert cache.get(key(6)) is None  # a memory miss retries the level, which now works
+    assert cache.persistent_ok
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_warm_on_a_broken_level_starts_cold(new_table, clock):
+    level = FlakyLevel()
+    level.broken = True
+    cache = TieredCache(new_table(), level, clock=clock)
+    assert cache.warm() == 0
+    assert not cache.persistent_ok
+    cache.put(key(1), value(1))
+    assert cache.get(key(1)) == value(1)
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_memory_only_tiered_cache(new_table, clock):
+    cache = TieredCache(new_table(), None, clock=clock)
+    cache.put(key(1), value(1))
+    assert cache.get(key(1)) == value(1) and cache.get(key(2)) is None
+    assert cache.warm() == 0 and cache.flush()
+    stats = cache.stats()
+    assert stats["persistent_level"] is None and stats["hits"] == 1
+    cache.close()

@@ -1,0 +1,324 @@
+"""The worker process: a thin host around the pure runtime, speaking the ipc/ frame protocol.
+
+Lifecycle (entry point `main`, started by the supervisor with the `spawn` method):
+
+    decode WorkerSpec ─▶ pin to core ─▶ connect sockets ─▶ load runtime ──ok──▶ Ready ─▶ serve
+                                                               └─fails─▶ Fatal, exit EXIT_BOOT_ERROR
+    serve: drain queued Task frames ─▶ plan a batch (workers.batching) ─▶ runtime.translate
+           ─▶ one Result / TaskFailed per task ─▶ repeat; Heartbeat when idle, Stats every few.
+    Drain frame: answer everything received, send Stopped, exit EXIT_OK.
+
+The runtime comes through a seam: `spec.runtime_factory` is an import path called as
+`factory(models_dir, tiers, threads)`; production uses `workers.runtime:Runtime.load`, tests a
+fake. Errors are data: a bad task, or a runtime that raises on a batch, yields TaskFailed frames
+and the worker keeps serving. SIGINT is ignored (a terminal's Ctrl-C reaches the whole process
+group; the supervisor coordinates shutdown), and the worker dies with its supervisor
+(PR_SET_PDEATHSIG, plus a parent-pid check on every heartbeat).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import zmq
+
+from ipc import codec
+from ipc.entry import resolve
+from ipc.exitcodes import EXIT_BAD_SPEC, EXIT_BOOT_ERROR, EXIT_OK, EXIT_ORPHANED
+from ipc.frames import (
+    Drain,
+    Fatal,
+    Heartbeat,
+    ModelInfo,
+    Ready,
+    Result,
+    Stats,
+    Stopped,
+    Task,
+    TaskFailed,
+    WorkerSpec,
+)
+from ipc.sockets import Role, make_socket
+from workers import batching
+from workers.jobs import Translation, TranslationError, TranslationJob
+
+log = logging.getLogger("meeshy.worker")
+
+STATS_EVERY_HEARTBEATS = 5
+DRAIN_MAX_FRAMES = 1024  # frames read per drain, so a flood cannot starve decoding
+CLOSE_LINGER_MS = 2000  # the last frames (Stopped, Fatal) must reach the supervisor
+PR_SET_PDEATHSIG = 1
+
+
+class Runtime(Protocol):
+    def languages(self) -> dict[str, list[tuple[str, str]]]: ...
+    def models(self) -> list[dict]: ...
+    def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]: ...
+
+
+class Orphaned(Exception):
+    pass
+
+
+def main(spec_bytes: bytes) -> None:
+    """Spawn target (through ipc.entry.run): never returns, exits with a named code."""
+    logging.basicConfig(
+        level=os.environ.get("MEESHY_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    )
+    try:
+        spec = codec.decode_spec(spec_bytes)
+    except codec.FrameError as exc:
+        log.error("%s", exc)
+        sys.exit(EXIT_BAD_SPEC)
+    sys.exit(WorkerProcess(spec).run())
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the heartbeat's parent-pid check still catches it
+
+
+def _model_info(model: dict) -> ModelInfo:
+    langs = model.get("languages") or []
+    return ModelInfo(
+        name=str(model.get("name", "")),
+        family=str(model.get("family", "")),
+        tier=str(model.get("tier", "")),
+        quantization=str(model.get("quantization") or "none"),
+        languages=[
+            lang if isinstance(lang, str) else "-".join(str(part) for part in lang) for lang in langs
+        ],
+    )
+
+
+class WorkerProcess:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.pid = os.getpid()
+        self.queued: deque[Task] = deque()
+        self.draining = False
+        self.tasks_done = 0
+        self.failures = 0
+        self.batches = 0
+        self.busy_s = 0.0
+        self.heartbeats = 0
+        self.last_sent = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        spec = self.spec
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
+        if spec.supervisor_pid and os.getppid() != spec.supervisor_pid:
+            return EXIT_ORPHANED
+        if spec.cpu is not None:
+            try:
+                os.sched_setaffinity(0, {spec.cpu})
+            except (OSError, AttributeError) as exc:
+                log.warning("worker %d: cannot pin to cpu %d: %s", spec.slot, spec.cpu, exc)
+        os.environ["MEESHY_WORKER_SLOT"] = str(spec.slot)
+
+        ctx = zmq.Context()
+        self.tasks = make_socket(
+            ctx, Role.TASKS_IN, spec.tasks_endpoint, hwm=spec.hwm, linger_ms=spec.linger_ms
+        )
+        self.results = make_socket(
+            ctx, Role.RESULTS_OUT, spec.results_endpoint, hwm=spec.hwm, linger_ms=CLOSE_LINGER_MS
+        )
+        # A bounded wait per send, so a vanished supervisor is noticed instead of blocking forever.
+        self.results.setsockopt(zmq.SNDTIMEO, 1000)
+        try:
+            runtime = self._load()
+            if runtime is None:
+                return EXIT_BOOT_ERROR
+            self._send(
+                Ready(
+                    protocol_version=spec.protocol_version,
+                    slot=spec.slot,
+                    pid=self.pid,
+                    languages={
+                        tier: [(str(s), str(t)) for s, t in pairs]
+                        for tier, pairs in runtime.languages().items()
+                    },
+                    models=[_model_info(m) for m in runtime.models()],
+                )
+            )
+            self._serve(runtime)
+            self._send(Stopped(slot=spec.slot, pid=self.pid, tasks=self.tasks_done))
+            return EXIT_OK
+        except Orphaned:
+            return EXIT_ORPHANED
+        finally:
+            self.tasks.close(linger=0)
+            self.results.close()
+            ctx.term()
+
+    def _load(self) -> Runtime | None:
+        spec = self.spec
+        try:
+            factory = resolve(spec.runtime_factory)
+            tiers = dict(spec.tiers) if spec.tiers else None
+            return factory(Path(spec.models_dir), tiers, spec.threads)
+        except Exception as exc:  # any load failure ends this worker with a clear Fatal
+            message = f"{type(exc).__name__}: {exc}"
+            log.error("worker %d: cannot load models from %s: %s", spec.slot, spec.models_dir, message)
+            self._send(
+                Fatal(
+                    slot=spec.slot,
+                    pid=self.pid,
+                    code="model_load_error",
+                    message=message,
+                    exit_code=EXIT_BOOT_ERROR,
+                )
+            )
+            return None
+
+    # ------------------------------------------------------------------ serving
+
+    def _serve(self, runtime: Runtime) -> None:
+        spec = self.spec
+        interval_ms = max(1, int(spec.heartbeat_interval_s * 1000))
+        while True:
+            if not self.queued and self.draining:
+                return
+            if not self.queued:
+                if self.tasks.poll(interval_ms, zmq.POLLIN):
+                    self._drain_socket()
+            else:
+                self._drain_socket()
+            if self.queued:
+                self._run_batch(runtime)
+            self._heartbeat_if_due()
+
+    def _drain_socket(self) -> None:
+        for _ in range(DRAIN_MAX_FRAMES):
+            try:
+                data = self.tasks.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                frame = codec.decode_to_worker(data)
+            except codec.FrameError as exc:
+                log.error("worker %d: dropped a frame: %s", self.spec.slot, exc)
+                continue
+            if isinstance(frame, Task):
+                self.queued.append(frame)
+            elif isinstance(frame, Drain):
+                self.draining = True
+
+    def _run_batch(self, runtime: Runtime) -> None:
+        spec = self.spec
+        batch = batching.plan(self.queued, spec.batch_token_budget, spec.max_batch_size)
+        chosen = {id(t) for t in batch}
+        self.queued = deque(t for t in self.queued if id(t) not in chosen)
+        jobs = [
+            TranslationJob(
+                text=t.text,
+                target_language=t.target_language,
+                source_language=t.source_language,
+                tier=t.tier,
+                beam_size=t.beam_size,
+            )
+            for t in batch
+        ]
+        started = time.perf_counter()
+        try:
+            outcomes: list[Translation | TranslationError] = runtime.translate(jobs)
+            if len(outcomes) != len(jobs):
+                raise RuntimeError(f"runtime answered {len(outcomes)} of {len(jobs)} jobs")
+        except Exception as exc:  # a runtime bug fails this batch, not the worker
+            log.exception("worker %d: batch of %d failed", spec.slot, len(jobs))
+            outcomes = [TranslationError("internal_error", f"{type(exc).__name__}: {exc}")] * len(jobs)
+        elapsed = time.perf_counter() - started
+        self.busy_s += elapsed
+        self.batches += 1
+        for task, out in zip(batch, outcomes):
+            if isinstance(out, Translation):
+                self.tasks_done += 1
+                self._send(
+                    Result(
+                        uid=task.uid,
+                        attempt=task.attempt,
+                        slot=spec.slot,
+                        pid=self.pid,
+                        text=out.text,
+                        source_language=out.source_language,
+                        target_language=out.target_language,
+                        confidence=float(out.confidence),
+                        model=out.model,
+                        tier=out.tier,
+                        processing_ms=elapsed * 1000.0,
+                    )
+                )
+            else:
+                self.failures += 1
+                code, message = (
+                    (out.code, out.message)
+                    if isinstance(out, TranslationError)
+                    else ("internal_error", f"runtime returned {type(out).__name__}")
+                )
+                self._send(
+                    TaskFailed(
+                        uid=task.uid,
+                        attempt=task.attempt,
+                        slot=spec.slot,
+                        pid=self.pid,
+                        code=code,
+                        message=message,
+                    )
+                )
+
+    def _heartbeat_if_due(self) -> None:
+        spec = self.spec
+        if time.monotonic() - self.last_sent < spec.heartbeat_interval_s:
+            return
+        if spec.supervisor_pid and os.getppid() != spec.supervisor_pid:
+            raise Orphaned
+        self._send(Heartbeat(slot=spec.slot, pid=self.pid, queued=len(self.queued)))
+        self.heartbeats += 1
+        if self.heartbeats % STATS_EVERY_HEARTBEATS == 0:
+            self._send(
+                Stats(
+                    slot=spec.slot,
+                    pid=self.pid,
+                    tasks=self.tasks_done,
+                    failures=self.failures,
+                    batches=self.batches,
+                    busy_s=self.busy_s,
+                    rss_bytes=_rss_bytes(),
+                )
+            )
+
+    def _send(self, frame: msgspec.Struct) -> None:
+        data = codec.encode(frame)
+        while True:
+            try:
+                self.results.send(data)
+                self.last_sent = time.monotonic()
+                return
+            except zmq.Again:
+                # The supervisor is not reading (busy, or gone): wait, unless it is gone.
+                if self.spec.supervisor_pid and os.getppid() != self.spec.supervisor_pid:
+                    raise Orphaned from None
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
