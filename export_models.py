@@ -211,6 +211,9 @@ def torch_greedy(model, tokenizer, family: str, framing: Framing, ids: list[int]
     from transformers import GenerationConfig
 
     prefix = framing.decoder_prefix(tgt)
+    # Marian checkpoints force </s> at the length limit; the runtime stops there without it, so
+    # the reference must not force it either (the model default would otherwise override None).
+    model.generation_config.forced_eos_token_id = None
     config = GenerationConfig(
         decoder_start_token_id=framing.decoder_start_id,
         eos_token_id=framing.eos_id,

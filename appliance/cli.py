@@ -28,6 +28,12 @@ from ipc.sockets import Role, make_socket
 COMMANDS = ("serve", "ping", "stats", "languages", "translate")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(exitcodes.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="config file (default: $MEESHY_CONFIG, else ./config.toml)")
@@ -35,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--endpoint", help="requests endpoint, e.g. tcp://127.0.0.1:5555")
     client.add_argument("--timeout", type=float, help="seconds to wait for the answer (10; translate 60)")
 
-    parser = argparse.ArgumentParser(prog="meeshy-appliance", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="meeshy-appliance", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", parents=[common], help="run the appliance (default)")
     sub.add_parser("ping", parents=[common, client], help="is a running appliance ready?")

@@ -145,7 +145,7 @@ class Supervisor:
             tcp(srv.bind_address, srv.zmq_port),
             ipc.edge_hwm,
             ipc.edge_linger_ms,
-            max_msg_size=16 * self.s.limits.max_request_bytes,
+            max_msg_size=2 * self.s.limits.max_request_bytes,
         )
         pub = self._socket(Role.EVENTS, tcp(srv.bind_address, srv.zmq_pub_port), ipc.pub_hwm, ipc.edge_linger_ms)
         self.edge = Edge(self, router, pub)
@@ -182,7 +182,6 @@ class Supervisor:
         else:
             run_dir = Path(tempfile.mkdtemp(prefix="meeshy-"))
             self._run_dir_owned = True
-        self.run_dir = run_dir
         fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,6 +189,7 @@ class Supervisor:
             os.close(fd)
             raise OSError(f"another appliance is using run directory {run_dir} (set a different run_dir)") from None
         self._lock_fd = fd
+        self.run_dir = run_dir  # only now ours to clean up
         return run_dir
 
     def _write_endpoints(self) -> None:

@@ -177,7 +177,7 @@ def _train(model, examples, recipe: Recipe, rng: random.Random, log) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.05, (recipe.steps - step) / (recipe.steps - warmup)))
     )
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.05)
     pad = model.config.pad_token_id
     model.train()
     started = time.monotonic()

@@ -218,3 +218,29 @@ def test_bad_environment_override_is_a_config_error(start_appliance):
 def test_translation_workers_env_sets_the_worker_count(start_appliance):
     app = start_appliance(env={"TRANSLATION_WORKERS": "2"})
     assert app.stats()["workers"]["max_workers"] == 2
+
+
+def test_a_stalled_worker_is_killed_and_its_slot_respawned(start_appliance):
+    app = start_appliance(config={"workers": {"stall_timeout_s": 1.0}, "limits": {"max_attempts": 1}})
+    victim = slot_info(app, 0)["pid"]
+    reply = app.request({"messageId": "h", "text": "__hang__", "targetLanguage": "fr", "sync": True}, timeout=30)
+    assert reply["errors"][0]["error"]["code"] == "worker_crashed"
+    assert "has said nothing" in app.log()
+    poll_until(lambda: (s := slot_info(app, 0))["state"] == "ready" and s["pid"] != victim, 20, what="respawn")
+    ok = app.request({"messageId": "q", "text": "fine", "targetLanguage": "fr", "sync": True}, timeout=30)
+    assert ok["status"] == "completed"
+
+
+def test_a_task_past_its_deadline_gets_a_timeout_event(start_appliance):
+    app = start_appliance(config={"limits": {"task_timeout_s": 0.5}}, env={"FAKE_RUNTIME_DELAY_MS": "3000"})
+    reply = app.request({"messageId": "slow", "text": "slow", "targetLanguage": "fr", "sync": True}, timeout=30)
+    assert reply["status"] == "error" and reply["errors"][0]["error"]["code"] == "timeout"
+
+
+def test_a_second_appliance_on_the_same_run_dir_is_refused_and_leaves_the_first_alone(start_appliance):
+    first = start_appliance()
+    second = start_appliance(config={"server": {"run_dir": str(first.run_dir)}}, wait=False)
+    assert second.wait_exit(30) == exitcodes.EXIT_BIND_ERROR
+    assert "another appliance" in second.log()
+    assert (first.run_dir / "endpoints.json").exists()
+    assert first.request({"messageId": "m", "text": "still here", "targetLanguage": "fr", "sync": True})["status"] == "completed"

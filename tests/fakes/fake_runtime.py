@@ -9,8 +9,8 @@ inherit from the appliance process:
     FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
     FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
 
-Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__error__" gives a
-TranslationError, "__raise__" makes the whole batch raise.
+Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__hang__" blocks it
+forever, "__error__" gives a TranslationError, "__raise__" makes the whole batch raise.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ class FakeRuntime:
         for job in jobs:
             if "__crash__" in job.text:
                 os._exit(13)
+            while "__hang__" in job.text:
+                time.sleep(3600)
             if "__error__" in job.text:
                 out.append(TranslationError("translation_failed", "fake error"))
                 continue
