@@ -1,0 +1,520 @@
+"""Engine benchmark: this runtime against HF PyTorch, optimum's ORT model and CTranslate2, one run.
+
+    python bench/run.py engine [--sentences 128] [--batch 32] [--new-tokens 32] [--reps 3]
+                               [--engines ours-int8,ct2-int8,...] [--profile]
+
+Every engine decodes the same English sentences (`modelbuild.corpus.generate_corpus`), tokenized
+once by the model's own tokenizer (CTranslate2 gets the same ids as piece strings), in batches of
+`--batch`, greedy, with exactly `--new-tokens` new tokens per sentence (min = max: a random-weight
+model rarely emits end-of-sequence, so its output length must be forced the same way everywhere).
+The model is the synthetic opus-mt-shaped one (`export_models.py --synthetic opus-mt-base
+--quantize int8`); CTranslate2's copies are converted from the same checkpoint and cached under
+`models/.build/`.
+
+One thread each, as the appliance runs one worker per core. Each engine decodes one batch to warm
+up, then repetitions interleave the engines (rotating their order) so drift on a shared machine
+hits all of them; the median repetition counts. Results are ratios against CTranslate2 int8 and
+HF PyTorch measured in the same run, never absolute bounds. Writes
+bench/results/engine-<timestamp>.json and latest-engine.json.
+
+`--profile` instead profiles this engine's int8 model: cProfile split (encoder, first decoder step,
+decoder-with-past, numpy work in decoding.py, Python) and ONNX Runtime's per-op profile of
+decoder_with_past. Writes bench/results/engine-profile-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "bench" / "results"
+MODELS = REPO / "models"
+SYNTHETIC = "synthetic-opus-mt-base"
+CHECKPOINT = MODELS / ".build" / SYNTHETIC
+CT2_DIRS = {"int8": MODELS / ".build" / f"ct2-{SYNTHETIC}-int8", "float32": MODELS / ".build" / f"ct2-{SYNTHETIC}"}
+BASELINE = "ct2-int8"
+SECOND_BASELINE = "hf-pytorch"
+ENGINES = ("ours-int8", "ours-fp32", "ct2-int8", "ct2-fp32", "hf-pytorch", "optimum-int8", "optimum-fp32")
+
+
+@dataclass(frozen=True)
+class Workload:
+    batches: list[list[list[int]]]  # framed source ids (eos included), `batch` rows per batch
+    pieces: list[list[list[str]]]  # the same ids as vocabulary pieces, for CTranslate2
+    new_tokens: int
+    pad_id: int
+    target: str
+
+    @property
+    def sentences(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def build_workload(opts) -> Workload:
+    from modelbuild.corpus import generate_corpus
+    from workers.manifest import load_specs
+    from workers.tokenizer import load_tokenizer
+
+    spec = load_specs(MODELS)[SYNTHETIC]
+    tokenizer = load_tokenizer(spec.directory, spec.tokenizer, set(spec.special_ids))
+    source, target = spec.pairs[0]
+    framing = spec.framing
+    texts = [row[source] for row in generate_corpus(opts.sentences, seed=opts.seed)]
+    ids = [[*framing.encoder_prefix(source), *tokenizer.encode(framing.text_prefix(source, target) + t),
+            *framing.source_suffix] for t in texts]
+    vocab = json.loads((spec.directory / spec.tokenizer["vocab"]).read_text(encoding="utf-8"))
+    piece_of = {index: piece for piece, index in vocab.items()}
+    batches = [ids[i : i + opts.batch] for i in range(0, len(ids), opts.batch)]
+    pieces = [[[piece_of[i] for i in row] for row in batch] for batch in batches]
+    return Workload(batches, pieces, opts.new_tokens, framing.pad_id, target)
+
+
+# --- engines: load in __init__, `run(batch_index)` returns the generated token count per row -----
+
+
+class Ours:
+    def __init__(self, work: Workload, quantization: str):
+        from workers.manifest import load_specs
+        from workers.runtime import Model
+
+        name = SYNTHETIC if quantization == "fp32" else f"{SYNTHETIC}-{quantization}"
+        self.model = Model(load_specs(MODELS)[name], threads=1)
+        self.work = work
+
+    def run(self, index: int) -> list[int]:
+        batch, n = self.work.batches[index], self.work.new_tokens
+        hyps = self.model.generate(batch, self.work.target, 1, [n] * len(batch), n)
+        return [len(h.tokens) for h in hyps]
+
+
+class CTranslate2:
+    def __init__(self, work: Workload, compute_type: str):
+        import ctranslate2
+        from ctranslate2.converters import TransformersConverter
+
+        directory = CT2_DIRS[compute_type]
+        if not (directory / "model.bin").exists():
+            quantization = None if compute_type == "float32" else compute_type
+            TransformersConverter(str(CHECKPOINT)).convert(str(directory), quantization=quantization, force=True)
+        self.translator = ctranslate2.Translator(
+            str(directory), device="cpu", compute_type=compute_type, intra_threads=1, inter_threads=1
+        )
+        self.work = work
+
+    def run(self, index: int) -> list[int]:
+        n = self.work.new_tokens
+        results = self.translator.translate_batch(
+            self.work.pieces[index], beam_size=1, max_decoding_length=n, min_decoding_length=n
+        )
+        return [len(r.hypotheses[0]) for r in results]
+
+
+class _HFGenerate:
+    """Shared by HF PyTorch and optimum: padded tensors in, `generate` with the length forced."""
+
+    model = None
+
+    def __init__(self, work: Workload):
+        import torch
+
+        self.torch = torch
+        self.work = work
+        self.inputs = []
+        for batch in work.batches:
+            width = max(len(row) for row in batch)
+            ids = torch.full((len(batch), width), work.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, row in enumerate(batch):
+                ids[r, : len(row)] = torch.tensor(row)
+                mask[r, : len(row)] = 1
+            self.inputs.append((ids, mask))
+
+    def _configure(self) -> None:
+        # The checkpoint's forced_eos_token_id would replace token 32 by eos; the other engines don't.
+        self.model.generation_config.forced_eos_token_id = None
+
+    def run(self, index: int) -> list[int]:
+        ids, mask = self.inputs[index]
+        n = self.work.new_tokens
+        with self.torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids, attention_mask=mask, num_beams=1, do_sample=False, min_new_tokens=n, max_new_tokens=n
+            )
+        return [out.shape[1] - 1] * out.shape[0]  # minus the decoder start token; no row can end early
+
+
+class HFPyTorch(_HFGenerate):
+    def __init__(self, work: Workload):
+        super().__init__(work)
+        from transformers import MarianMTModel
+
+        _one_torch_thread()
+        self.model = MarianMTModel.from_pretrained(str(CHECKPOINT)).eval()
+        self._configure()
+
+
+class Optimum(_HFGenerate):
+    def __init__(self, work: Workload, quantization: str):
+        super().__init__(work)
+        import onnxruntime as ort
+        from optimum.onnxruntime import ORTModelForSeq2SeqLM
+
+        _one_torch_thread()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        directory = MODELS / (SYNTHETIC if quantization == "fp32" else f"{SYNTHETIC}-{quantization}")
+        self.model = ORTModelForSeq2SeqLM.from_pretrained(
+            str(directory), use_cache=True, use_merged=False, provider="CPUExecutionProvider", session_options=options
+        )
+        self._configure()
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # can be set once per process, before any inter-op work
+        pass
+
+
+def load_engine(name: str, work: Workload):
+    if name == "ours-int8":
+        return Ours(work, "int8")
+    if name == "ours-fp32":
+        return Ours(work, "fp32")
+    if name == "ct2-int8":
+        return CTranslate2(work, "int8")
+    if name == "ct2-fp32":
+        return CTranslate2(work, "float32")
+    if name == "hf-pytorch":
+        return HFPyTorch(work)
+    if name == "optimum-int8":
+        return Optimum(work, "int8")
+    if name == "optimum-fp32":
+        return Optimum(work, "fp32")
+    raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+
+
+def run_all(engine, work: Workload) -> float:
+    """Seconds to decode every batch; asserts each sentence got exactly `new_tokens` tokens."""
+    start = time.perf_counter()
+    counts = []
+    for index in range(len(work.batches)):
+        counts += engine.run(index)
+    elapsed = time.perf_counter() - start
+    wrong = [c for c in counts if c != work.new_tokens]
+    assert not wrong, f"{len(wrong)} of {len(counts)} sentences got {sorted(set(wrong))} tokens, not {work.new_tokens}"
+    return elapsed
+
+
+def compare(opts, work: Workload) -> tuple[dict, bool]:
+    names = opts.engines
+    rows: dict[str, dict] = {}
+    engines = {}
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            engine = load_engine(name, work)
+            engine.run(0)  # warm-up: first-run allocations, lazy initialisation
+        except Exception as exc:  # shown in the table: one unavailable engine must not hide the others
+            rows[name] = {"error": f"unavailable: {_why(exc)}"}
+            print(f"  {name:14} unavailable: {_why(exc)}", flush=True)
+            continue
+        engines[name] = engine
+        rows[name] = {"load_and_warmup_s": round(time.perf_counter() - t0, 2), "seconds": []}
+        print(f"  {name:14} loaded + warmed up in {rows[name]['load_and_warmup_s']:.1f}s", flush=True)
+    ok = True
+    live = list(engines)
+    for rep in range(opts.reps):
+        order = live[rep % len(live) :] + live[: rep % len(live)] if live else []
+        for name in order:
+            if "error" in rows[name]:
+                continue
+            try:
+                rows[name]["seconds"].append(run_all(engines[name], work))
+            except AssertionError as exc:
+                rows[name] = {"error": f"wrong output length: {exc}"}
+                ok = False
+        done = ", ".join(f"{n} {rows[n]['seconds'][-1]:.2f}s" for n in order if "error" not in rows[n])
+        print(f"  rep {rep + 1}/{opts.reps}: {done}", flush=True)
+    tokens = work.sentences * work.new_tokens
+    for name, row in rows.items():
+        if "error" in row:
+            continue
+        median = statistics.median(row["seconds"])
+        row.update(
+            median_s=median,
+            sentences_per_s=work.sentences / median,
+            tokens_per_s=tokens / median,
+            spread=(max(row["seconds"]) - min(row["seconds"])) / median,
+        )
+    for base, key in ((BASELINE, "vs_ct2_int8"), (SECOND_BASELINE, "vs_hf_pytorch")):
+        base_rate = rows.get(base, {}).get("tokens_per_s")
+        for row in rows.values():
+            if "tokens_per_s" in row and base_rate:
+                row[key] = row["tokens_per_s"] / base_rate
+    return rows, ok
+
+
+def print_table(rows: dict) -> None:
+    print(f"\n{'engine':14} {'sent/s':>8} {'tok/s':>8} {'median s':>9} {'spread':>7} {'÷ ct2-int8':>11} {'× hf-pytorch':>13}")
+    for name, row in rows.items():
+        if "error" in row:
+            print(f"{name:14} {row['error']}")
+            continue
+        vs_ct2 = f"{row['vs_ct2_int8']:.2f}" if "vs_ct2_int8" in row else "-"
+        vs_hf = f"{row['vs_hf_pytorch']:.2f}" if "vs_hf_pytorch" in row else "-"
+        print(
+            f"{name:14} {row['sentences_per_s']:8.1f} {row['tokens_per_s']:8.0f} {row['median_s']:9.2f}"
+            f" {row['spread'] * 100:6.0f}% {vs_ct2:>11} {vs_hf:>13}"
+        )
+
+
+# --- profile of this engine's int8 model ---------------------------------------------------------
+
+
+def _find(stats: dict, filename_end: str, func: str):
+    for key, value in stats.items():
+        if key[0].endswith(filename_end) and key[2] == func:
+            return key, value
+    return None, None
+
+
+def _cprofile_split(model, work: Workload) -> dict:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for index in range(len(work.batches)):
+        model.generate(work.batches[index], work.target, 1, [work.new_tokens] * len(work.batches[index]), work.new_tokens)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, func) -> (cc, nc, tottime, cumtime, callers)
+    cum = lambda f, fn: (_find(stats, f, fn)[1] or (0, 0, 0.0, 0.0))[3]  # noqa: E731
+    total = cum("workers/runtime.py", "generate")
+    encode = cum("workers/decoding.py", "encode")
+    first = cum("workers/decoding.py", "first_step")
+    next_key, next_value = _find(stats, "workers/decoding.py", "next_step")
+    _, run_value = _find(stats, "onnxruntime_inference_collection.py", "run")
+    ort_next = run_value[4].get(next_key, (0, 0, 0.0, 0.0))[3] if run_value and next_key else 0.0
+    log_softmax = cum("workers/decoding.py", "log_softmax")
+    mask = cum("workers/decoding.py", "_mask_logits")
+    argmax_key = ("~", 0, "<method 'argmax' of 'numpy.ndarray' objects>")
+    argmax = stats[argmax_key][3] if argmax_key in stats else 0.0
+    greedy_self = (_find(stats, "workers/decoding.py", "greedy")[1] or (0, 0, 0.0))[2]
+    parts = {
+        "encoder (ORT)": encode,
+        "first decoder step (ORT decoder_model)": first,
+        "decoder_with_past (ORT run)": ort_next,
+        "next_step feed/unpack (Python)": (next_value[3] if next_value else 0.0) - ort_next,
+        "numpy log_softmax": log_softmax,
+        "numpy argmax": argmax,
+        "numpy masking (banned ids, min length)": mask,
+        "greedy loop body (Python: pick logprob, KV slicing, appends)": greedy_self,
+    }
+    parts["other (padding, framing, cProfile)"] = total - sum(parts.values())
+    steps = (next_value[1] if next_value else 0) // max(len(work.batches), 1)
+    return {"total_s": total, "parts_s": parts, "decoder_with_past_calls_per_batch": steps}
+
+
+def _kv_slice_cost(model, work: Workload) -> dict:
+    """What dropping one finished row costs mid-decode (never happens here: lengths are forced)."""
+    import numpy as np
+
+    rows, heads, dim, layers = len(work.batches[0]), 8, 64, model.graphs.layers
+    width = -(-max(len(r) for r in work.batches[0]) // 8) * 8
+    self_kv = [np.random.rand(rows, heads, work.new_tokens // 2, dim).astype(np.float32) for _ in range(2 * layers)]
+    cross_kv = [np.random.rand(rows, heads, width, dim).astype(np.float32) for _ in range(2 * layers)]
+    keep = np.ones(rows, dtype=bool)
+    keep[0] = False
+    start = time.perf_counter()
+    for _ in range(20):
+        [kv[keep] for kv in self_kv]
+        [kv[keep] for kv in cross_kv]
+    return {"ms_per_event": (time.perf_counter() - start) / 20 * 1000, "at_step": work.new_tokens // 2}
+
+
+def _ort_op_profile(model, work: Workload, out_dir: Path) -> dict:
+    from workers.session import session_options
+    import onnxruntime as ort
+
+    options = session_options(1)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(out_dir / "ort-decoder_with_past")
+    path = model.spec.directory / "decoder_with_past_model.onnx"
+    profiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    original = model.graphs.decoder_with_past
+    model.graphs.decoder_with_past = profiled
+    try:
+        batch = work.batches[0]
+        for _ in range(2):  # the first run of each shape allocates; both are in the file, weighted equally
+            model.generate(batch, work.target, 1, [work.new_tokens] * len(batch), work.new_tokens)
+    finally:
+        model.graphs.decoder_with_past = original
+    trace = Path(profiled.end_profiling())
+    events = json.loads(trace.read_text())
+    by_op: dict[str, float] = {}
+    by_part: dict[str, float] = {}
+    runs = 0.0
+    for event in events:
+        if event.get("cat") == "Session" and event.get("name") == "model_run":
+            runs += event["dur"]
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op, node, dur = event["args"]["op_name"], event["name"][: -len("_kernel_time")], event["dur"]
+        by_op[op] = by_op.get(op, 0.0) + dur
+        by_part[_part_of(node, op)] = by_part.get(_part_of(node, op), 0.0) + dur
+    kernels = sum(by_op.values())
+    trace.unlink()
+    share = lambda d: {k: round(v / kernels, 4) for k, v in sorted(d.items(), key=lambda kv: -kv[1])}  # noqa: E731
+    return {
+        "model_run_us": runs,
+        "kernel_us": kernels,
+        "outside_kernels_share": round(1 - kernels / runs, 4) if runs else None,
+        "by_op_type": share(by_op),
+        "by_part": share(by_part),
+    }
+
+
+def _part_of(node: str, op: str) -> str:
+    quantized = op in {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLinear"}
+    if "lm_head" in node or node in {"/Add"}:
+        return "vocabulary projection (lm_head + bias)"
+    if "fc1" in node or "fc2" in node or "activation_fn" in node:
+        return "feed-forward (fc1, SiLU, fc2)"
+    for attn, label in (("self_attn", "self-attention"), ("encoder_attn", "cross-attention")):
+        if f"/{attn}/" in node:
+            if quantized or "_proj" in node:
+                return f"{label}: q/k/v/out projections"
+            if op in {"Concat"}:
+                return f"{label}: KV cache concat"
+            return f"{label}: scores, softmax, weighted sum, reshapes"
+    if op == "LayerNormalization" or "layer_norm" in node:
+        return "layer norms"
+    if op == "DynamicQuantizeLinear":
+        return "activation quantization (other)"
+    return "other (embeddings, masks, shapes)"
+
+
+def profile(opts, work: Workload) -> dict:
+    from workers.manifest import load_specs
+    from workers.runtime import Model
+
+    model = Model(load_specs(MODELS)[f"{SYNTHETIC}-int8"], threads=1)
+    model.generate(work.batches[0], work.target, 1, [work.new_tokens] * len(work.batches[0]), work.new_tokens)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    split = _cprofile_split(model, work)
+    ops = _ort_op_profile(model, work, RESULTS)
+    kv = _kv_slice_cost(model, work)
+    total = split["total_s"]
+    print(f"\ncProfile, ours-int8, {work.sentences} sentences x {work.new_tokens} tokens: {total:.2f}s")
+    for part, seconds in split["parts_s"].items():
+        print(f"  {part:62} {seconds:7.3f}s {seconds / total * 100:5.1f}%")
+    print(f"  (dropping one finished row mid-decode would cost {kv['ms_per_event']:.2f} ms; none here)")
+    print(f"\nORT per-op profile, decoder_with_past (kernels are {1 - (ops['outside_kernels_share'] or 0):.0%} of run time)")
+    for part, share in ops["by_part"].items():
+        print(f"  {part:62} {share * 100:5.1f}%")
+    print("  by op type:", ", ".join(f"{op} {s * 100:.1f}%" for op, s in list(ops["by_op_type"].items())[:8]))
+    return {"cprofile": split, "ort_decoder_with_past": ops, "kv_slice": kv}
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py engine", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sentences", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
+    parser.add_argument("--profile", action="store_true", help="profile ours-int8 instead of comparing engines")
+    opts = parser.parse_args(argv)
+    opts.engines = [e.strip() for e in opts.engines.split(",") if e.strip()]
+    unknown = [e for e in opts.engines if e not in ENGINES]
+    if unknown:
+        parser.error(f"unknown engines {unknown}; choose from {', '.join(ENGINES)}")
+    return opts
+
+
+def environment() -> dict:
+    versions = {}
+    for module in ("onnxruntime", "ctranslate2", "torch", "transformers", "optimum", "numpy"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception as exc:  # a missing package is recorded, not fatal
+            versions[module] = f"unavailable: {_why(exc)}"
+    return {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Set before torch or CTranslate2 load: their OpenMP pools must not start one thread per core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    opts = parse(argv)
+    if not (MODELS / SYNTHETIC).exists() or not (MODELS / f"{SYNTHETIC}-int8").exists():
+        print(f"missing {MODELS / SYNTHETIC}[-int8]: run `python export_models.py --synthetic opus-mt-base --quantize int8`")
+        return 2
+    work = build_workload(opts)
+    load_before = os.getloadavg()
+    started = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = {
+        "bench": "engine-profile" if opts.profile else "engine",
+        "model": SYNTHETIC,
+        "options": {k: v for k, v in vars(opts).items()},
+        "workload": {"sentences": work.sentences, "batches": len(work.batches), "new_tokens": work.new_tokens,
+                     "source_tokens_mean": statistics.fmean(len(r) for b in work.batches for r in b)},
+        "threads": 1,
+        **environment(),
+    }
+    print(f"{report['bench']}: {work.sentences} sentences, batch {opts.batch}, {work.new_tokens} new tokens, "
+          f"1 thread, load average {load_before[0]:.2f}", flush=True)
+    ok = True
+    if opts.profile:
+        report["profile"] = profile(opts, work)
+    else:
+        report["results"], ok = compare(opts, work)
+        print_table(report["results"])
+    report["loadavg_before"] = load_before
+    report["loadavg_after"] = os.getloadavg()
+    report["wall_s"] = round(time.time() - started, 1)
+    print(f"\nload average {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}, {report['wall_s']:.0f}s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{report['bench']}-{stamp}.json"
+    text = json.dumps(report, indent=2)
+    out.write_text(text)
+    (RESULTS / f"latest-{report['bench']}.json").write_text(text)
+    print(f"written {out.relative_to(REPO)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Session fixtures shared by every test package.
+
+`builtin_models_dir` is the project's `models/` folder holding the built-in models. They are built
+once by `python export_models.py --builtin` (the README's test command does it before pytest) and
+reused; if they are missing, the fixture builds them, so a single test file still runs on its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO / "models"
+BUILTIN_MODELS = ("builtin-marian-en-fr", "builtin-m2m-mini")
+
+
+@pytest.fixture(scope="session")
+def builtin_models_dir() -> Path:
+    # export_models.py skips models whose recipe and files are unchanged, so this is quick when built.
+    subprocess.run([sys.executable, str(REPO / "export_models.py"), "--builtin"], check=True, cwd=REPO)
+    return MODELS_DIR

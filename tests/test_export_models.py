@@ -1,0 +1,76 @@
+"""export_models.py: verified exports in the manifest, a failed check fails, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BUILTIN_MODELS, REPO
+from workers.manifest import file_checksums, read_manifest
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def export(*args, env=None):
+    return subprocess.run([sys.executable, str(REPO / "export_models.py"), *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=240)
+
+
+def test_builtin_exports_are_registered_verified_and_checksummed(builtin_models_dir):
+    models = read_manifest(builtin_models_dir)["models"]
+    for name in BUILTIN_MODELS:
+        entry = models[name]
+        assert entry["quantization"] == "fp32" and entry["source"] == f"builtin:{name}"
+        assert entry["verification"]["exact_match"] == 1.0
+        assert entry["files"] == file_checksums(builtin_models_dir / entry["path"])
+        assert {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"} <= set(entry["files"])
+    assert models["builtin-m2m-mini"]["family"] == "m2m100"
+    assert ["en", "de"] in models["builtin-m2m-mini"]["pairs"]
+    assert models["builtin-marian-en-fr"]["pairs"] == [["en", "fr"]]
+
+
+def test_a_second_builtin_run_reuses_the_cache(builtin_models_dir):
+    result = export("--builtin")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("up to date") == len(BUILTIN_MODELS)
+
+
+def test_verification_fails_when_the_export_disagrees_with_pytorch(builtin_models_dir):
+    import torch
+
+    from export_models import ExportError, load_reference, verify
+
+    name = "builtin-marian-en-fr"
+    reference = load_reference(str(builtin_models_dir / ".build" / name))
+    with torch.no_grad():  # a reference that no longer matches the exported graphs
+        reference[2].final_logits_bias.add_(torch.randn_like(reference[2].final_logits_bias) * 5)
+    entry = read_manifest(builtin_models_dir)["models"][name]
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        verify(builtin_models_dir, name, entry, reference, {"en": ["the cat sees the dog"]}, 70.0)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    result = export(str(tmp_path / "nope"), "--pairs", "en-fr", "--models-dir", str(tmp_path / "models"))
+    assert result.returncode == 2
+    assert "no such directory" in result.stderr
+
+
+def test_unsupported_architecture_is_a_clear_error(tmp_path):
+    checkpoint = tmp_path / "bert"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    result = export(str(checkpoint), "--pairs", "en-fr", "--models-dir", str(tmp_path / "models"))
+    assert result.returncode == 2
+    assert "unsupported architecture 'bert'" in result.stderr
+
+
+def test_unreachable_hub_says_how_to_export_from_a_local_directory(tmp_path):
+    result = export("Helsinki-NLP/opus-mt-en-fr", "--models-dir", str(tmp_path / "models"), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2
+    assert "cannot fetch 'Helsinki-NLP/opus-mt-en-fr'" in result.stderr
+    assert "python export_models.py ./opus-mt-en-fr" in result.stderr
+    assert not (tmp_path / "models").exists()
