@@ -29,6 +29,7 @@ BENCHMARKS = {
 def run_one(name: str, args: list[str]) -> int:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
     spec.loader.exec_module(module)
     sys.argv = [str(BENCH / f"{name}.py"), *args]
     status = module.main()

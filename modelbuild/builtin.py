@@ -4,7 +4,7 @@ Two Hugging Face checkpoints, saved with `save_pretrained` and then exported, ve
 registered by exactly the path a downloaded checkpoint takes (`export_models.export_checkpoint`):
 
 - `builtin-marian-en-fr`: a small Marian pair model, English -> French (tier basic).
-- `builtin-m2m-mini`: a small M2M100 model, English <-> French/Spanish/German, target language
+- `builtin-m2m-mini`: a small M2M100 model, English -> French/Spanish/German, target language
   forced as the first decoder token as NLLB/M2M100 do (tier medium).
 
 Training is seeded and single-process, so the same code gives the same weights; a checkpoint is
@@ -57,7 +57,7 @@ RECIPES = (
         layers=2,
         heads=4,
         ffn=512,
-        steps=1200,
+        steps=1500,
         batch_size=64,
         learning_rate=2e-3,
     ),
@@ -65,14 +65,14 @@ RECIPES = (
         name="builtin-m2m-mini",
         family="m2m100",
         tier="medium",
-        pairs=tuple((src, tgt) for src in LANGUAGES for tgt in LANGUAGES if src != tgt and "en" in (src, tgt)),
+        pairs=tuple(("en", tgt) for tgt in LANGUAGES if tgt != "en"),
         corpus_size=60_000,
         vocab_size=4000,
-        d_model=192,
-        layers=3,
+        d_model=128,
+        layers=2,
         heads=4,
-        ffn=768,
-        steps=2400,
+        ffn=512,
+        steps=3000,
         batch_size=64,
         learning_rate=2e-3,
     ),

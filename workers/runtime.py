@@ -111,10 +111,11 @@ class Runtime:
             specs = load_specs(Path(models_dir))
         except (ManifestError, OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"cannot read the model manifest in {models_dir}: {exc}") from exc
-        if tiers is None:
+        if tiers is None:  # each serving tier gets its model from the manifest, int8 first
             tiers = {}
             for spec in sorted(specs.values(), key=lambda s: (s.quantization != "int8", s.name)):
-                tiers.setdefault(spec.tier, spec.name)
+                if spec.tier in TIERS:
+                    tiers.setdefault(spec.tier, spec.name)
         missing = {tier: name for tier, name in tiers.items() if name not in specs}
         if missing:
             raise ModelLoadError(
