@@ -10,6 +10,7 @@ Environment overrides (applied over the file; bad values are refused naming the 
     ZMQ_PUB_PORT         server.zmq_pub_port  API_PORT          server.api_port
     MEESHY_BIND_ADDRESS  server.bind_address  MEESHY_MODELS_DIR workers.models_dir
     MEESHY_RUN_DIR       server.run_dir       MEESHY_LOG_LEVEL  server.log_level
+    MEESHY_STATE_DIR     server.state_dir     MEESHY_CACHE_URL  cache.persistent
 
 Relative paths in the file are relative to the file's directory.
 """
@@ -40,6 +41,7 @@ class ServerSettings(_Section):
     api_port: int = 8000
     http_enabled: bool = True
     run_dir: str = ""
+    state_dir: str = ""
     log_level: str = "INFO"
 
 
@@ -89,6 +91,17 @@ class IpcSettings(_Section):
     edge_linger_ms: int = 500
 
 
+class CacheSettings(_Section):
+    enabled: bool = True
+    entries: int = 10000
+    max_bytes: int = 16 * 1024 * 1024
+    max_value_bytes: int = 16 * 1024
+    ttl_s: float = 7 * 24 * 3600.0
+    persistent: str = "sqlite"
+    persistent_max_entries: int = 200000
+    retry_after_s: float = 30.0
+
+
 class Settings(_Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
@@ -96,10 +109,35 @@ class Settings(_Section):
     respawn: RespawnSettings = msgspec.field(default_factory=RespawnSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     ipc: IpcSettings = msgspec.field(default_factory=IpcSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     source: str = ""  # the file these came from ("" for built-in defaults); not a TOML key
 
     def worker_count(self) -> int:
         return self.workers.count or len(usable_cpus())
+
+    def state_dir(self, env: dict[str, str] | None = None) -> Path:
+        """Where persistent state (the SQLite cache) lives: the setting, else systemd's
+        $STATE_DIRECTORY, else $XDG_STATE_HOME/meeshy-appliance (~/.local/state/...)."""
+        env = os.environ if env is None else env
+        if self.server.state_dir:
+            return Path(self.server.state_dir)
+        systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
+        if systemd:
+            return Path(systemd)
+        xdg = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        return Path(xdg) / "meeshy-appliance"
+
+    def persistent_cache_url(self, env: dict[str, str] | None = None) -> str:
+        """The persistent level for `ipc.persistent_cache.open_level`: "" (none), a redis://
+        URL, or an absolute SQLite path ("sqlite" = <state_dir>/cache.sqlite3; a relative path
+        is relative to the state directory)."""
+        value = self.cache.persistent.strip()
+        if not value or value.startswith(("redis://", "rediss://", "unix://")):
+            return value
+        if value == "sqlite":
+            return str(self.state_dir(env) / "cache.sqlite3")
+        path = Path(value.removeprefix("sqlite://"))
+        return str(path if path.is_absolute() else self.state_dir(env) / path)
 
 
 ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
@@ -111,6 +149,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "MEESHY_MODELS_DIR": ("workers", "models_dir", str),
     "MEESHY_RUN_DIR": ("server", "run_dir", str),
     "MEESHY_LOG_LEVEL": ("server", "log_level", str),
+    "MEESHY_STATE_DIR": ("server", "state_dir", str),
+    "MEESHY_CACHE_URL": ("cache", "persistent", str),
 }
 
 
@@ -164,6 +204,7 @@ def load(path: str | None = None, env: dict[str, str] | None = None) -> Settings
         raise ConfigError(f"{where}: {exc}") from None
     models = Path(settings.workers.models_dir)
     run_dir = settings.server.run_dir
+    state_dir = settings.server.state_dir
     settings = msgspec.structs.replace(
         settings,
         source=str(file.resolve()) if file else "",
@@ -173,6 +214,7 @@ def load(path: str | None = None, env: dict[str, str] | None = None) -> Settings
         server=msgspec.structs.replace(
             settings.server,
             run_dir=run_dir if not run_dir or os.path.isabs(run_dir) else str(base / run_dir),
+            state_dir=state_dir if not state_dir or os.path.isabs(state_dir) else str(base / state_dir),
         ),
     )
     validate(settings)
@@ -224,4 +266,10 @@ def validate(s: Settings) -> None:
         "ipc.internal_hwm must exceed workers.queue_depth (a worker's credit must fit its pipe)",
     )
     need(s.ipc.linger_ms >= 0 and s.ipc.edge_linger_ms >= 0, "ipc linger values must be >= 0")
+    need(s.cache.entries >= 1, "cache.entries must be >= 1")
+    need(s.cache.max_bytes >= 4096, "cache.max_bytes must be >= 4096")
+    need(s.cache.max_value_bytes >= 128, "cache.max_value_bytes must be >= 128")
+    need(s.cache.ttl_s > 0, "cache.ttl_s must be > 0")
+    need(s.cache.persistent_max_entries >= 1, "cache.persistent_max_entries must be >= 1")
+    need(s.cache.retry_after_s > 0, "cache.retry_after_s must be > 0")
     need(s.server.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "server.log_level must be DEBUG, INFO, WARNING or ERROR")

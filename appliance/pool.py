@@ -73,8 +73,9 @@ def make_slots(settings: Settings) -> list[Slot]:
     ]
 
 
-def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float) -> BaseProcess:
-    """Start a worker process for `slot` (models load in the child; Ready comes later)."""
+def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float, cache_name: str = "") -> BaseProcess:
+    """Start a worker process for `slot` (models load in the child; Ready comes later).
+    `cache_name`: the shared-memory cache table the worker attaches ("" for none)."""
     w = settings.workers
     spec = WorkerSpec(
         slot=slot.index,
@@ -92,6 +93,7 @@ def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float) -
         hwm=settings.ipc.internal_hwm,
         linger_ms=settings.ipc.linger_ms,
         supervisor_pid=os.getpid(),
+        cache_name=cache_name,
     )
     proc = _spawn.Process(
         target=entry.run,

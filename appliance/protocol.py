@@ -172,6 +172,20 @@ class Catalog:
         self.pairs = {tier: {(s, t) for s, t in pairs} for tier, pairs in languages.items() if pairs}
         self.sources = {tier: {s for s, _ in p} for tier, p in self.pairs.items()}
         self.targets = {tier: {t for _, t in p} for tier, p in self.pairs.items()}
+        self._unions: dict[str, tuple[list[str], set[str], set[str]]] = {}
+
+    def _languages_for(self, model_type: str) -> tuple[list[str], set[str], set[str]]:
+        """(tiers, every source, every target) of a model type; computed once per type."""
+        found = self._unions.get(model_type)
+        if found is None:
+            tiers = self.tiers_for(model_type)
+            found = (
+                tiers,
+                set().union(*(self.sources[t] for t in tiers)) if tiers else set(),
+                set().union(*(self.targets[t] for t in tiers)) if tiers else set(),
+            )
+            self._unions[model_type] = found
+        return found
 
     def tiers_for(self, model_type: str) -> list[str]:
         return sorted(self.pairs) if model_type == AUTO else [model_type]
@@ -190,9 +204,7 @@ class Catalog:
                 f"modelType {req.model_type!r} has no model loaded (loaded: {', '.join(sorted(self.pairs)) or 'none'})",
                 req.message_id,
             )
-        tiers = self.tiers_for(req.model_type)
-        all_sources = set().union(*(self.sources[t] for t in tiers)) if tiers else set()
-        all_targets = set().union(*(self.targets[t] for t in tiers)) if tiers else set()
+        tiers, all_sources, all_targets = self._languages_for(req.model_type)
         source = self._normalize(req.source_language, all_sources)
         if source != AUTO and source not in all_sources:
             raise RequestError(
@@ -271,10 +283,11 @@ def completed_event(
     processing_ms: float,
     tier: str,
     model: str,
-    slot: int,
+    slot: int | None,
     conversation_id: str | None,
     attempts: int,
     queued_ms: float,
+    from_cache: bool = False,
 ) -> dict:
     metadata: dict = {"attempts": attempts, "queueTime": round(queued_ms, 3)}
     if conversation_id is not None:
@@ -294,7 +307,7 @@ def completed_event(
             "processingTime": round(processing_ms, 3),
             "modelType": tier,
             "translatorModel": model,
-            "fromCache": False,
+            "fromCache": from_cache,
             "workerId": slot,
         },
         "metadata": metadata,

@@ -8,8 +8,8 @@ The JSON shape follows DESIGN.md:
      "tasks":   {...}}
 
 `requests_per_second` is the mean over the last minute (one-second buckets); `avg_processing_time`
-is the mean worker-side milliseconds per completed task. There is no cache level yet: its counters
-stay at zero until one lands.
+is the mean worker-side milliseconds per completed task. The `cache` section comes from
+`appliance.cache.ApplianceCache.stats()`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ class Metrics:
         self.tasks_failed = 0  # error events
         self.processing_ms_total = 0.0
         self.processing_ms_ewma = 0.0
-        self.cache_hits = 0
-        self.cache_misses = 0
-        self.cache_size = 0
         self._buckets: deque[list[int]] = deque()  # [second, count]
 
     def count_request(self) -> None:
@@ -76,15 +73,6 @@ class Metrics:
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
 
-    def cache(self) -> dict:
-        lookups = self.cache_hits + self.cache_misses
-        return {
-            "hits": self.cache_hits,
-            "misses": self.cache_misses,
-            "hit_rate": round(self.cache_hits / lookups, 4) if lookups else 0.0,
-            "size": self.cache_size,
-        }
-
 
 def prometheus(stats: dict) -> str:
     """Render a stats document (the JSON shape above) as Prometheus text exposition format."""
@@ -108,9 +96,17 @@ def prometheus(stats: dict) -> str:
     metric("tasks_redispatched_total", "counter", "Tasks dispatched again after a worker died.", tasks["redispatched"])
     metric("tasks_in_flight", "gauge", "Accepted targets not yet published.", tasks["in_flight"])
     metric("tasks_pending", "gauge", "Accepted targets waiting for a worker.", tasks["pending"])
-    metric("cache_hits_total", "counter", "Cache hits.", cache["hits"])
-    metric("cache_misses_total", "counter", "Cache misses.", cache["misses"])
-    metric("cache_entries", "gauge", "Cache entries.", cache["size"])
+    metric("cache_hits_total", "counter", "Targets answered from the cache (edge or worker).", cache["hits"])
+    metric("cache_misses_total", "counter", "Targets a worker had to translate.", cache["misses"])
+    metric("cache_entries", "gauge", "Entries in the shared-memory cache.", cache["size"])
+    if cache.get("enabled"):
+        metric("cache_edge_hits_total", "counter", "Targets answered from the cache without a worker.", cache["edge_hits"])
+        metric("cache_evictions_total", "counter", "Cache entries evicted (LRU).", cache["evictions"])
+        metric("cache_expirations_total", "counter", "Cache entries dropped at their TTL.", cache["expirations"])
+        metric("cache_bytes", "gauge", "Value bytes in the shared-memory cache.", cache["bytes_used"])
+        if cache["persistent_level"] is not None:
+            metric("cache_persistent_ok", "gauge", "1 while the persistent cache level works.", bool(cache["persistent_ok"]))
+            metric("cache_persistent_errors_total", "counter", "Persistent cache level failures.", cache["persistent_errors"])
     metric("workers_max", "gauge", "Configured worker processes.", workers["max_workers"])
     metric("workers_active", "gauge", "Worker processes ready to serve.", workers["active_workers"])
     per_slot = (

@@ -19,6 +19,9 @@ handlers and sentinel callbacks only enqueue, the main loop acts:
 Internal channels (ipc/): one PUSH per slot (tasks-<slot>.ipc), one PULL for every worker's
 answers (results.ipc). Dispatch sends a slot at most `queue_depth` unanswered tasks, least-loaded
 slot first; the rest wait in the task table, which bounds everything (`overloaded` beyond it).
+
+The translation cache (appliance/cache.py) is created before the first spawn and unlinked on
+every way out of `run`: a target found in it is answered here, without a worker.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import zmq
 import zmq.asyncio
 
 from appliance import exitcodes, pool, protocol
+from appliance.cache import ApplianceCache, disabled_stats
 from appliance.config import Settings
 from appliance.edge import Edge
 from appliance.pool import Slot, SlotState
@@ -91,6 +95,7 @@ class Supervisor:
         self.catalog: protocol.Catalog | None = None
         self.models: list[ModelInfo] = []
         self.endpoints_info: dict[str, str | int | None] = {}
+        self.cache: ApplianceCache | None = None
         self._retry_scheduled = False
         self._drain_deadline = 0.0
         self._last_status = ""
@@ -116,6 +121,7 @@ class Supervisor:
                 log.error("cannot bind: %s", exc)
                 return exitcodes.EXIT_BIND_ERROR
             self._write_endpoints()
+            self._open_cache()
             self.background += [
                 asyncio.create_task(self._results_loop(), name="results"),
                 asyncio.create_task(self.edge.serve(), name="edge"),
@@ -153,6 +159,14 @@ class Supervisor:
             requests=bound_endpoint(router), events=bound_endpoint(pub), run_dir=str(run_dir), pid=os.getpid()
         )
         log.info("requests on %s, events on %s", self.endpoints_info["requests"], self.endpoints_info["events"])
+
+    def _open_cache(self) -> None:
+        if not self.s.cache.enabled:
+            return
+        try:
+            self.cache = ApplianceCache(self.s, str(self.run_dir))
+        except (OSError, ValueError) as exc:
+            log.error("cannot create the shared-memory cache (%s): running without a cache", exc)
 
     def _socket(self, role: Role, endpoint: str, hwm: int, linger_ms: int, **kw: int) -> zmq.asyncio.Socket:
         sock = make_socket(self.ctx, role, endpoint, hwm=hwm, linger_ms=linger_ms, **kw)
@@ -220,6 +234,8 @@ class Supervisor:
             sock.close()
         self.ctx.term()
         self.notifier.close()
+        if self.cache is not None:
+            self.cache.close()
         if self._run_dir_owned:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         elif hasattr(self, "run_dir"):
@@ -381,7 +397,7 @@ class Supervisor:
         return None
 
     def _spawn(self, slot: Slot) -> None:
-        proc = pool.spawn(slot, self.s, self.endpoints, time.monotonic())
+        proc = pool.spawn(slot, self.s, self.endpoints, time.monotonic(), self.cache.name if self.cache else "")
         self.loop.add_reader(proc.sentinel, self._on_sentinel, slot.index, proc.pid)
 
     def _on_sentinel(self, index: int, pid: int) -> None:
@@ -521,6 +537,10 @@ class Supervisor:
         if self.catalog is None:
             self.catalog = protocol.Catalog(frame.languages)
             self.models = list(frame.models)
+            if self.cache is not None:
+                self.cache.set_models(frame.languages, frame.models)
+        elif [(m.name, m.revision) for m in frame.models] != [(m.name, m.revision) for m in self.models]:
+            log.warning("worker %d loaded other models than its peers; cache keys follow the first", slot.index)
         elif protocol.Catalog(frame.languages).pairs != self.catalog.pairs:
             log.warning("worker %d serves different languages than its peers", slot.index)
         slot.state = SlotState.READY
@@ -547,6 +567,7 @@ class Supervisor:
                 source_language=record.source_language,
                 target_language=unit.target,
                 tier=record.model_type,
+                cache_key=unit.cache_key,
             )
             future = self.task_socks[index].send(codec.encode(frame), flags=zmq.DONTWAIT)
             if future.exception() is not None:
@@ -564,6 +585,8 @@ class Supervisor:
     def _complete_unit(self, unit: Unit, frame: Result) -> None:
         record = unit.request
         self.metrics.count_completed(frame.processing_ms)
+        if self.cache is not None:
+            self.cache.on_result(unit.cache_key, frame)
         event = protocol.completed_event(
             task_id=record.task_id,
             message_id=record.message_id,
@@ -578,8 +601,9 @@ class Supervisor:
             conversation_id=record.conversation_id,
             attempts=unit.attempt,
             queued_ms=(unit.dispatched_at - record.accepted_at) * 1000.0,
+            from_cache=frame.from_cache,
         )
-        self._publish(unit, event)
+        self._publish(record, unit.target, event)
 
     def _fail_unit(self, unit: Unit, code: str, message: str) -> None:
         """Take a unit out of the table with an error (timeout, crash, shutdown)."""
@@ -597,18 +621,20 @@ class Supervisor:
             message=message,
             conversation_id=record.conversation_id,
         )
-        self._publish(unit, event)
+        self._publish(record, unit.target, event)
 
-    def _publish(self, unit: Unit, event: dict) -> None:
+    def _publish(self, record: RequestRecord, target: str, event: dict) -> None:
         self.edge.publish(event)
-        record = unit.request
-        record.outcomes[unit.target] = event
+        record.outcomes[target] = event
         if record.remaining == 0:
-            for waiter in record.waiters:
-                waiter(record)
-            record.waiters.clear()
-            if self.state == DRAINING and self.table.in_flight() == 0:
-                self.events.put_nowait(("drained",))
+            self._finished(record)
+
+    def _finished(self, record: RequestRecord) -> None:
+        for waiter in record.waiters:
+            waiter(record)
+        record.waiters.clear()
+        if self.state == DRAINING and self.table.in_flight() == 0:
+            self.events.put_nowait(("drained",))
 
     # ================================================================== timers
 
@@ -717,6 +743,7 @@ class Supervisor:
         if self.catalog is None or self.state != SERVING:
             raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id)
         req = self.catalog.resolve(req)
+        keys, hits = self._cache_lookup(req)
         try:
             record = self.table.admit(
                 task_id=req.task_id or uuid.uuid4().hex,
@@ -727,6 +754,8 @@ class Supervisor:
                 conversation_id=req.conversation_id,
                 targets=req.targets,
                 now=time.monotonic(),
+                done=hits,
+                keys=keys,
             )
         except Overloaded as exc:
             raise RequestError(protocol.OVERLOADED, f"over capacity ({exc}); retry later", req.message_id) from None
@@ -734,8 +763,55 @@ class Supervisor:
         if req.sync:
             record.waiters.append(lambda r: reply(_sync_body(r)))
         else:
-            reply(protocol.queued_body(record.task_id, record.message_id, self._estimate_ms(), list(record.targets), False))
-        self._pump()
+            estimate = self._estimate_ms() if record.remaining else 0.0
+            reply(protocol.queued_body(record.task_id, record.message_id, estimate, list(record.targets), False))
+        for target, hit in hits.items():
+            self._publish_hit(record, target, hit)
+        if record.remaining:
+            self._pump()
+        elif len(record.outcomes) == len(record.targets):
+            self._finished(record)
+
+    def _cache_lookup(self, req: protocol.TranslateRequest) -> tuple[dict[str, bytes], dict]:
+        """Each target's cache key, and the targets the cache answers (target -> value)."""
+        keys: dict[str, bytes] = {}
+        hits: dict = {}
+        cache = self.cache
+        if cache is None:
+            return keys, hits
+        for target in req.targets:
+            key = cache.key(req.text, req.source_language, target, req.model_type)
+            if not key:
+                continue
+            keys[target] = key
+            started = time.perf_counter()
+            value = cache.lookup(key)
+            if value is not None:
+                hits[target] = (value, (time.perf_counter() - started) * 1000.0)
+        return keys, hits
+
+    def _publish_hit(self, record: RequestRecord, target: str, hit: tuple) -> None:
+        value, lookup_ms = hit
+        self.cache.count_edge_hit()
+        event = protocol.completed_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=target,
+            text=value.translated_text,
+            source=value.source_language,
+            confidence=value.confidence,
+            processing_ms=lookup_ms,
+            tier=value.tier,
+            model=value.model,
+            slot=None,
+            conversation_id=record.conversation_id,
+            attempts=0,
+            queued_ms=0.0,
+            from_cache=True,
+        )
+        # Not _publish: a request's hits are all published before its waiters run.
+        self.edge.publish(event)
+        record.outcomes[target] = event
 
     def _estimate_ms(self) -> float:
         ready = max(1, sum(s.state is SlotState.READY for s in self.slots))
@@ -767,7 +843,7 @@ class Supervisor:
         return {
             "type": "stats",
             "service": self.metrics.service(self.state),
-            "cache": self.metrics.cache(),
+            "cache": self.cache.stats() if self.cache is not None else disabled_stats(),
             "workers": {
                 "max_workers": len(self.slots),
                 "active_workers": sum(s.state is SlotState.READY for s in self.slots),

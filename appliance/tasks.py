@@ -20,7 +20,7 @@ A bounded LRU remembers recently finished taskIds so a late retry starts no new 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -52,6 +52,7 @@ class Unit:
     attempt: int = 0
     slot: int | None = None
     dispatched_at: float = 0.0
+    cache_key: bytes = b""  # the translation's cache key; b"": not cached
 
 
 class TaskTable:
@@ -87,8 +88,14 @@ class TaskTable:
         conversation_id: str | None,
         targets: tuple[str, ...],
         now: float,
+        done: Collection[str] = (),
+        keys: Mapping[str, bytes] | None = None,
     ) -> RequestRecord:
-        if len(self.units) + len(targets) > self.max_units:
+        """Admit a request: one unit per target not in `done` (targets already answered, from
+        the cache: they take no unit and no capacity). A request with nothing left to do is
+        finished at once (its taskId goes to the recent list)."""
+        todo = [t for t in targets if t not in done]
+        if len(self.units) + len(todo) > self.max_units:
             raise Overloaded(f"{len(self.units)} tasks in flight; the limit is {self.max_units}")
         record = RequestRecord(
             task_id=task_id,
@@ -99,13 +106,17 @@ class TaskTable:
             conversation_id=conversation_id,
             targets=targets,
             accepted_at=now,
-            remaining=len(targets),
+            remaining=len(todo),
         )
+        if not todo:
+            self._remember(task_id)
+            return record
         self.requests[task_id] = record
-        for target in targets:
+        for target in todo:
             uid = self._next_uid
             self._next_uid += 1
-            self.units[uid] = Unit(uid, record, target, deadline=now + self.task_timeout_s)
+            key = keys.get(target, b"") if keys else b""
+            self.units[uid] = Unit(uid, record, target, deadline=now + self.task_timeout_s, cache_key=key)
             self.pending.append(uid)
         return record
 
@@ -159,12 +170,15 @@ class TaskTable:
         record.remaining -= 1
         if record.remaining == 0:
             del self.requests[record.task_id]
-            if self.recent_capacity:
-                self.recent[record.task_id] = None
-                self.recent.move_to_end(record.task_id)
-                while len(self.recent) > self.recent_capacity:
-                    self.recent.popitem(last=False)
+            self._remember(record.task_id)
         return unit
+
+    def _remember(self, task_id: str) -> None:
+        if self.recent_capacity:
+            self.recent[task_id] = None
+            self.recent.move_to_end(task_id)
+            while len(self.recent) > self.recent_capacity:
+                self.recent.popitem(last=False)
 
     def slot_died(self, slot: int) -> tuple[list[Unit], list[Unit]]:
         """Units the dead slot held: (requeued at the front of pending, out of attempts)."""

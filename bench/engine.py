@@ -12,8 +12,9 @@ The model is the synthetic opus-mt-shaped one (`export_models.py --synthetic opu
 `models/.build/`.
 
 One thread each, as the appliance runs one worker per core. Each engine decodes one batch to warm
-up, then repetitions interleave the engines (rotating their order) so drift on a shared machine
-hits all of them; the median repetition counts. Results are ratios against CTranslate2 int8 and
+up; then, in each repetition, every batch is decoded by every engine in turn, the order rotating
+from batch to batch, so drift on a shared machine hits all of them; the median repetition counts.
+Wall time makes the table; process CPU time is recorded too (steadier under a noisy neighbour). Results are ratios against CTranslate2 int8 and
 HF PyTorch measured in the same run, never absolute bounds. Writes
 bench/results/engine-<timestamp>.json and latest-engine.json.
 
@@ -215,78 +216,98 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
-def run_all(engine, work: Workload) -> float:
-    """Seconds to decode every batch; asserts each sentence got exactly `new_tokens` tokens."""
-    start = time.perf_counter()
-    counts = []
-    for index in range(len(work.batches)):
-        counts += engine.run(index)
-    elapsed = time.perf_counter() - start
+def run_batch(engine, work: Workload, index: int) -> tuple[float, float]:
+    """Wall and process CPU seconds for one batch; asserts each sentence got exactly `new_tokens` tokens."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    counts = engine.run(index)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     wrong = [c for c in counts if c != work.new_tokens]
-    assert not wrong, f"{len(wrong)} of {len(counts)} sentences got {sorted(set(wrong))} tokens, not {work.new_tokens}"
-    return elapsed
+    assert len(counts) == len(work.batches[index]) and not wrong, (
+        f"{len(wrong)} of {len(counts)} sentences got {sorted(set(wrong))} tokens, not {work.new_tokens}"
+    )
+    return wall, cpu
 
 
 def compare(opts, work: Workload) -> tuple[dict, bool]:
-    names = opts.engines
+    """Load and warm up every engine, then time them batch by batch, rotating the order each batch.
+
+    Interleaving at batch granularity spreads a neighbour's burst of load over every engine instead
+    of one engine's whole repetition. A repetition's time is the sum of that engine's batch times.
+    Process CPU time is recorded next to wall time: on a shared machine it is the steadier of the two.
+    """
     rows: dict[str, dict] = {}
     engines = {}
-    for name in names:
+    for name in opts.engines:
         t0 = time.perf_counter()
         try:
             engine = load_engine(name, work)
-            engine.run(0)  # warm-up: first-run allocations, lazy initialisation
+            run_batch(engine, work, 0)  # warm-up: first-run allocations, lazy initialisation
         except Exception as exc:  # shown in the table: one unavailable engine must not hide the others
-            rows[name] = {"error": f"unavailable: {_why(exc)}"}
-            print(f"  {name:14} unavailable: {_why(exc)}", flush=True)
+            rows[name] = {"error": f"unavailable: {_why(exc)}" if not isinstance(exc, AssertionError)
+                          else f"wrong output length: {exc}"}
+            print(f"  {name:14} {rows[name]['error']}", flush=True)
             continue
         engines[name] = engine
-        rows[name] = {"load_and_warmup_s": round(time.perf_counter() - t0, 2), "seconds": []}
+        rows[name] = {"load_and_warmup_s": round(time.perf_counter() - t0, 2), "seconds": [], "cpu_seconds": []}
         print(f"  {name:14} loaded + warmed up in {rows[name]['load_and_warmup_s']:.1f}s", flush=True)
-    ok = True
+    ok = all("wrong output length" not in row.get("error", "") for row in rows.values())
     live = list(engines)
+    batches = len(work.batches)
     for rep in range(opts.reps):
-        order = live[rep % len(live) :] + live[: rep % len(live)] if live else []
-        for name in order:
-            if "error" in rows[name]:
-                continue
-            try:
-                rows[name]["seconds"].append(run_all(engines[name], work))
-            except AssertionError as exc:
-                rows[name] = {"error": f"wrong output length: {exc}"}
-                ok = False
-        done = ", ".join(f"{n} {rows[n]['seconds'][-1]:.2f}s" for n in order if "error" not in rows[n])
-        print(f"  rep {rep + 1}/{opts.reps}: {done}", flush=True)
+        wall = {name: 0.0 for name in live}
+        cpu = {name: 0.0 for name in live}
+        for index in range(batches):
+            turn = (rep * batches + index) % max(len(live), 1)
+            for name in live[turn:] + live[:turn]:
+                if name not in wall:
+                    continue
+                try:
+                    w, c = run_batch(engines[name], work, index)
+                except AssertionError as exc:
+                    rows[name] = {"error": f"wrong output length: {exc}"}
+                    ok = False
+                    del wall[name], cpu[name]
+                    continue
+                wall[name] += w
+                cpu[name] += c
+        live = [name for name in live if name in wall]
+        for name in live:
+            rows[name]["seconds"].append(round(wall[name], 4))
+            rows[name]["cpu_seconds"].append(round(cpu[name], 4))
+        done = ", ".join(f"{name} {wall[name]:.2f}s" for name in live)
+        print(f"  rep {rep + 1}/{opts.reps} (load {os.getloadavg()[0]:.2f}): {done}", flush=True)
     tokens = work.sentences * work.new_tokens
-    for name, row in rows.items():
+    for row in rows.values():
         if "error" in row:
             continue
         median = statistics.median(row["seconds"])
         row.update(
             median_s=median,
+            median_cpu_s=statistics.median(row["cpu_seconds"]),
             sentences_per_s=work.sentences / median,
             tokens_per_s=tokens / median,
             spread=(max(row["seconds"]) - min(row["seconds"])) / median,
         )
     for base, key in ((BASELINE, "vs_ct2_int8"), (SECOND_BASELINE, "vs_hf_pytorch")):
-        base_rate = rows.get(base, {}).get("tokens_per_s")
+        base_row = rows.get(base, {})
         for row in rows.values():
-            if "tokens_per_s" in row and base_rate:
-                row[key] = row["tokens_per_s"] / base_rate
+            if "tokens_per_s" in row and "tokens_per_s" in base_row:
+                row[key] = row["tokens_per_s"] / base_row["tokens_per_s"]
+                row[key + "_cpu"] = base_row["median_cpu_s"] / row["median_cpu_s"]
     return rows, ok
 
 
 def print_table(rows: dict) -> None:
-    print(f"\n{'engine':14} {'sent/s':>8} {'tok/s':>8} {'median s':>9} {'spread':>7} {'÷ ct2-int8':>11} {'× hf-pytorch':>13}")
+    print(f"\n{'engine':14} {'sent/s':>8} {'tok/s':>8} {'median s':>9} {'spread':>7}"
+          f" {'vs ct2-int8':>12} {'vs hf-pytorch':>14} {'vs ct2-int8 (cpu)':>18}")
     for name, row in rows.items():
         if "error" in row:
             print(f"{name:14} {row['error']}")
             continue
-        vs_ct2 = f"{row['vs_ct2_int8']:.2f}" if "vs_ct2_int8" in row else "-"
-        vs_hf = f"{row['vs_hf_pytorch']:.2f}" if "vs_hf_pytorch" in row else "-"
+        cells = [f"{row[k]:.2f}" if k in row else "-" for k in ("vs_ct2_int8", "vs_hf_pytorch", "vs_ct2_int8_cpu")]
         print(
             f"{name:14} {row['sentences_per_s']:8.1f} {row['tokens_per_s']:8.0f} {row['median_s']:9.2f}"
-            f" {row['spread'] * 100:6.0f}% {vs_ct2:>11} {vs_hf:>13}"
+            f" {row['spread'] * 100:6.0f}% {cells[0]:>12} {cells[1]:>14} {cells[2]:>18}"
         )
 
 

@@ -46,6 +46,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hwm: int = 1000
     linger_ms: int = 0
     supervisor_pid: int = 0
+    cache_name: str = ""  # shared-memory cache table to attach; "" runs without a cache
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -61,6 +62,9 @@ class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
     target_language: str
     tier: str
     beam_size: int = 1
+    # The translation's key in the shared cache (ipc.cache_key, built by the supervisor from the
+    # model that serves this task); empty: do not look up or store.
+    cache_key: bytes = b""
 
 
 class Drain(msgspec.Struct, tag="drain", array_like=True, gc=False, frozen=True):
@@ -79,6 +83,7 @@ class ModelInfo(msgspec.Struct, array_like=True, gc=False, frozen=True):
     tier: str
     quantization: str
     languages: list[str]
+    revision: str = ""  # digest of the model's files: part of every cache key
 
 
 class Ready(msgspec.Struct, tag="ready", array_like=True, gc=False, frozen=True):
@@ -107,6 +112,7 @@ class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=Tru
     model: str
     tier: str
     processing_ms: float  # wall time of the batch that produced it
+    from_cache: bool = False  # answered from the shared cache, not decoded for this task
 
 
 class TaskFailed(msgspec.Struct, tag="failed", array_like=True, gc=False, frozen=True):

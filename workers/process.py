@@ -4,9 +4,19 @@ Lifecycle (entry point `main`, started by the supervisor with the `spawn` method
 
     decode WorkerSpec ─▶ pin to core ─▶ connect sockets ─▶ load runtime ──ok──▶ Ready ─▶ serve
                                                                └─fails─▶ Fatal, exit EXIT_BOOT_ERROR
-    serve: drain queued Task frames ─▶ plan a batch (workers.batching) ─▶ runtime.translate
-           ─▶ one Result / TaskFailed per task ─▶ repeat; Heartbeat when idle, Stats every few.
+    serve: drain queued Task frames ─▶ plan a batch (workers.batching) ─▶ cache lookups
+           ─▶ runtime.translate(the misses) ─▶ cache puts ─▶ one Result / TaskFailed per task
+           ─▶ repeat; Heartbeat when idle, Stats every few.
     Drain frame: answer everything received, send Stopped, exit EXIT_OK.
+
+The shared cache (`spec.cache_name`, attached, never created: the supervisor owns it). A task
+carries its cache key, built by the supervisor; the worker looks every task of a batch up just
+before decoding (another worker, or an earlier batch, may have translated the same text since
+the supervisor missed it), decodes each distinct key once (a repeat inside one batch shares the
+decode), and puts every fresh translation into the table. Such answers are `Result`s with
+`from_cache` set. A segment is one task's whole text for now (no sentence splitting). The
+persistent level is the supervisor's alone. A cache that fails is dropped with a warning; the
+worker keeps translating.
 
 The runtime comes through a seam: `spec.runtime_factory` is an import path called as
 `factory(models_dir, tiers, threads)`; production uses `workers.runtime:Runtime.load`, tests a
@@ -32,6 +42,7 @@ import msgspec
 import zmq
 
 from ipc import codec
+from ipc.cache_key import CachedTranslation
 from ipc.entry import resolve
 from ipc.exitcodes import EXIT_BAD_SPEC, EXIT_BOOT_ERROR, EXIT_OK, EXIT_ORPHANED
 from ipc.frames import (
@@ -47,6 +58,7 @@ from ipc.frames import (
     TaskFailed,
     WorkerSpec,
 )
+from ipc.shm_cache import ShmCache
 from ipc.sockets import Role, make_socket
 from workers import batching
 from workers.jobs import Translation, TranslationError, TranslationJob
@@ -101,6 +113,7 @@ def _model_info(model: dict) -> ModelInfo:
         languages=[
             lang if isinstance(lang, str) else "-".join(str(part) for part in lang) for lang in langs
         ],
+        revision=str(model.get("revision") or ""),
     )
 
 
@@ -116,6 +129,8 @@ class WorkerProcess:
         self.busy_s = 0.0
         self.heartbeats = 0
         self.last_sent = 0.0
+        self.cache: ShmCache | None = None
+        self.cache_hits = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,6 +156,7 @@ class WorkerProcess:
         )
         # A bounded wait per send, so a vanished supervisor is noticed instead of blocking forever.
         self.results.setsockopt(zmq.SNDTIMEO, 1000)
+        self._attach_cache()
         try:
             runtime = self._load()
             if runtime is None:
@@ -163,9 +179,28 @@ class WorkerProcess:
         except Orphaned:
             return EXIT_ORPHANED
         finally:
+            if self.cache is not None:
+                self.cache.close()
             self.tasks.close(linger=0)
             self.results.close()
             ctx.term()
+
+    def _attach_cache(self) -> None:
+        if not self.spec.cache_name:
+            return
+        try:
+            self.cache = ShmCache.attach(self.spec.cache_name)
+        except Exception as exc:  # the cache is an optimization: translate without it
+            log.warning("worker %d: cannot attach cache %s (%s): running without it",
+                        self.spec.slot, self.spec.cache_name, exc)
+
+    def _cache_failed(self, exc: Exception) -> None:
+        log.warning("worker %d: cache failed (%s: %s): running without it", self.spec.slot, type(exc).__name__, exc)
+        cache, self.cache = self.cache, None
+        try:
+            cache.close()
+        except Exception:
+            pass
 
     def _load(self) -> Runtime | None:
         spec = self.spec
@@ -225,6 +260,9 @@ class WorkerProcess:
         batch = batching.plan(self.queued, spec.batch_token_budget, spec.max_batch_size)
         chosen = {id(t) for t in batch}
         self.queued = deque(t for t in self.queued if id(t) not in chosen)
+        batch, repeats = self._answer_from_cache(batch)
+        if not batch:
+            return
         jobs = [
             TranslationJob(
                 text=t.text,
@@ -248,39 +286,88 @@ class WorkerProcess:
         self.batches += 1
         for task, out in zip(batch, outcomes):
             if isinstance(out, Translation):
-                self.tasks_done += 1
-                self._send(
-                    Result(
-                        uid=task.uid,
-                        attempt=task.attempt,
-                        slot=spec.slot,
-                        pid=self.pid,
-                        text=out.text,
-                        source_language=out.source_language,
-                        target_language=out.target_language,
-                        confidence=float(out.confidence),
-                        model=out.model,
-                        tier=out.tier,
-                        processing_ms=elapsed * 1000.0,
-                    )
+                value = CachedTranslation(
+                    out.text, out.source_language, float(out.confidence), out.model, out.tier, time.time()
                 )
+                self._store(task, value)
+                self._send_result(task, value, elapsed * 1000.0, False)
+                for repeat in repeats.get(task.cache_key, ()):
+                    self._send_result(repeat, value, elapsed * 1000.0, True)
             else:
-                self.failures += 1
                 code, message = (
                     (out.code, out.message)
                     if isinstance(out, TranslationError)
                     else ("internal_error", f"runtime returned {type(out).__name__}")
                 )
-                self._send(
-                    TaskFailed(
-                        uid=task.uid,
-                        attempt=task.attempt,
-                        slot=spec.slot,
-                        pid=self.pid,
-                        code=code,
-                        message=message,
+                for failed in (task, *repeats.get(task.cache_key, ())):
+                    self.failures += 1
+                    self._send(
+                        TaskFailed(
+                            uid=failed.uid,
+                            attempt=failed.attempt,
+                            slot=spec.slot,
+                            pid=self.pid,
+                            code=code,
+                            message=message,
+                        )
                     )
-                )
+
+    def _answer_from_cache(self, batch: list[Task]) -> tuple[list[Task], dict[bytes, list[Task]]]:
+        """Answer the batch's cache hits now; the tasks left to decode (one per distinct key),
+        and the repeats that share each decode."""
+        if self.cache is None:
+            return batch, {}
+        todo: list[Task] = []
+        repeats: dict[bytes, list[Task]] = {}
+        leaders: set[bytes] = set()
+        for task in batch:
+            key = task.cache_key
+            if not key or self.cache is None:
+                todo.append(task)
+                continue
+            if key in leaders:
+                repeats.setdefault(key, []).append(task)
+                continue
+            started = time.perf_counter()
+            try:
+                value = self.cache.get(key)
+            except Exception as exc:
+                self._cache_failed(exc)
+                value = None
+            if value is None:
+                leaders.add(key)
+                todo.append(task)
+            else:
+                self._send_result(task, value, (time.perf_counter() - started) * 1000.0, True)
+        return todo, repeats
+
+    def _store(self, task: Task, value: CachedTranslation) -> None:
+        if self.cache is None or not task.cache_key:
+            return
+        try:
+            self.cache.put(task.cache_key, value)
+        except Exception as exc:
+            self._cache_failed(exc)
+
+    def _send_result(self, task: Task, value: CachedTranslation, processing_ms: float, from_cache: bool) -> None:
+        self.tasks_done += 1
+        self.cache_hits += from_cache
+        self._send(
+            Result(
+                uid=task.uid,
+                attempt=task.attempt,
+                slot=self.spec.slot,
+                pid=self.pid,
+                text=value.translated_text,
+                source_language=value.source_language,
+                target_language=task.target_language,
+                confidence=value.confidence,
+                model=value.model,
+                tier=value.tier,
+                processing_ms=processing_ms,
+                from_cache=from_cache,
+            )
+        )
 
     def _heartbeat_if_due(self) -> None:
         spec = self.spec

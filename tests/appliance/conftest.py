@@ -53,7 +53,13 @@ def write_config(path: Path, sections: dict[str, dict]) -> Path:
 
 def base_config(run_dir: Path) -> dict[str, dict]:
     return {
-        "server": {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "run_dir": str(run_dir)},
+        "server": {
+            "zmq_port": 0,
+            "zmq_pub_port": 0,
+            "api_port": 0,
+            "run_dir": str(run_dir),
+            "state_dir": str(run_dir.parent / "state"),
+        },
         "workers": {
             "count": 1,
             "runtime_factory": FAKE_RUNTIME,
@@ -73,7 +79,11 @@ def merge(base: dict[str, dict], extra: dict[str, dict]) -> dict[str, dict]:
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAKE_", "NOTIFY_SOCKET", "WATCHDOG_", "MEESHY_CACHE_URL", "MEESHY_STATE_DIR", "STATE_DIRECTORY"))
+    }
     env.pop("TRANSLATION_WORKERS", None)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"

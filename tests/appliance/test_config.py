@@ -22,7 +22,7 @@ def test_shipped_config_toml_documents_exactly_the_defaults(tmp_path, monkeypatc
 
     assert comparable(shipped) == comparable(defaults)
     text = (REPO / "config.toml").read_text()
-    for section in ("server", "limits", "workers", "respawn", "shutdown", "ipc"):
+    for section in ("server", "limits", "workers", "respawn", "shutdown", "ipc", "cache"):
         for key in msgspec.structs.asdict(getattr(defaults, section)):
             assert f"\n{key} = " in text or f"\n# {key}" in text or key == "tiers", f"{section}.{key} undocumented"
 

@@ -8,6 +8,9 @@ inherit from the appliance process:
     FAKE_RUNTIME_LOAD       "ok" (default) | "fail" (raise at load) | "exit:N" | "hang"
     FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
     FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
+    FAKE_RUNTIME_JOB_LOG    a path: every job that reaches `translate` appends one JSON line
+                            {"text", "source", "target", "tier", "pid"} (see `jobs_logged`), so a
+                            test can count what reached a worker's runtime
 
 Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__hang__" blocks it
 forever, "__error__" gives a TranslationError, "__raise__" makes the whole batch raise.
@@ -15,6 +18,7 @@ forever, "__error__" gives a TranslationError, "__raise__" makes the whole batch
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -66,13 +70,20 @@ class FakeRuntime:
     def models(self) -> list[dict]:
         return [
             {"name": f"fake-{tier}", "family": "fake", "tier": tier, "quantization": "none",
-             "languages": pairs}
+             "revision": f"fake-{tier}-r1", "languages": pairs}
             for tier, pairs in LANGUAGES.items()
         ]
 
     def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]:
         if any("__raise__" in job.text for job in jobs):
             raise RuntimeError("fake runtime failure")
+        log_path = os.environ.get("FAKE_RUNTIME_JOB_LOG")
+        if log_path:
+            with open(log_path, "a") as log:
+                for job in jobs:
+                    log.write(json.dumps({"text": job.text, "source": job.source_language,
+                                          "target": job.target_language, "tier": job.tier,
+                                          "pid": os.getpid()}) + "\n")
         if self.delay_s:
             time.sleep(self.delay_s * len(jobs))
         out: list[Translation | TranslationError] = []
@@ -101,3 +112,12 @@ class FakeRuntime:
                 )
             )
         return out
+
+
+def jobs_logged(path: Path | str) -> list[dict]:
+    """The jobs a FAKE_RUNTIME_JOB_LOG file recorded, oldest first."""
+    try:
+        with open(path) as log:
+            return [json.loads(line) for line in log if line.strip()]
+    except FileNotFoundError:
+        return []
