@@ -11,14 +11,18 @@ The body must be exactly one frame; anything else is answered with `invalid_requ
 events are sent without blocking: a vanished client's reply, or an event beyond a slow
 subscriber's HWM, is dropped by ZeroMQ rather than buffered without bound.
 
-Hot path: cache hits are answered entirely here, so the per-message cost matters. The loop awaits
-one message on the asyncio socket, then takes what else is already queued (up to `RECV_BATCH`)
-with non-blocking calls on a plain shadow of the same socket, and every send goes through a
-plain shadow too: no asyncio future per message. All of it runs on the event loop's thread.
+Hot path: cache hits are answered entirely here, so the per-message cost matters, and no asyncio
+future is made per message. The edge uses plain (shadow) sockets on the event loop's thread and
+watches the ROUTER's ZMQ_FD itself. That descriptor is edge-triggered: it signals a change, and
+any operation on the socket (a send included) may consume the signal. So the reader callback
+receives until EAGAIN (at most `RECV_BATCH` per turn, then it yields and continues), and a
+reply sent from outside that loop (a synchronous request finished by a worker's result)
+schedules another pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -56,20 +60,44 @@ class Edge:
         self._pub = zmq.Socket.shadow(pub.underlying)
         self.dropped_replies = 0
         self.dropped_events = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_drain = False
+        self._drain_scheduled = False
 
     async def serve(self) -> None:
+        """Receive and answer requests until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        fd = self._router.getsockopt(zmq.FD)
+        self._loop.add_reader(fd, self._drain)
+        try:
+            self._drain()  # whatever arrived before the reader was added
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._loop.remove_reader(fd)
+            self._loop = None
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
         recv = self._router.recv_multipart
-        while True:
-            frames = await self.router.recv_multipart()
+        self._in_drain = True
+        try:
             for _ in range(RECV_BATCH):
+                try:
+                    frames = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
                 try:
                     self.handle(frames)
                 except Exception:  # one request must never stop the edge
                     log.exception("unexpected error handling a request")
-                try:
-                    frames = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            self._schedule_drain()  # more is queued: go on after the loop's other callbacks
+        finally:
+            self._in_drain = False
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
 
     def handle(self, frames: list[bytes]) -> None:
         identity, envelope, body = split_envelope(frames)
@@ -93,6 +121,8 @@ class Edge:
             self._router.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:  # EAGAIN at the HWM; EHOSTUNREACH never (ROUTER_MANDATORY is off)
             self.dropped_replies += 1
+        if not self._in_drain:
+            self._schedule_drain()  # this send may have consumed the FD's signal
 
     def publish(self, event: dict) -> None:
         try:

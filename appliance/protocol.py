@@ -96,11 +96,22 @@ def _message(exc: msgspec.ValidationError) -> str:
     return str(exc).replace("`$.", "`").replace("- at `$`", "").strip()
 
 
+_translation_decoder = msgspec.json.Decoder(_TranslationFields)
+
+
 def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_targets: int) -> Request:
     if len(payload) > max_request_bytes:
         raise RequestError(
             INVALID_REQUEST, f"request is {len(payload)} bytes; the limit is {max_request_bytes}"
         )
+    # Fast path for the common case, a well-formed translation request: one typed decode.
+    # Anything it does not take goes the general way below, which names the problem.
+    try:
+        fast = _translation_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
+        fast = None
+    if fast is not None and fast.type == "translation":
+        return _check_translation(fast, max_text_chars=max_text_chars, max_targets=max_targets)
     try:
         obj = msgspec.json.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
@@ -124,7 +135,10 @@ def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_ta
         req = msgspec.convert(obj, _TranslationFields)
     except msgspec.ValidationError as exc:
         raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
+    return _check_translation(req, max_text_chars=max_text_chars, max_targets=max_targets)
 
+
+def _check_translation(req: _TranslationFields, *, max_text_chars: int, max_targets: int) -> TranslateRequest:
     def fail(code: str, message: str) -> RequestError:
         return RequestError(code, message, req.message_id or None)
 

@@ -294,6 +294,8 @@ def compare(opts, work: Workload) -> tuple[dict, bool]:
             if "tokens_per_s" in row and "tokens_per_s" in base_row:
                 row[key] = row["tokens_per_s"] / base_row["tokens_per_s"]
                 row[key + "_cpu"] = base_row["median_cpu_s"] / row["median_cpu_s"]
+                # Same-repetition ratios: what drift did to both engines cancels out of each one.
+                row[key + "_per_rep"] = [round(b / e, 3) for b, e in zip(base_row["seconds"], row["seconds"])]
     return rows, ok
 
 
@@ -309,6 +311,9 @@ def print_table(rows: dict) -> None:
             f"{name:14} {row['sentences_per_s']:8.1f} {row['tokens_per_s']:8.0f} {row['median_s']:9.2f}"
             f" {row['spread'] * 100:6.0f}% {cells[0]:>12} {cells[1]:>14} {cells[2]:>18}"
         )
+    for name, row in rows.items():
+        if name.startswith("ours") and "vs_ct2_int8_per_rep" in row:
+            print(f"{name} vs ct2-int8, each repetition: {', '.join(f'{r:.2f}' for r in row['vs_ct2_int8_per_rep'])}")
 
 
 # --- profile of this engine's int8 model ---------------------------------------------------------

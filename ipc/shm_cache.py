@@ -259,6 +259,14 @@ class ShmCache:
         except FileNotFoundError:
             pass
 
+    @staticmethod
+    def unlink_name(name: str) -> None:
+        """Remove a table by name without attaching it (a stale one whose creator died)."""
+        try:
+            _posixshmem.shm_unlink("/" + name)
+        except FileNotFoundError:
+            pass
+
     def __enter__(self) -> ShmCache:
         return self
 

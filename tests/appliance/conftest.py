@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import zmq
 
+from appliance.cache import table_name
+from ipc.shm_cache import ShmCache
 from tests.fakes.waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +153,8 @@ class Appliance:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        # A killed supervisor cannot unlink its shared-memory cache table: do it for it.
+        ShmCache.unlink_name(table_name(str(self.run_dir)))
         self._log.close()
 
     # -------------------------------------------------------------- sockets

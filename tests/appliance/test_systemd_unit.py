@@ -34,6 +34,7 @@ def test_unit_has_notify_watchdog_restart_and_hardening():
     assert d["NoNewPrivileges"] == ["yes"] and d["CapabilityBoundingSet"] == [""]
     assert "3" in d["RestartPreventExitStatus"][0].split() and "78" in d["RestartPreventExitStatus"][0].split()
     assert d["RuntimeDirectory"] == ["meeshy-appliance"]
+    assert d["StateDirectory"] == ["meeshy-appliance"] and d["RemoveIPC"] == ["yes"]  # cache: SQLite, shm
     assert int(d["TimeoutStopSec"][0]) > 30 + 5  # drain_timeout_s + worker_exit_timeout_s
 
 
