@@ -61,7 +61,7 @@ class WorkerSettings(_Section):
     models_dir: str = "models"
     tiers: dict[str, str] = {}
     threads: int = 1
-    queue_depth: int = 16
+    queue_depth: int = 64
     batch_token_budget: int = 2048
     max_batch_size: int = 32
     heartbeat_interval_s: float = 1.0
