@@ -11,12 +11,13 @@ The model is the synthetic opus-mt-shaped one (`export_models.py --synthetic opu
 --quantize int8`); CTranslate2's copies are converted from the same checkpoint and cached under
 `models/.build/`.
 
-One thread each, as the appliance runs one worker per core. Each engine decodes one batch to warm
+One process and one thread per engine, as the appliance runs one worker per core; the parent
+drives them over pipes so that only one decodes at a time. Each engine decodes one batch to warm
 up; then, in each repetition, every batch is decoded by every engine in turn, the order rotating
 from batch to batch, so drift on a shared machine hits all of them; the median repetition counts.
-Wall time makes the table; process CPU time is recorded too (steadier under a noisy neighbour). Results are ratios against CTranslate2 int8 and
-HF PyTorch measured in the same run, never absolute bounds. Writes
-bench/results/engine-<timestamp>.json and latest-engine.json.
+Wall time makes the table; each worker's CPU time is recorded too (steadier under a noisy
+neighbour). Results are ratios against CTranslate2 int8 and HF PyTorch measured in the same run,
+never absolute bounds. Writes bench/results/engine-<timestamp>.json and latest-engine.json.
 
 `--profile` instead profiles this engine's int8 model: cProfile split (encoder, first decoder step,
 decoder-with-past, numpy work in decoding.py, Python) and ONNX Runtime's per-op profile of
@@ -30,7 +31,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,41 +219,123 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
-def run_batch(engine, work: Workload, index: int) -> tuple[float, float]:
-    """Wall and process CPU seconds for one batch; asserts each sentence got exactly `new_tokens` tokens."""
+def run_batch(engine, work: Workload, index: int) -> tuple[float, float, list[int]]:
+    """Wall and process CPU seconds for one batch, and the generated token count of each sentence."""
     wall, cpu = time.perf_counter(), time.process_time()
     counts = engine.run(index)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, time.process_time() - cpu, counts
+
+
+class EngineProcess:
+    """One engine in its own interpreter, driven over a pipe (JSON lines).
+
+    Each engine gets a process, as in the appliance (one worker per core): PyTorch's and
+    CTranslate2's OpenMP runtimes, allocators and thread pools never share an address space, and
+    one engine's loaded libraries cannot slow another. Only one engine runs at a time.
+
+        parent -> child   {"batch": i}
+        child -> parent   {"ready": load_and_warmup_s} | {"wall": s, "cpu": s, "counts": [...]} | {"error": why}
+    """
+
+    def __init__(self, name: str, opts):
+        self.name = name
+        self.log = tempfile.TemporaryFile(mode="w+")
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--sentences", str(opts.sentences),
+                "--batch", str(opts.batch), "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, cwd=REPO, env=env)
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            tail = self.log.read().strip().splitlines()[-1:] or [f"exit status {self.proc.wait()}"]
+            return {"error": f"worker died: {tail[0][:200]}"}
+        return json.loads(line)
+
+    def ready(self) -> float:
+        reply = self._reply()
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["ready"]
+
+    def run(self, index: int) -> tuple[float, float, list[int]]:
+        self.proc.stdin.write(json.dumps({"batch": index}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._reply()
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["wall"], reply["cpu"], reply["counts"]
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()  # the worker exits at end of input
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def serve_worker(opts) -> int:
+    """The child side of `EngineProcess`: load, warm up, then decode the batches asked for."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from libraries must not corrupt the replies
+    try:
+        t0 = time.perf_counter()
+        work = build_workload(opts)
+        engine = load_engine(opts.worker, work)
+        run_batch(engine, work, 0)  # warm-up: first-run allocations, lazy initialisation
+        out.write(json.dumps({"ready": round(time.perf_counter() - t0, 2)}) + "\n")
+    except Exception as exc:  # reported to the parent, shown in the table
+        out.write(json.dumps({"error": f"unavailable: {_why(exc)}"}) + "\n")
+        return 1
+    for line in sys.stdin:
+        try:
+            wall, cpu, counts = run_batch(engine, work, json.loads(line)["batch"])
+            out.write(json.dumps({"wall": wall, "cpu": cpu, "counts": counts}) + "\n")
+        except Exception as exc:
+            out.write(json.dumps({"error": _why(exc)}) + "\n")
+    return 0
+
+
+def check_counts(work: Workload, index: int, counts: list[int]) -> None:
     wrong = [c for c in counts if c != work.new_tokens]
     assert len(counts) == len(work.batches[index]) and not wrong, (
         f"{len(wrong)} of {len(counts)} sentences got {sorted(set(wrong))} tokens, not {work.new_tokens}"
     )
-    return wall, cpu
 
 
 def compare(opts, work: Workload) -> tuple[dict, bool]:
-    """Load and warm up every engine, then time them batch by batch, rotating the order each batch.
+    """Start every engine in its own process, then time them batch by batch, rotating the order.
 
     Interleaving at batch granularity spreads a neighbour's burst of load over every engine instead
     of one engine's whole repetition. A repetition's time is the sum of that engine's batch times.
     Process CPU time is recorded next to wall time: on a shared machine it is the steadier of the two.
     """
     rows: dict[str, dict] = {}
+    engines = {name: EngineProcess(name, opts) for name in opts.engines}  # they load in parallel
+    try:
+        return _measure(opts, work, engines, rows)
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+def _measure(opts, work: Workload, workers: dict, rows: dict) -> tuple[dict, bool]:
     engines = {}
-    for name in opts.engines:
-        t0 = time.perf_counter()
+    for name, engine in workers.items():
         try:
-            engine = load_engine(name, work)
-            run_batch(engine, work, 0)  # warm-up: first-run allocations, lazy initialisation
-        except Exception as exc:  # shown in the table: one unavailable engine must not hide the others
-            rows[name] = {"error": f"unavailable: {_why(exc)}" if not isinstance(exc, AssertionError)
-                          else f"wrong output length: {exc}"}
+            rows[name] = {"load_and_warmup_s": engine.ready(), "seconds": [], "cpu_seconds": []}
+        except RuntimeError as exc:  # one unavailable engine must not hide the others
+            rows[name] = {"error": str(exc)}
             print(f"  {name:14} {rows[name]['error']}", flush=True)
             continue
         engines[name] = engine
-        rows[name] = {"load_and_warmup_s": round(time.perf_counter() - t0, 2), "seconds": [], "cpu_seconds": []}
         print(f"  {name:14} loaded + warmed up in {rows[name]['load_and_warmup_s']:.1f}s", flush=True)
-    ok = all("wrong output length" not in row.get("error", "") for row in rows.values())
+    ok = True
     live = list(engines)
     batches = len(work.batches)
     for rep in range(opts.reps):
@@ -262,10 +347,12 @@ def compare(opts, work: Workload) -> tuple[dict, bool]:
                 if name not in wall:
                     continue
                 try:
-                    w, c = run_batch(engines[name], work, index)
-                except AssertionError as exc:
-                    rows[name] = {"error": f"wrong output length: {exc}"}
-                    ok = False
+                    w, c, counts = engines[name].run(index)
+                    check_counts(work, index, counts)
+                except (AssertionError, RuntimeError) as exc:
+                    wrong_length = isinstance(exc, AssertionError)
+                    rows[name] = {"error": f"wrong output length: {exc}" if wrong_length else str(exc)}
+                    ok = ok and not wrong_length
                     del wall[name], cpu[name]
                     continue
                 wall[name] += w
@@ -333,7 +420,8 @@ def _cprofile_split(model, work: Workload) -> dict:
     profiler = cProfile.Profile()
     profiler.enable()
     for index in range(len(work.batches)):
-        model.generate(work.batches[index], work.target, 1, [work.new_tokens] * len(work.batches[index]), work.new_tokens)
+        batch = work.batches[index]
+        model.generate(batch, work.target, 1, [work.new_tokens] * len(batch), work.new_tokens)
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # (file, line, func) -> (cc, nc, tottime, cumtime, callers)
     cum = lambda f, fn: (_find(stats, f, fn)[1] or (0, 0, 0.0, 0.0))[3]  # noqa: E731
@@ -457,7 +545,8 @@ def profile(opts, work: Workload) -> dict:
     for part, seconds in split["parts_s"].items():
         print(f"  {part:62} {seconds:7.3f}s {seconds / total * 100:5.1f}%")
     print(f"  (dropping one finished row mid-decode would cost {kv['ms_per_event']:.2f} ms; none here)")
-    print(f"\nORT per-op profile, decoder_with_past (kernels are {1 - (ops['outside_kernels_share'] or 0):.0%} of run time)")
+    kernels = 1 - (ops["outside_kernels_share"] or 0)
+    print(f"\nORT per-op profile, decoder_with_past (kernels are {kernels:.0%} of run time)")
     for part, share in ops["by_part"].items():
         print(f"  {part:62} {share * 100:5.1f}%")
     print("  by op type:", ", ".join(f"{op} {s * 100:.1f}%" for op, s in list(ops["by_op_type"].items())[:8]))
@@ -476,6 +565,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
     parser.add_argument("--profile", action="store_true", help="profile ours-int8 instead of comparing engines")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one engine to the parent
     opts = parser.parse_args(argv)
     opts.engines = [e.strip() for e in opts.engines.split(",") if e.strip()]
     unknown = [e for e in opts.engines if e not in ENGINES]
@@ -505,8 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     opts = parse(argv)
+    if opts.worker:
+        return serve_worker(opts)
     if not (MODELS / SYNTHETIC).exists() or not (MODELS / f"{SYNTHETIC}-int8").exists():
-        print(f"missing {MODELS / SYNTHETIC}[-int8]: run `python export_models.py --synthetic opus-mt-base --quantize int8`")
+        print(f"missing {MODELS / SYNTHETIC}[-int8]: "
+              "run `python export_models.py --synthetic opus-mt-base --quantize int8`")
         return 2
     work = build_workload(opts)
     load_before = os.getloadavg()

@@ -119,7 +119,7 @@ def greedy(
     while True:
         _mask_logits(logits, banned, eos_id, step, limits)
         tokens = logits.argmax(axis=-1)
-        chosen = log_softmax(logits)[np.arange(len(tokens)), tokens]
+        chosen = _chosen_logprobs(logits, tokens)
         for row, token, logprob in zip(alive, tokens.tolist(), chosen.tolist()):
             results[row].tokens.append(token)
             results[row].logprob += logprob
@@ -133,6 +133,18 @@ def greedy(
             self_kv = [kv[keep] for kv in self_kv]
             cross_kv = [kv[keep] for kv in cross_kv]
         logits, self_kv = graphs.next_step(tokens, mask, self_kv, cross_kv)
+
+
+def _chosen_logprobs(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """log softmax at the argmax: -log(sum(exp(logits - max))), computed in place.
+
+    The full log-softmax over a 58k vocabulary cost a sixth of each greedy step; this takes three
+    passes instead of six and overwrites `logits`, which the caller no longer needs.
+    """
+    best = logits[np.arange(len(tokens)), tokens]
+    logits -= best[:, None]
+    np.exp(logits, out=logits)
+    return -np.log(logits.sum(axis=-1))
 
 
 def beam_search(
