@@ -4,60 +4,25 @@ missing."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 
 import pytest
 
 from tests.fakes.fake_runtime import jobs_logged
+from tests.fakes.redis_server import REDIS_SERVER, RedisServer
 from tests.fakes.waiting import poll_until
 
 redis = pytest.importorskip("redis", reason="the redis Python package is not installed")
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = [
     pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not found (Debian package redis-server)"),
     pytest.mark.timeout(60),
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_url(tmp_path):
-    proc = None
-    try:
-        for _ in range(5):  # the port may be taken between choosing and binding it
-            port = _free_port()
-            url = f"redis://127.0.0.1:{port}/0"
-            proc = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(tmp_path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            poll_until(lambda: _answers(url) or proc.poll() is not None, 10, what="redis-server")
-            if proc.poll() is None:
-                break
-        else:
-            pytest.fail("could not start redis-server on a free port")
-        yield url, proc
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    server = RedisServer(tmp_path)
+    yield server.url, server.proc
+    server.stop()
 
 
 def translate(app, task_id: str, text: str) -> dict:

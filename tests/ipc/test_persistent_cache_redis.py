@@ -6,9 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
@@ -16,9 +13,9 @@ import pytest
 from ipc.cache_key import CachedTranslation, cache_key
 from ipc.persistent_cache import RedisLevel, TieredCache
 from ipc.shm_cache import ShmCache
+from tests.fakes.redis_server import REDIS_SERVER, RedisServer
 
 redis = pytest.importorskip("redis", reason="the redis Python package is not installed")
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server not found (Debian package redis-server)")
 
@@ -33,62 +30,12 @@ class Clock:
         return self.now
 
 
-def poll_until(predicate, deadline_s: float, what: str) -> None:
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def key(i: int) -> bytes:
     return cache_key("nllb-600m", "r1", "en", "de", f"message {i}")
 
 
 def value(i: int) -> CachedTranslation:
     return CachedTranslation(f"Nachricht {i}", "en", 0.8, "nllb-600m", "medium", 1.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-class RedisServer:
-    def __init__(self, workdir) -> None:
-        # The port is free when chosen but could be taken before redis binds it: retry then.
-        for _ in range(5):
-            self.port = _free_port()
-            self.url = f"redis://127.0.0.1:{self.port}/0"
-            self.proc = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                poll_until(lambda: _answers(self.url) or self.proc.poll() is not None, 10,
-                           "redis-server to answer")
-            except AssertionError:
-                self.stop()
-                raise
-            if self.proc.poll() is None:
-                return
-        raise RuntimeError("could not start redis-server on a free port")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.fixture
