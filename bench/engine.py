@@ -230,8 +230,8 @@ class EngineProcess:
     """One engine in its own interpreter, driven over a pipe (JSON lines).
 
     Each engine gets a process, as in the appliance (one worker per core): PyTorch's and
-    CTranslate2's OpenMP runtimes, allocators and thread pools never share an address space, and
-    one engine's loaded libraries cannot slow another. Only one engine runs at a time.
+    CTranslate2's OpenMP runtimes, allocators and thread pools never share an address space, so
+    no engine is measured with another's libraries loaded. Only one engine runs at a time.
 
         parent -> child   {"batch": i}
         child -> parent   {"ready": load_and_warmup_s} | {"wall": s, "cpu": s, "counts": [...]} | {"error": why}
@@ -431,21 +431,24 @@ def _cprofile_split(model, work: Workload) -> dict:
     next_key, next_value = _find(stats, "workers/decoding.py", "next_step")
     _, run_value = _find(stats, "onnxruntime_inference_collection.py", "run")
     ort_next = run_value[4].get(next_key, (0, 0, 0.0, 0.0))[3] if run_value and next_key else 0.0
-    log_softmax = cum("workers/decoding.py", "log_softmax")
-    mask = cum("workers/decoding.py", "_mask_logits")
     argmax_key = ("~", 0, "<method 'argmax' of 'numpy.ndarray' objects>")
-    argmax = stats[argmax_key][3] if argmax_key in stats else 0.0
+    argmax = stats[argmax_key][4].get(_find(stats, "workers/decoding.py", "greedy")[0], (0, 0, 0.0, 0.0))[3] \
+        if argmax_key in stats else 0.0
     greedy_self = (_find(stats, "workers/decoding.py", "greedy")[1] or (0, 0, 0.0))[2]
     parts = {
         "encoder (ORT)": encode,
         "first decoder step (ORT decoder_model)": first,
         "decoder_with_past (ORT run)": ort_next,
         "next_step feed/unpack (Python)": (next_value[3] if next_value else 0.0) - ort_next,
-        "numpy log_softmax": log_softmax,
-        "numpy argmax": argmax,
-        "numpy masking (banned ids, min length)": mask,
-        "greedy loop body (Python: pick logprob, KV slicing, appends)": greedy_self,
+        "numpy argmax (greedy)": argmax,
     }
+    # Every other helper of decoding.py (log-softmax, masking, ...) by name, so that a rewrite of
+    # the loop shows up here instead of vanishing into "other".
+    structural = {"greedy", "beam_search", "_start", "encode", "first_step", "next_step", "__init__", "confidence"}
+    for (filename, _, func), (_, _, _, cumulative, _) in stats.items():
+        if filename.endswith("workers/decoding.py") and func not in structural and cumulative >= 0.001:
+            parts[f"decoding.py {func}() (numpy)"] = cumulative
+    parts["greedy loop body (Python: KV slicing, appends)"] = greedy_self
     parts["other (padding, framing, cProfile)"] = total - sum(parts.values())
     steps = (next_value[1] if next_value else 0) // max(len(work.batches), 1)
     return {"total_s": total, "parts_s": parts, "decoder_with_past_calls_per_batch": steps}

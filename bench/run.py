@@ -23,6 +23,8 @@ sys.path.insert(0, str(REPO))
 BENCHMARKS = {
     "cache_micro": "shared-memory cache levels against a dict and a Manager dict",
     "engine": "this runtime (fp32, int8) against HF PyTorch, optimum ORT and CTranslate2",
+    "appliance_e2e": "whole appliance over ZeroMQ (N workers) vs the same runtime in one process, same run",
+    "cache_e2e": "cache-hit requests through 5555/5556 against a bare pyzmq ROUTER echo server",
 }
 
 
