@@ -4,21 +4,17 @@
     python bench/run.py engine --sentences 128 --reps 3   # one, the rest of the line is its argv
     python bench/run.py --list
 
-A benchmark is a module in bench/ with a `main()` that reads `sys.argv` (or takes an argv list)
-and may return an exit status. Run alone, it runs in this process; run as part of "all", each gets
-a fresh interpreter, so one benchmark's imports, thread pools and memory cannot skew the next.
+A benchmark is a script in bench/ that takes its own options and exits non-zero on failure; each
+runs in a fresh interpreter.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
 
 BENCHMARKS = {
     "cache_micro": "shared-memory cache levels against a dict and a Manager dict",
@@ -29,13 +25,9 @@ BENCHMARKS = {
 
 
 def run_one(name: str, args: list[str]) -> int:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
-    spec.loader.exec_module(module)
-    sys.argv = [str(BENCH / f"{name}.py"), *args]
-    status = module.main()
-    return status if isinstance(status, int) else 0
+    # A fresh interpreter per benchmark: one benchmark's imports, thread pools and memory cannot
+    # skew the next, and spawned helper processes can import the benchmark module by its path.
+    return subprocess.call([sys.executable, str(BENCH / f"{name}.py"), *args], cwd=BENCH.parent)
 
 
 def main() -> int:
@@ -57,7 +49,7 @@ def main() -> int:
     failed = []
     for name in BENCHMARKS:
         print(f"=== {name}", flush=True)
-        if subprocess.call([sys.executable, str(Path(__file__).resolve()), name], cwd=REPO) != 0:
+        if run_one(name, []) != 0:
             failed.append(name)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
