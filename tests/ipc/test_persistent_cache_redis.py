@@ -14,20 +14,13 @@ from ipc.cache_key import CachedTranslation, cache_key
 from ipc.persistent_cache import RedisLevel, TieredCache
 from ipc.shm_cache import ShmCache
 from tests.fakes.redis_server import REDIS_SERVER, RedisServer
+from tests.fakes.clock import Clock
 
 redis = pytest.importorskip("redis", reason="the redis Python package is not installed")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server not found (Debian package redis-server)")
 
 _names = itertools.count()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def key(i: int) -> bytes:
@@ -63,7 +56,7 @@ def new_table():
 
 @pytest.mark.timeout(30)
 def test_two_appliances_share_one_redis(redis_server, new_table):
-    clock = Clock()
+    clock = Clock(time.time())
     a = TieredCache(new_table(clock), RedisLevel(redis_server.url, clock=clock), clock=clock)
     b = TieredCache(new_table(clock), RedisLevel(redis_server.url, clock=clock), clock=clock)
     a.put(key(1), value(1))
@@ -80,7 +73,7 @@ def test_two_appliances_share_one_redis(redis_server, new_table):
 
 @pytest.mark.timeout(30)
 def test_redis_level_expiry(redis_server):
-    clock = Clock()
+    clock = Clock(time.time())
     level = RedisLevel(redis_server.url, prefix="t:", clock=clock)
     level.put_many([(key(1), b"soon", clock.now + 60), (key(2), b"never", math.inf),
                     (key(3), b"already gone", clock.now - 1)])
@@ -99,7 +92,7 @@ def test_redis_level_expiry(redis_server):
 
 @pytest.mark.timeout(30)
 def test_redis_going_away_degrades_to_memory(redis_server, new_table, caplog):
-    clock = Clock()
+    clock = Clock(time.time())
     cache = TieredCache(new_table(clock), RedisLevel(redis_server.url, clock=clock),
                         clock=clock, retry_after=5.0)
     cache.put(key(1), value(1))

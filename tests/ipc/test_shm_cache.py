@@ -12,16 +12,9 @@ import pytest
 
 from ipc.cache_key import CachedTranslation, cache_key
 from ipc.shm_cache import CacheLayoutError, ShmCache
+from tests.fakes.clock import Clock
 
 _names = itertools.count()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def key(i: int) -> bytes:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ipc.shm_cache import H_DIRTY, ShmCache
+from tests.fakes.clock import Clock
 
 ENTRIES = 6
 BLOCK = 32
@@ -27,14 +28,6 @@ MAX_BYTES = 16 * BLOCK
 MAX_VALUE = 6 * BLOCK
 KEYS = [bytes([i]) * 16 for i in range(10)]
 _names = itertools.count()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Crash(Exception):
