@@ -121,7 +121,8 @@ def test_sd_notify_ready_status_watchdog_stopping(start_appliance, tmp_path):
             env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"},
         )
         poll_until(lambda: received("READY=1"), 20, what="READY=1")
-        poll_until(lambda: sum("WATCHDOG=1" in m for m in messages) >= 3, 20, what="watchdog pings")
+        poll_until(lambda: received("WATCHDOG=1") and sum("WATCHDOG=1" in m for m in messages) >= 3, 20,
+                   what="watchdog pings")
         app.signal(signal.SIGTERM)
         assert app.wait_exit(30) == exitcodes.EXIT_OK
         poll_until(lambda: received("STOPPING=1"), 5, what="STOPPING=1")
