@@ -1,26 +1,23 @@
-"""The appliance's translation cache: key routing, the shared table's lifecycle, the counters.
+"""The appliance's translation cache: message keys, the shared table's lifecycle, the counters.
 
     supervisor start ──▶ ShmCache.create(<name from the run dir>) ──▶ TieredCache(table, level)
                          └▶ warm(): newest persistent rows into the table ──▶ spawn workers
-    request ──▶ keys (one per target) ──▶ table, then persistent level
-                  │ every target hit: result events at once, no worker
-                  └ misses only: Task(cache_key=…) to a worker, which looks the key up again just
-                    before decoding and puts what it decodes into the table
-    Result from a worker (decoded) ──▶ persistent level, written behind (this process is its only
-                                       writer)
+    request ──▶ a message key per target ──▶ table, then persistent level
+                  │ every target hit: result events at once, no worker, no detection
+                  └ misses: Task to a worker, which segments the message and looks each segment
+                    up in the same table by its own segment key (ipc.cache_key.segment_key)
+    Result from a worker ──▶ the message entry: into the table and, written behind, the
+                             persistent level (this process is its only writer)
     supervisor exit ──▶ flush the write-behind, close, unlink the table
 
-Keys (`ipc.cache_key.cache_key`) name the model that will serve the task, so the edge must pick
-it without a worker, the way `workers.runtime.Runtime` does: an explicit tier is that tier's
-model; `auto` with a known source is the lowest tier whose pairs hold (source, target), else the
-highest tier's model (the runtime's fallback). `auto` with source `auto` depends on language
-detection, which lives in the workers; such a task is keyed by the whole tier route (every
-loaded model's name and revision, lowest tier first) and the literal source "auto". The same text
-and models always give the same detection, so that key is as correct as an explicit one; it is
-just a different entry. Decoding settings in the key: the beam size.
+A message key covers the text byte for byte, the requested source ("auto" included: detection
+is deterministic for a given text and model set), target and model type, and the *deployment*:
+every loaded model's name and revision plus the settings that steer routing and detection. Any
+change of models or routing therefore starts a fresh set of entries; the worker's segment
+entries survive it only where the same model sees the same tokens.
 
-This module knows model names and tiers only as the workers' Ready frame reports them; it never
-imports `workers/`.
+This module knows models only as the workers' Ready frame reports them; it never imports
+`workers/`.
 """
 
 from __future__ import annotations
@@ -30,15 +27,15 @@ import logging
 import time
 from collections.abc import Iterable
 
-from appliance.config import TIERS, Settings
-from ipc.cache_key import CachedTranslation, cache_key, decode_value, encode_value
+import msgspec
+
+from appliance.config import Settings
+from ipc.cache_key import CachedTranslation, Detection, cache_key, decode_value, encode_value
 from ipc.frames import ModelInfo, Result
 from ipc.persistent_cache import TieredCache, open_level
 from ipc.shm_cache import ShmCache
 
 log = logging.getLogger("meeshy.cache")
-
-AUTO = "auto"
 
 
 def table_name(run_dir: str) -> str:
@@ -48,38 +45,17 @@ def table_name(run_dir: str) -> str:
     return "meeshy-cache-" + hashlib.blake2b(run_dir.encode(), digest_size=8).hexdigest()
 
 
-class KeyRouter:
-    """Which model serves (tier, source, target), and so which cache key a task has."""
-
-    def __init__(self, languages: dict[str, list[tuple[str, str]]], models: Iterable[ModelInfo]) -> None:
-        self.pairs = {tier: {tuple(p) for p in pairs} for tier, pairs in languages.items()}
-        self.models = {m.tier: (m.name, m.revision) for m in models}
-        ordered = [t for t in TIERS if t in self.pairs and t in self.models]
-        self.ordered = ordered
-        if ordered:
-            self.route = (
-                "auto:" + "+".join(self.models[t][0] for t in ordered),
-                "+".join(self.models[t][1] for t in ordered),
-            )
-        else:
-            self.route = None
-
-    def model_for(self, tier: str, source: str, target: str) -> tuple[str, str] | None:
-        """(model name, revision) serving the task, the route for auto/auto, or None."""
-        if tier != AUTO:
-            return self.models.get(tier)
-        if source == AUTO:
-            return self.route
-        for t in self.ordered:
-            if (source, target) in self.pairs[t]:
-                return self.models[t]
-        return self.models[self.ordered[-1]] if self.ordered else None
-
-    def key(self, text: str, source: str, target: str, tier: str, beam_size: int = 1) -> bytes | None:
-        model = self.model_for(tier, source, target)
-        if model is None:
-            return None
-        return cache_key(model[0], model[1], source, target, text, {"beam_size": beam_size})
+def deployment(models: Iterable[ModelInfo], settings: Settings) -> str:
+    """What every message key depends on besides the request: the models and routing settings."""
+    material = msgspec.json.encode(
+        [
+            sorted((m.tier, m.name, m.revision) for m in models),
+            msgspec.structs.asdict(settings.routing),
+            msgspec.structs.asdict(settings.languages),
+            settings.tier_models(),
+        ]
+    )
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
 class ApplianceCache:
@@ -88,7 +64,8 @@ class ApplianceCache:
     def __init__(self, settings: Settings, run_dir: str) -> None:
         c = settings.cache
         self.name = table_name(run_dir)
-        self.router: KeyRouter | None = None
+        self.settings = settings
+        self.deployment = ""  # set once the first worker reports its models
         self.edge_hits = 0
         self.worker_hits = 0
         self.misses = 0
@@ -123,16 +100,16 @@ class ApplianceCache:
             return {}
         return {"max_entries": settings.cache.persistent_max_entries}
 
-    def set_models(self, languages: dict[str, list[tuple[str, str]]], models: Iterable[ModelInfo]) -> None:
-        self.router = KeyRouter(languages, models)
+    def set_models(self, models: Iterable[ModelInfo]) -> None:
+        self.deployment = deployment(models, self.settings)
 
     # ------------------------------------------------------------------ the request path
 
-    def key(self, text: str, source: str, target: str, tier: str) -> bytes:
-        """The task's key, or b"" when no model is known for it (then it is never cached)."""
-        if self.router is None:
+    def key(self, text: str, source: str, target: str, model_type: str) -> bytes:
+        """The message's key, or b"" before any worker reported its models (then not cached)."""
+        if not self.deployment:
             return b""
-        return self.router.key(text, source, target, tier) or b""
+        return cache_key("message", self.deployment, source, target, text, {"model_type": model_type, "beam_size": 1})
 
     def lookup(self, key: bytes) -> CachedTranslation | None:
         data = self.tiers.get_bytes(key)
@@ -146,18 +123,20 @@ class ApplianceCache:
     def count_edge_hit(self) -> None:
         self.edge_hits += 1
 
-    def on_result(self, key: bytes, frame: Result) -> None:
-        """A worker's answer: count it; a fresh translation goes to the persistent level (the
-        worker has put it into the table already)."""
+    def on_result(self, key: bytes, frame: Result, detection: Detection | None) -> None:
+        """A worker's answer: count it, and store it as the message's entry (table and persistent
+        level). Its segments are in the table already: the worker put them there."""
         if frame.from_cache:
             self.worker_hits += 1
+        else:
+            self.misses += 1
+        if not key:
             return
-        self.misses += 1
-        if key:
-            value = CachedTranslation(
-                frame.text, frame.source_language, frame.confidence, frame.model, frame.tier, time.time()
-            )
-            self.tiers.persist(key, encode_value(value))
+        value = CachedTranslation(
+            frame.text, frame.source_language, frame.confidence, frame.model, frame.tier, time.time(),
+            frame.segments, detection,
+        )
+        self.tiers.put_bytes(key, encode_value(value))
 
     # ------------------------------------------------------------------ counters and shutdown
 

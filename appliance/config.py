@@ -59,7 +59,7 @@ class WorkerSettings(_Section):
     count: int = 0
     pin: bool = True
     models_dir: str = "models"
-    tiers: dict[str, str] = {}
+    tiers: dict[str, str | list[str]] = {}
     threads: int = 1
     queue_depth: int = 64
     batch_token_budget: int = 2048
@@ -69,6 +69,18 @@ class WorkerSettings(_Section):
     startup_timeout_s: float = 600.0
     entrypoint: str = "workers.process:main"
     runtime_factory: str = "workers.runtime:Runtime.load"
+
+
+class RoutingSettings(_Section):
+    basic_max_chars: int = 200
+    basic_max_segments: int = 3
+    medium_max_chars: int = 2000
+    medium_max_segments: int = 20
+
+
+class LanguageSettings(_Section):
+    default_source: str = "en"
+    min_detection_confidence: float = 0.5
 
 
 class RespawnSettings(_Section):
@@ -106,11 +118,17 @@ class Settings(_Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     workers: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
+    languages: LanguageSettings = msgspec.field(default_factory=LanguageSettings)
     respawn: RespawnSettings = msgspec.field(default_factory=RespawnSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     ipc: IpcSettings = msgspec.field(default_factory=IpcSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     source: str = ""  # the file these came from ("" for built-in defaults); not a TOML key
+
+    def tier_models(self) -> dict[str, list[str]]:
+        """[workers.tiers] as tier -> model names (a single name is a list of one)."""
+        return {tier: [names] if isinstance(names, str) else list(names) for tier, names in self.workers.tiers.items()}
 
     def worker_count(self) -> int:
         return self.workers.count or len(usable_cpus())
@@ -247,8 +265,14 @@ def validate(s: Settings) -> None:
         s.workers.stall_timeout_s > s.workers.heartbeat_interval_s,
         "workers.stall_timeout_s must exceed workers.heartbeat_interval_s",
     )
-    for tier in s.workers.tiers:
+    for tier, names in s.tier_models().items():
         need(tier in TIERS, f"workers.tiers: unknown tier {tier!r} (one of {', '.join(TIERS)})")
+        need(bool(names) and all(names), f"workers.tiers.{tier}: name at least one model")
+    r = s.routing
+    need(min(r.basic_max_chars, r.basic_max_segments, r.medium_max_chars, r.medium_max_segments) >= 0,
+         "routing thresholds must be >= 0")
+    need(0.0 <= s.languages.min_detection_confidence <= 1.0, "languages.min_detection_confidence must be in 0..1")
+    need(bool(s.languages.default_source.strip()), "languages.default_source must be a language code")
     need(s.limits.max_text_chars >= 1, "limits.max_text_chars must be >= 1")
     need(s.limits.max_targets >= 1, "limits.max_targets must be >= 1")
     need(s.limits.max_request_bytes >= 256, "limits.max_request_bytes must be >= 256")

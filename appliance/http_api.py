@@ -7,6 +7,8 @@
     POST /translate a translation request (same JSON as on 5555), always synchronous: the reply
                     holds the results. 200 with the sync body; errors: 400 for a bad request,
                     503 for overloaded / shutting_down / not_ready, 500 for internal_error.
+    POST /detect    {"text": ...}: the languages the text may be in, ranked, with confidences
+                    (same JSON as the `detect` request on 5555)
 
 Keep-alive is supported; a request line, a header block and a body are each bounded, and an idle
 connection is closed after a while, so a slow or hostile client cannot hold memory.
@@ -31,11 +33,14 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 UNAVAILABLE = {protocol.OVERLOADED, protocol.SHUTTING_DOWN, protocol.NOT_READY}
 
 
+POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the request type a body without one has
+
+
 class Service(Protocol):
     state: str
 
     def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply, *, force_sync: bool = False) -> None: ...
+    def respond(self, payload: bytes, reply, *, force_sync: bool = False, default_type: str = "translation") -> None: ...
     def ping(self, message_id: str | None) -> dict: ...
     def stats(self) -> dict: ...
 
@@ -106,7 +111,7 @@ class HttpApi:
 
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | str]:
         svc = self.service
-        routes = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST"}
+        routes = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST"}
         if path not in routes:
             return 404, protocol.error_body("not_found", f"no route {path}")
         if method != routes[path]:
@@ -127,7 +132,7 @@ class HttpApi:
             if not done.done():
                 done.set_result(obj)
 
-        svc.respond(body, reply, force_sync=True)
+        svc.respond(body, reply, force_sync=True, default_type=POST_TYPES[path])
         result = await done
         if result.get("status") == "error" and "error" in result:
             code = result["error"]["code"]

@@ -19,6 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+import msgspec
+
 from appliance.config import Settings, usable_cpus
 from ipc import codec, entry
 from ipc.endpoints import RunEndpoints
@@ -84,7 +86,7 @@ def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float, c
         results_endpoint=endpoints.results,
         runtime_factory=w.runtime_factory,
         models_dir=w.models_dir,
-        tiers=dict(w.tiers) or None,
+        tiers=settings.tier_models() or None,
         threads=w.threads,
         cpu=slot.cpu,
         heartbeat_interval_s=w.heartbeat_interval_s,
@@ -94,6 +96,7 @@ def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float, c
         linger_ms=settings.ipc.linger_ms,
         supervisor_pid=os.getpid(),
         cache_name=cache_name,
+        auto_tiers=msgspec.structs.asdict(settings.routing),
     )
     proc = _spawn.Process(
         target=entry.run,

@@ -3,8 +3,9 @@
 Every external message is one UTF-8 JSON object. `parse` turns a request payload into one typed
 request or raises `RequestError(code, message)`; it never lets a malformed request through and
 never raises anything else. `Catalog` checks languages and model tiers against what the workers
-reported in their Ready frames. The builders below give replies and events their documented
-shapes, with `type` as the first key of every event so a SUB prefix filter works.
+reported in their Ready frames: directly per tier, or through English. Language codes are folded
+onto ISO 639-1 (`appliance.languages`). The builders below give replies and events their
+documented shapes, with `type` as the first key of every event so a SUB prefix filter works.
 
 Error codes: invalid_json, invalid_request, text_too_long, too_many_targets,
 unsupported_language, unsupported_model, overloaded, shutting_down, not_ready (requests);
@@ -17,6 +18,9 @@ import time
 from dataclasses import dataclass
 
 import msgspec
+
+from appliance.languages import canonical
+from ipc.cache_key import Detection, Segments
 
 MODEL_TYPES = ("basic", "medium", "premium", "auto")
 AUTO = "auto"
@@ -76,18 +80,24 @@ class LanguagesRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectRequest:
+    message_id: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class TranslateRequest:
     message_id: str
     text: str
-    source_language: str  # a lower-cased code or "auto"
-    targets: tuple[str, ...]  # distinct, in the client's order, lower-cased
+    source_language: str  # a canonical code (appliance.languages) or "auto"
+    targets: tuple[str, ...]  # distinct canonical codes, in the client's order
     model_type: str  # one of MODEL_TYPES
     conversation_id: str | None
     task_id: str | None
     sync: bool
 
 
-Request = Ping | StatsRequest | LanguagesRequest | TranslateRequest
+Request = Ping | StatsRequest | LanguagesRequest | DetectRequest | TranslateRequest
 
 _SIMPLE = {"ping": Ping, "stats": StatsRequest, "languages": LanguagesRequest}
 
@@ -96,10 +106,17 @@ def _message(exc: msgspec.ValidationError) -> str:
     return str(exc).replace("`$.", "`").replace("- at `$`", "").strip()
 
 
+class _DetectFields(_Request):
+    text: str
+
+
 _translation_decoder = msgspec.json.Decoder(_TranslationFields)
 
 
-def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_targets: int) -> Request:
+def parse(
+    payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_targets: int, default_type: str = "translation"
+) -> Request:
+    """One request; `default_type` is the type of a request that names none (HTTP routes set it)."""
     if len(payload) > max_request_bytes:
         raise RequestError(
             INVALID_REQUEST, f"request is {len(payload)} bytes; the limit is {max_request_bytes}"
@@ -110,7 +127,7 @@ def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_ta
         fast = _translation_decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
         fast = None
-    if fast is not None and fast.type == "translation":
+    if fast is not None and fast.type == "translation" and default_type == "translation":
         return _check_translation(fast, max_text_chars=max_text_chars, max_targets=max_targets)
     try:
         obj = msgspec.json.decode(payload)
@@ -119,16 +136,27 @@ def parse(payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_ta
     if not isinstance(obj, dict):
         raise RequestError(INVALID_REQUEST, f"request must be a JSON object, got {type(obj).__name__}")
     message_id = obj.get("messageId") if isinstance(obj.get("messageId"), str) else None
+    obj.setdefault("type", default_type)
     try:
         head = msgspec.convert(obj, _Request)
     except msgspec.ValidationError as exc:
         raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
     if head.type in _SIMPLE:
         return _SIMPLE[head.type](head.message_id)
+    if head.type == "detect":
+        try:
+            detect = msgspec.convert(obj, _DetectFields)
+        except msgspec.ValidationError as exc:
+            raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
+        if not detect.text.strip():
+            raise RequestError(INVALID_REQUEST, "text is empty", message_id)
+        if len(detect.text) > max_text_chars:
+            raise RequestError(TEXT_TOO_LONG, f"text is {len(detect.text)} characters; the limit is {max_text_chars}", message_id)
+        return DetectRequest(detect.message_id, detect.text)
     if head.type != "translation":
         raise RequestError(
             INVALID_REQUEST,
-            f"unknown request type {head.type!r} (translation, ping, stats, languages)",
+            f"unknown request type {head.type!r} (translation, detect, ping, stats, languages)",
             message_id,
         )
     try:
@@ -154,16 +182,16 @@ def _check_translation(req: _TranslationFields, *, max_text_chars: int, max_targ
     for code in ([req.target_language] if req.target_language is not None else []) + (
         req.target_languages or []
     ):
-        code = code.strip().lower()
-        if not code:
+        if not code.strip():
             raise fail(INVALID_REQUEST, "a target language is empty")
+        code = canonical(code)
         if code not in targets:
             targets.append(code)
     if not targets:
         raise fail(INVALID_REQUEST, "targetLanguage or targetLanguages is required")
     if len(targets) > max_targets:
         raise fail(TOO_MANY_TARGETS, f"{len(targets)} target languages; the limit is {max_targets}")
-    source = (req.source_language or AUTO).strip().lower() or AUTO
+    source = canonical(req.source_language or AUTO) or AUTO
     model_type = (req.model_type or AUTO).strip().lower()
     if model_type not in MODEL_TYPES:
         raise fail(UNSUPPORTED_MODEL, f"modelType {req.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
@@ -180,78 +208,56 @@ def _check_translation(req: _TranslationFields, *, max_text_chars: int, max_targ
 
 
 class Catalog:
-    """The language pairs each tier serves, as the workers reported them."""
+    """The language pairs the workers serve: per tier directly (their Ready frames), and through
+    English where one model translates into it and another out of it."""
 
-    def __init__(self, languages: dict[str, list[tuple[str, str]]]) -> None:
+    def __init__(self, languages: dict[str, list[tuple[str, str]]], pivot: str = "en") -> None:
         self.pairs = {tier: {(s, t) for s, t in pairs} for tier, pairs in languages.items() if pairs}
-        self.sources = {tier: {s for s, _ in p} for tier, p in self.pairs.items()}
-        self.targets = {tier: {t for _, t in p} for tier, p in self.pairs.items()}
-        self._unions: dict[str, tuple[list[str], set[str], set[str]]] = {}
+        direct = set().union(*self.pairs.values()) if self.pairs else set()
+        into = {s for s, t in direct if t == pivot}
+        out_of = {t for s, t in direct if s == pivot}
+        self.pivot = pivot
+        self.pivot_pairs = {(s, t) for s in into for t in out_of if s != t} - direct
+        self.served = direct | self.pivot_pairs
+        self.sources = {s for s, _ in self.served}
+        self.languages = self.sources | {t for _, t in self.served}
 
-    def _languages_for(self, model_type: str) -> tuple[list[str], set[str], set[str]]:
-        """(tiers, every source, every target) of a model type; computed once per type."""
-        found = self._unions.get(model_type)
-        if found is None:
-            tiers = self.tiers_for(model_type)
-            found = (
-                tiers,
-                set().union(*(self.sources[t] for t in tiers)) if tiers else set(),
-                set().union(*(self.targets[t] for t in tiers)) if tiers else set(),
-            )
-            self._unions[model_type] = found
-        return found
+    def _listing(self) -> str:
+        return ", ".join(f"{s}-{t}" for s, t in sorted(self.served))
 
-    def tiers_for(self, model_type: str) -> list[str]:
-        return sorted(self.pairs) if model_type == AUTO else [model_type]
-
-    def _normalize(self, code: str, known: set[str]) -> str:
-        if code in known or code == AUTO:
-            return code
-        base = code.replace("_", "-").split("-", 1)[0]
-        return base if base in known else code
-
-    def resolve(self, req: TranslateRequest) -> TranslateRequest:
-        """The request with region subtags folded (fr-FR -> fr), or RequestError."""
-        if req.model_type != AUTO and req.model_type not in self.pairs:
+    def check(self, req: TranslateRequest) -> None:
+        """Refuse (RequestError) a source or target no model knows, and an explicit pair that
+        nothing serves, naming what is supported."""
+        known = ", ".join(sorted(self.languages))
+        if req.source_language != AUTO and req.source_language not in self.languages:
             raise RequestError(
-                UNSUPPORTED_MODEL,
-                f"modelType {req.model_type!r} has no model loaded (loaded: {', '.join(sorted(self.pairs)) or 'none'})",
+                UNSUPPORTED_LANGUAGE,
+                f"source language {req.source_language!r} is not supported; languages: {known}",
                 req.message_id,
             )
-        tiers, all_sources, all_targets = self._languages_for(req.model_type)
-        source = self._normalize(req.source_language, all_sources)
-        if source != AUTO and source not in all_sources:
-            raise RequestError(
-                UNSUPPORTED_LANGUAGE, f"source language {source!r} is not supported", req.message_id
-            )
-        targets = []
         for target in req.targets:
-            target = self._normalize(target, all_targets)
-            if target not in all_targets:
+            if target not in self.languages:
                 raise RequestError(
-                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported", req.message_id
+                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported; languages: {known}", req.message_id
                 )
-            if source not in (AUTO, target) and not any((source, target) in self.pairs[t] for t in tiers):
-                raise RequestError(
-                    UNSUPPORTED_LANGUAGE,
-                    f"no model translates {source!r} to {target!r} at modelType {req.model_type!r}",
-                    req.message_id,
-                )
-            if target not in targets:
-                targets.append(target)
-        return TranslateRequest(
-            message_id=req.message_id,
-            text=req.text,
-            source_language=source,
-            targets=tuple(targets),
-            model_type=req.model_type,
-            conversation_id=req.conversation_id,
-            task_id=req.task_id,
-            sync=req.sync,
+            if req.source_language != AUTO:
+                self.check_pair(req.source_language, target, req.message_id)
+
+    def check_pair(self, source: str, target: str, message_id: str | None, detected: bool = False) -> None:
+        if source == target or (source, target) in self.served:
+            return
+        what = f"{source} (detected)" if detected else source
+        raise RequestError(
+            UNSUPPORTED_LANGUAGE,
+            f"no model translates {what} -> {target}, directly or through {self.pivot}; pairs: {self._listing()}",
+            message_id,
         )
 
     def as_json(self) -> dict:
         return {tier: [[s, t] for s, t in sorted(pairs)] for tier, pairs in sorted(self.pairs.items())}
+
+    def pivot_json(self) -> dict:
+        return {"via": self.pivot, "pairs": [[s, t] for s, t in sorted(self.pivot_pairs)]}
 
 
 # ---------------------------------------------------------------- replies and events
@@ -302,6 +308,10 @@ def completed_event(
     attempts: int,
     queued_ms: float,
     from_cache: bool = False,
+    requested_model_type: str = AUTO,
+    segments: Segments | None = None,
+    detection: Detection | None = None,
+    same_language: bool = False,
 ) -> dict:
     metadata: dict = {"attempts": attempts, "queueTime": round(queued_ms, 3)}
     if conversation_id is not None:
@@ -323,12 +333,35 @@ def completed_event(
             "translatorModel": model,
             "fromCache": from_cache,
             "workerId": slot,
+            **_result_details(requested_model_type, segments, detection, same_language),
         },
         "metadata": metadata,
     }
     if conversation_id is not None:
         event["conversationId"] = conversation_id
     return event
+
+
+def _result_details(
+    requested_model_type: str, segments: Segments | None, detection: Detection | None, same_language: bool
+) -> dict:
+    details: dict = {"segmentsCount": segments.count if segments else 0}
+    if segments is not None:
+        details["truncatedSegments"] = list(segments.truncated)
+        if segments.retried:
+            details["retriedSegments"] = list(segments.retried)
+        details["fallback"] = segments.fallback
+        if segments.fallback:
+            details["requestedModelType"] = requested_model_type
+        if segments.pivot:
+            details["pivot"] = segments.pivot
+    if detection is not None:
+        details["detectedLanguage"] = detection.language
+        details["detectionConfidence"] = round(detection.confidence, 4)
+        details["defaultSourceUsed"] = detection.defaulted
+    if same_language:
+        details["sameLanguage"] = True
+    return details
 
 
 def error_event(

@@ -47,12 +47,15 @@ from appliance import exitcodes, pool, protocol
 from appliance.cache import ApplianceCache, disabled_stats
 from appliance.config import Settings
 from appliance.edge import Edge
+from appliance.langid import LanguageDetector
+from appliance.languages import canonical
 from appliance.pool import Slot, SlotState
 from appliance.protocol import RequestError
 from appliance.sdnotify import Notifier
 from appliance.stats import Metrics
 from appliance.tasks import Overloaded, RequestRecord, TaskTable, Unit
 from ipc import codec, exitcodes as worker_exits
+from ipc.cache_key import Detection
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
 from ipc.frames import (
     PROTOCOL_VERSION,
@@ -93,6 +96,7 @@ class Supervisor:
         self.slots: list[Slot] = pool.make_slots(settings)
         self.state = STARTING
         self.catalog: protocol.Catalog | None = None
+        self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
         self.endpoints_info: dict[str, str | int | None] = {}
         self.cache: ApplianceCache | None = None
@@ -536,9 +540,13 @@ class Supervisor:
             return
         if self.catalog is None:
             self.catalog = protocol.Catalog(frame.languages)
+            self.detector = LanguageDetector(sorted(self.catalog.languages))
+            if self.detector.unsupported:
+                log.warning("language detection cannot recognize %s: give sourceLanguage for them",
+                            ", ".join(self.detector.unsupported))
             self.models = list(frame.models)
             if self.cache is not None:
-                self.cache.set_models(frame.languages, frame.models)
+                self.cache.set_models(frame.models)
         elif [(m.name, m.revision) for m in frame.models] != [(m.name, m.revision) for m in self.models]:
             log.warning("worker %d loaded other models than its peers; cache keys follow the first", slot.index)
         elif protocol.Catalog(frame.languages).pairs != self.catalog.pairs:
@@ -567,7 +575,6 @@ class Supervisor:
                 source_language=record.source_language,
                 target_language=unit.target,
                 tier=record.model_type,
-                cache_key=unit.cache_key,
             )
             future = self.task_socks[index].send(codec.encode(frame), flags=zmq.DONTWAIT)
             if future.exception() is not None:
@@ -586,7 +593,7 @@ class Supervisor:
         record = unit.request
         self.metrics.count_completed(frame.processing_ms)
         if self.cache is not None:
-            self.cache.on_result(unit.cache_key, frame)
+            self.cache.on_result(unit.cache_key, frame, record.detection)
         event = protocol.completed_event(
             task_id=record.task_id,
             message_id=record.message_id,
@@ -602,6 +609,9 @@ class Supervisor:
             attempts=unit.attempt,
             queued_ms=(unit.dispatched_at - record.accepted_at) * 1000.0,
             from_cache=frame.from_cache,
+            requested_model_type=record.model_type,
+            segments=frame.segments,
+            detection=record.detection,
         )
         self._publish(record, unit.target, event)
 
@@ -698,7 +708,9 @@ class Supervisor:
     def count_request(self) -> None:
         self.metrics.count_request()
 
-    def respond(self, payload: bytes, reply: Callable[[dict], None], *, force_sync: bool = False) -> None:
+    def respond(
+        self, payload: bytes, reply: Callable[[dict], None], *, force_sync: bool = False, default_type: str = "translation"
+    ) -> None:
         """Answer one request payload: now, or (synchronous mode) when its targets are done."""
         limits = self.s.limits
         try:
@@ -707,9 +719,12 @@ class Supervisor:
                 max_request_bytes=limits.max_request_bytes,
                 max_text_chars=limits.max_text_chars,
                 max_targets=limits.max_targets,
+                default_type=default_type,
             )
             if isinstance(req, protocol.Ping):
                 reply(self.ping(req.message_id))
+            elif isinstance(req, protocol.DetectRequest):
+                reply(self.detect(req))
             elif isinstance(req, protocol.StatsRequest):
                 reply(self.stats() | _with_id(req.message_id))
             elif isinstance(req, protocol.LanguagesRequest):
@@ -742,23 +757,31 @@ class Supervisor:
             raise RequestError(protocol.SHUTTING_DOWN, "the appliance is shutting down", req.message_id)
         if self.catalog is None or self.state != SERVING:
             raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id)
-        req = self.catalog.resolve(req)
+        self.catalog.check(req)
         keys, hits = self._cache_lookup(req)
+        source, detection = req.source_language, None
+        if source == protocol.AUTO and len(hits) < len(req.targets):
+            source, detection = self._detect_source(req.text)
+        same = {t for t in req.targets if t == source and t not in hits}
+        for target in req.targets:
+            if target not in hits:
+                self.catalog.check_pair(source, target, req.message_id, detected=detection is not None)
         try:
             record = self.table.admit(
                 task_id=req.task_id or uuid.uuid4().hex,
                 message_id=req.message_id,
                 text=req.text,
-                source_language=req.source_language,
+                source_language=source,
                 model_type=req.model_type,
                 conversation_id=req.conversation_id,
                 targets=req.targets,
                 now=time.monotonic(),
-                done=hits,
+                done=set(hits) | same,
                 keys=keys,
             )
         except Overloaded as exc:
             raise RequestError(protocol.OVERLOADED, f"over capacity ({exc}); retry later", req.message_id) from None
+        record.detection = detection
         self.metrics.translation_requests += 1
         if req.sync:
             record.waiters.append(lambda r: reply(_sync_body(r)))
@@ -767,10 +790,33 @@ class Supervisor:
             reply(protocol.queued_body(record.task_id, record.message_id, estimate, list(record.targets), False))
         for target, hit in hits.items():
             self._publish_hit(record, target, hit)
+        for target in same:
+            self._publish_same_language(record, target)
         if record.remaining:
             self._pump()
         elif len(record.outcomes) == len(record.targets):
             self._finished(record)
+
+    def _detect_source(self, text: str) -> tuple[str, Detection]:
+        """The source of an "auto" request: the detected language, or the configured default
+        below the confidence threshold."""
+        ranked = self.detector.detect(text) if self.detector is not None else []
+        language, confidence = ranked[0] if ranked else ("", 0.0)
+        settings = self.s.languages
+        if confidence >= settings.min_detection_confidence:
+            return language, Detection(language, confidence)
+        return canonical(settings.default_source), Detection(language, confidence, defaulted=True)
+
+    def detect(self, req: protocol.DetectRequest) -> dict:
+        if self.detector is None:
+            raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id)
+        ranked = self.detector.detect(req.text)
+        body: dict = {"type": "detection", **_with_id(req.message_id)}
+        body["detectedLanguage"] = ranked[0][0] if ranked else None
+        body["confidence"] = round(ranked[0][1], 4) if ranked else 0.0
+        body["reliable"] = bool(ranked) and ranked[0][1] >= self.s.languages.min_detection_confidence
+        body["languages"] = [{"language": lang, "confidence": round(conf, 4)} for lang, conf in ranked]
+        return body
 
     def _cache_lookup(self, req: protocol.TranslateRequest) -> tuple[dict[str, bytes], dict]:
         """Each target's cache key, and the targets the cache answers (target -> value)."""
@@ -808,8 +854,34 @@ class Supervisor:
             attempts=0,
             queued_ms=0.0,
             from_cache=True,
+            requested_model_type=record.model_type,
+            segments=value.segments,
+            detection=value.detection,
         )
         # Not _publish: a request's hits are all published before its waiters run.
+        self.edge.publish(event)
+        record.outcomes[target] = event
+
+    def _publish_same_language(self, record: RequestRecord, target: str) -> None:
+        """A message already in the target language comes back unchanged, without a worker."""
+        event = protocol.completed_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=target,
+            text=record.text,
+            source=target,
+            confidence=1.0,
+            processing_ms=0.0,
+            tier="",
+            model="",
+            slot=None,
+            conversation_id=record.conversation_id,
+            attempts=0,
+            queued_ms=0.0,
+            requested_model_type=record.model_type,
+            detection=record.detection,
+            same_language=True,
+        )
         self.edge.publish(event)
         record.outcomes[target] = event
 
@@ -835,6 +907,7 @@ class Supervisor:
         return {
             "type": "languages",
             "languages": self.catalog.as_json() if self.catalog else {},
+            "pivot": self.catalog.pivot_json() if self.catalog else {"via": "en", "pairs": []},
             "models": [msgspec.structs.asdict(m) for m in self.models],
         }
 

@@ -23,6 +23,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ipc.cache_key import Detection
+
 
 class Overloaded(Exception):
     pass
@@ -40,6 +42,7 @@ class RequestRecord:
     accepted_at: float
     remaining: int = 0
     outcomes: dict[str, dict] = field(default_factory=dict)  # target -> event, kept for sync waiters
+    detection: Detection | None = None  # set when the request said sourceLanguage "auto"
     waiters: list[Callable[[RequestRecord], None]] = field(default_factory=list)
 
 

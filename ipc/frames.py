@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+from ipc.cache_key import Segments
+
+PROTOCOL_VERSION = 2  # 2: messages segmented by the worker, Result.segments, no Task.cache_key
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -37,7 +39,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     results_endpoint: str
     runtime_factory: str  # "package.module:callable[.attr]" returning a runtime
     models_dir: str
-    tiers: dict[str, str] | None = None
+    tiers: dict[str, list[str]] | None = None  # tier -> model names; None: the manifest's tiers
     threads: int = 1
     cpu: int | None = None  # core to pin to; None leaves the affinity alone
     heartbeat_interval_s: float = 1.0
@@ -47,13 +49,16 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     linger_ms: int = 0
     supervisor_pid: int = 0
     cache_name: str = ""  # shared-memory cache table to attach; "" runs without a cache
+    auto_tiers: dict[str, int] = {}  # [routing] thresholds for modelType auto; {}: the runtime's defaults
 
 
 # ---------------------------------------------------------------- supervisor -> worker
 
 
 class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
-    """Translate `text` into `target_language`; answered by exactly one Result or TaskFailed."""
+    """Translate the message `text` into `target_language`; answered by exactly one Result or
+    TaskFailed. `source_language` is a language code, never "auto" (the edge detects it); `tier`
+    is the requested model type (basic, medium, premium or auto)."""
 
     uid: int
     attempt: int
@@ -62,9 +67,6 @@ class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
     target_language: str
     tier: str
     beam_size: int = 1
-    # The translation's key in the shared cache (ipc.cache_key, built by the supervisor from the
-    # model that serves this task); empty: do not look up or store.
-    cache_key: bytes = b""
 
 
 class Drain(msgspec.Struct, tag="drain", array_like=True, gc=False, frozen=True):
@@ -109,10 +111,11 @@ class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=Tru
     source_language: str  # the detected language when the task said "auto"
     target_language: str
     confidence: float
-    model: str
-    tier: str
+    model: str  # "a+b" when translated through a pivot language
+    tier: str  # the tier that served it
     processing_ms: float  # wall time of the batch that produced it
-    from_cache: bool = False  # answered from the shared cache, not decoded for this task
+    from_cache: bool = False  # every segment answered from the shared cache: nothing decoded
+    segments: Segments | None = None  # how the message was segmented and routed
 
 
 class TaskFailed(msgspec.Struct, tag="failed", array_like=True, gc=False, frozen=True):

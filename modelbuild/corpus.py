@@ -5,10 +5,22 @@ templated grammar over a hand-checked lexicon of a few hundred common words rend
 each sentence in all four languages at once. Because every language is produced
 from the same choice of words, every row is a real translation, and the grammar
 rules below (French and Spanish gender agreement, Spanish personal "a", German case
-and weak adjective endings) keep each side grammatical.
+and weak adjective endings, question word order) keep each side grammatical.
 
-Text conventions, shared by every sentence: lowercase (German nouns too, to keep
-vocabularies small), single spaces, no punctuation, real accents kept.
+Text conventions. A sentence is first written as in careful chat ("written" style): capital
+first letter, German nouns capitalized, sentence-final punctuation with each language's
+typography (French sets "?" and "!" apart with a space, Spanish opens with "¿" and "¡").
+Then each row is restyled the same way in all four languages, so that the casual forms people
+type are translated too, into the same style:
+
+    written  The cat sees the dog.      Le chat voit le chien.   Die Katze sieht den Hund.
+    lower    the cat sees the dog.      le chat voit le chien.   die katze sieht den hund.
+    plain    the cat sees the dog       le chat voit le chien    die katze sieht den hund
+    bare     The cat sees the dog       Le chat voit le chien    Die Katze sieht den Hund
+
+Single spaces throughout, real accents kept. No sentence needs its punctuation to be told
+apart from another one (a Spanish yes/no question puts the verb first), so removing it never
+makes two different English sentences look alike in another language.
 """
 
 from __future__ import annotations
@@ -33,158 +45,158 @@ LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "de")
 # same reason.
 _NOUN_TABLE: tuple[tuple[str, str, str, str, str, str], ...] = (
     # animals
-    ("cat", "le chat", "el gato", "die katze", "a", ""),
-    ("dog", "le chien", "el perro", "der hund", "a", ""),
-    ("horse", "le cheval", "el caballo", "das pferd", "a", ""),
-    ("cow", "la vache", "la vaca", "die kuh", "a", ""),
-    ("mouse", "la souris", "el ratón", "die maus", "a", ""),
-    ("rabbit", "le lapin", "el conejo", "das kaninchen", "a", ""),
-    ("pig", "le cochon", "el cerdo", "das schwein", "a", ""),
-    ("sheep", "le mouton", "la oveja", "das schaf", "a", ""),
-    ("goat", "la chèvre", "la cabra", "die ziege", "a", ""),
-    ("duck", "le canard", "el pato", "die ente", "a", ""),
-    ("hen", "la poule", "la gallina", "die henne", "a", ""),
-    ("fox", "le renard", "el zorro", "der fuchs", "a", ""),
-    ("wolf", "le loup", "el lobo", "der wolf", "a", ""),
-    ("lion", "le lion", "el león", "der löwe", "a", ""),
-    ("tiger", "le tigre", "el tigre", "der tiger", "a", ""),
-    ("monkey", "le singe", "el mono", "der affe", "a", ""),
-    ("snake", "le serpent", "la serpiente", "die schlange", "a", ""),
-    ("frog", "la grenouille", "la rana", "der frosch", "a", ""),
-    ("giraffe", "la girafe", "la jirafa", "die giraffe", "a", ""),
-    ("penguin", "le pingouin", "el pingüino", "der pinguin", "a", ""),
-    ("deer", "le cerf", "el ciervo", "der hirsch", "a", ""),
-    ("whale", "la baleine", "la ballena", "der wal", "a", ""),
-    ("dolphin", "le dauphin", "el delfín", "der delfin", "a", ""),
-    ("kitten", "le chaton", "el gatito", "das kätzchen", "a", ""),
-    ("puppy", "le chiot", "el cachorro", "der welpe", "a", ""),
+    ("cat", "le chat", "el gato", "die Katze", "a", ""),
+    ("dog", "le chien", "el perro", "der Hund", "a", ""),
+    ("horse", "le cheval", "el caballo", "das Pferd", "a", ""),
+    ("cow", "la vache", "la vaca", "die Kuh", "a", ""),
+    ("mouse", "la souris", "el ratón", "die Maus", "a", ""),
+    ("rabbit", "le lapin", "el conejo", "das Kaninchen", "a", ""),
+    ("pig", "le cochon", "el cerdo", "das Schwein", "a", ""),
+    ("sheep", "le mouton", "la oveja", "das Schaf", "a", ""),
+    ("goat", "la chèvre", "la cabra", "die Ziege", "a", ""),
+    ("duck", "le canard", "el pato", "die Ente", "a", ""),
+    ("hen", "la poule", "la gallina", "die Henne", "a", ""),
+    ("fox", "le renard", "el zorro", "der Fuchs", "a", ""),
+    ("wolf", "le loup", "el lobo", "der Wolf", "a", ""),
+    ("lion", "le lion", "el león", "der Löwe", "a", ""),
+    ("tiger", "le tigre", "el tigre", "der Tiger", "a", ""),
+    ("monkey", "le singe", "el mono", "der Affe", "a", ""),
+    ("snake", "le serpent", "la serpiente", "die Schlange", "a", ""),
+    ("frog", "la grenouille", "la rana", "der Frosch", "a", ""),
+    ("giraffe", "la girafe", "la jirafa", "die Giraffe", "a", ""),
+    ("penguin", "le pingouin", "el pingüino", "der Pinguin", "a", ""),
+    ("deer", "le cerf", "el ciervo", "der Hirsch", "a", ""),
+    ("whale", "la baleine", "la ballena", "der Wal", "a", ""),
+    ("dolphin", "le dauphin", "el delfín", "der Delfin", "a", ""),
+    ("kitten", "le chaton", "el gatito", "das Kätzchen", "a", ""),
+    ("puppy", "le chiot", "el cachorro", "der Welpe", "a", ""),
     # people
-    ("woman", "la femme", "la mujer", "die frau", "p", ""),
-    ("boy", "le garçon", "el niño", "der junge", "p", ""),
-    ("girl", "la fille", "la niña", "das mädchen", "p", ""),
-    ("baby", "le bébé", "el bebé", "das baby", "p", ""),
-    ("teacher", "le professeur", "el profesor", "der lehrer", "p", ""),
-    ("doctor", "le médecin", "el médico", "der arzt", "p", ""),
-    ("farmer", "le fermier", "el granjero", "der bauer", "p", ""),
-    ("king", "le roi", "el rey", "der könig", "p", ""),
-    ("queen", "la reine", "la reina", "die königin", "p", ""),
-    ("prince", "le prince", "el príncipe", "der prinz", "p", ""),
-    ("princess", "la princesse", "la princesa", "die prinzessin", "p", ""),
-    ("mother", "la mère", "la madre", "die mutter", "p", ""),
-    ("father", "le père", "el padre", "der vater", "p", ""),
-    ("sister", "la sœur", "la hermana", "die schwester", "p", ""),
-    ("brother", "le frère", "el hermano", "der bruder", "p", ""),
-    ("aunt", "la tante", "la tía", "die tante", "p", ""),
-    ("neighbor", "le voisin", "el vecino", "der nachbar", "p", ""),
-    ("cook", "le cuisinier", "el cocinero", "der koch", "p", ""),
-    ("baker", "le boulanger", "el panadero", "der bäcker", "p", ""),
-    ("policeman", "le policier", "el policía", "der polizist", "p", ""),
-    ("soldier", "le soldat", "el soldado", "der soldat", "p", ""),
-    ("driver", "le chauffeur", "el conductor", "der fahrer", "p", ""),
-    ("painter", "le peintre", "el pintor", "der maler", "p", ""),
-    ("waiter", "le serveur", "el camarero", "der kellner", "p", ""),
-    ("dancer", "la danseuse", "la bailarina", "die tänzerin", "p", ""),
+    ("woman", "la femme", "la mujer", "die Frau", "p", ""),
+    ("boy", "le garçon", "el niño", "der Junge", "p", ""),
+    ("girl", "la fille", "la niña", "das Mädchen", "p", ""),
+    ("baby", "le bébé", "el bebé", "das Baby", "p", ""),
+    ("teacher", "le professeur", "el profesor", "der Lehrer", "p", ""),
+    ("doctor", "le médecin", "el médico", "der Arzt", "p", ""),
+    ("farmer", "le fermier", "el granjero", "der Bauer", "p", ""),
+    ("king", "le roi", "el rey", "der König", "p", ""),
+    ("queen", "la reine", "la reina", "die Königin", "p", ""),
+    ("prince", "le prince", "el príncipe", "der Prinz", "p", ""),
+    ("princess", "la princesse", "la princesa", "die Prinzessin", "p", ""),
+    ("mother", "la mère", "la madre", "die Mutter", "p", ""),
+    ("father", "le père", "el padre", "der Vater", "p", ""),
+    ("sister", "la sœur", "la hermana", "die Schwester", "p", ""),
+    ("brother", "le frère", "el hermano", "der Bruder", "p", ""),
+    ("aunt", "la tante", "la tía", "die Tante", "p", ""),
+    ("neighbor", "le voisin", "el vecino", "der Nachbar", "p", ""),
+    ("cook", "le cuisinier", "el cocinero", "der Koch", "p", ""),
+    ("baker", "le boulanger", "el panadero", "der Bäcker", "p", ""),
+    ("policeman", "le policier", "el policía", "der Polizist", "p", ""),
+    ("soldier", "le soldat", "el soldado", "der Soldat", "p", ""),
+    ("driver", "le chauffeur", "el conductor", "der Fahrer", "p", ""),
+    ("painter", "le peintre", "el pintor", "der Maler", "p", ""),
+    ("waiter", "le serveur", "el camarero", "der Kellner", "p", ""),
+    ("dancer", "la danseuse", "la bailarina", "die Tänzerin", "p", ""),
     # food
-    ("bread", "le pain", "el pan", "das brot", "f", ""),
-    ("cheese", "le fromage", "el queso", "der käse", "f", ""),
-    ("apple", "la pomme", "la manzana", "der apfel", "f", "throw"),
-    ("banana", "la banane", "el plátano", "die banane", "f", "throw"),
-    ("cake", "le gâteau", "el pastel", "der kuchen", "f", ""),
-    ("fish", "le poisson", "el pescado", "der fisch", "f", ""),
-    ("meat", "la viande", "la carne", "das fleisch", "f", ""),
-    ("soup", "la soupe", "la sopa", "die suppe", "f", ""),
-    ("rice", "le riz", "el arroz", "der reis", "f", ""),
-    ("pizza", "la pizza", "la pizza", "die pizza", "f", ""),
-    ("salad", "la salade", "la ensalada", "der salat", "f", ""),
-    ("carrot", "la carotte", "la zanahoria", "die karotte", "f", "throw"),
-    ("tomato", "la tomate", "el tomate", "die tomate", "f", "throw"),
-    ("strawberry", "la fraise", "la fresa", "die erdbeere", "f", ""),
-    ("lemon", "le citron", "el limón", "die zitrone", "f", "throw"),
-    ("chocolate", "le chocolat", "el chocolate", "die schokolade", "f", ""),
-    ("cookie", "le biscuit", "la galleta", "der keks", "f", ""),
-    ("sausage", "la saucisse", "la salchicha", "die wurst", "f", ""),
+    ("bread", "le pain", "el pan", "das Brot", "f", ""),
+    ("cheese", "le fromage", "el queso", "der Käse", "f", ""),
+    ("apple", "la pomme", "la manzana", "der Apfel", "f", "throw"),
+    ("banana", "la banane", "el plátano", "die Banane", "f", "throw"),
+    ("cake", "le gâteau", "el pastel", "der Kuchen", "f", ""),
+    ("fish", "le poisson", "el pescado", "der Fisch", "f", ""),
+    ("meat", "la viande", "la carne", "das Fleisch", "f", ""),
+    ("soup", "la soupe", "la sopa", "die Suppe", "f", ""),
+    ("rice", "le riz", "el arroz", "der Reis", "f", ""),
+    ("pizza", "la pizza", "la pizza", "die Pizza", "f", ""),
+    ("salad", "la salade", "la ensalada", "der Salat", "f", ""),
+    ("carrot", "la carotte", "la zanahoria", "die Karotte", "f", "throw"),
+    ("tomato", "la tomate", "el tomate", "die Tomate", "f", "throw"),
+    ("strawberry", "la fraise", "la fresa", "die Erdbeere", "f", ""),
+    ("lemon", "le citron", "el limón", "die Zitrone", "f", "throw"),
+    ("chocolate", "le chocolat", "el chocolate", "die Schokolade", "f", ""),
+    ("cookie", "le biscuit", "la galleta", "der Keks", "f", ""),
+    ("sausage", "la saucisse", "la salchicha", "die Wurst", "f", ""),
     # drinks
-    ("milk", "le lait", "la leche", "die milch", "d", ""),
-    ("coffee", "le café", "el café", "der kaffee", "d", ""),
-    ("tea", "le thé", "el té", "der tee", "d", ""),
-    ("juice", "le jus", "el zumo", "der saft", "d", ""),
-    ("wine", "le vin", "el vino", "der wein", "d", ""),
-    ("beer", "la bière", "la cerveza", "das bier", "d", ""),
-    ("lemonade", "la limonade", "la limonada", "die limonade", "d", ""),
+    ("milk", "le lait", "la leche", "die Milch", "d", ""),
+    ("coffee", "le café", "el café", "der Kaffee", "d", ""),
+    ("tea", "le thé", "el té", "der Tee", "d", ""),
+    ("juice", "le jus", "el zumo", "der Saft", "d", ""),
+    ("wine", "le vin", "el vino", "der Wein", "d", ""),
+    ("beer", "la bière", "la cerveza", "das Bier", "d", ""),
+    ("lemonade", "la limonade", "la limonada", "die Limonade", "d", ""),
     # things
-    ("book", "le livre", "el libro", "das buch", "t", "read write"),
-    ("newspaper", "le journal", "el periódico", "die zeitung", "t", "read"),
-    ("letter", "la lettre", "la carta", "der brief", "t", "read write"),
-    ("map", "la carte", "el mapa", "die landkarte", "t", "read"),
-    ("table", "la table", "la mesa", "der tisch", "t", "fix"),
-    ("chair", "la chaise", "la silla", "der stuhl", "t", "fix break"),
-    ("door", "la porte", "la puerta", "die tür", "t", "open fix"),
-    ("window", "la fenêtre", "la ventana", "das fenster", "t", "open break"),
-    ("box", "la boîte", "la caja", "die kiste", "t", "open"),
-    ("bag", "le sac", "la bolsa", "die tasche", "t", "open"),
-    ("ball", "le ballon", "la pelota", "der ball", "t", "throw"),
-    ("car", "la voiture", "el coche", "das auto", "t", "vehicle fix"),
-    ("bicycle", "le vélo", "la bicicleta", "das fahrrad", "t", "fix"),
-    ("bus", "le bus", "el autobús", "der bus", "t", "vehicle"),
-    ("train", "le train", "el tren", "der zug", "t", "vehicle"),
-    ("truck", "le camion", "el camión", "der lastwagen", "t", "vehicle fix"),
-    ("boat", "le bateau", "el barco", "das boot", "t", "build fix"),
-    ("key", "la clé", "la llave", "der schlüssel", "t", "throw"),
-    ("phone", "le téléphone", "el teléfono", "das telefon", "t", "fix sound break"),
-    ("lamp", "la lampe", "la lámpara", "die lampe", "t", "fix break"),
-    ("clock", "la pendule", "el reloj", "die uhr", "t", "fix sound"),
-    ("cup", "la tasse", "la taza", "die tasse", "t", "break"),
-    ("glass", "le verre", "el vaso", "das glas", "t", "break"),
-    ("bottle", "la bouteille", "la botella", "die flasche", "t", "open break"),
-    ("knife", "le couteau", "el cuchillo", "das messer", "t", ""),
-    ("hat", "le chapeau", "el sombrero", "der hut", "t", "throw"),
-    ("shoe", "la chaussure", "el zapato", "der schuh", "t", "throw"),
-    ("umbrella", "le parapluie", "el paraguas", "der regenschirm", "t", "open"),
-    ("picture", "le tableau", "el cuadro", "das bild", "t", ""),
-    ("flower", "la fleur", "la flor", "die blume", "t", ""),
-    ("stone", "la pierre", "la piedra", "der stein", "t", "throw"),
-    ("guitar", "la guitare", "la guitarra", "die gitarre", "t", "sound"),
-    ("piano", "le piano", "el piano", "das klavier", "t", "sound"),
-    ("bed", "le lit", "la cama", "das bett", "t", "fix"),
-    ("toy", "le jouet", "el juguete", "das spielzeug", "t", "throw"),
-    ("doll", "la poupée", "la muñeca", "die puppe", "t", "throw"),
-    ("radio", "la radio", "la radio", "das radio", "t", "sound fix"),
-    ("television", "la télévision", "la televisión", "der fernseher", "t", "sound fix"),
+    ("book", "le livre", "el libro", "das Buch", "t", "read write"),
+    ("newspaper", "le journal", "el periódico", "die Zeitung", "t", "read"),
+    ("letter", "la lettre", "la carta", "der Brief", "t", "read write"),
+    ("map", "la carte", "el mapa", "die Landkarte", "t", "read"),
+    ("table", "la table", "la mesa", "der Tisch", "t", "fix"),
+    ("chair", "la chaise", "la silla", "der Stuhl", "t", "fix break"),
+    ("door", "la porte", "la puerta", "die Tür", "t", "open fix"),
+    ("window", "la fenêtre", "la ventana", "das Fenster", "t", "open break"),
+    ("box", "la boîte", "la caja", "die Kiste", "t", "open"),
+    ("bag", "le sac", "la bolsa", "die Tasche", "t", "open"),
+    ("ball", "le ballon", "la pelota", "der Ball", "t", "throw"),
+    ("car", "la voiture", "el coche", "das Auto", "t", "vehicle fix"),
+    ("bicycle", "le vélo", "la bicicleta", "das Fahrrad", "t", "fix"),
+    ("bus", "le bus", "el autobús", "der Bus", "t", "vehicle"),
+    ("train", "le train", "el tren", "der Zug", "t", "vehicle"),
+    ("truck", "le camion", "el camión", "der Lastwagen", "t", "vehicle fix"),
+    ("boat", "le bateau", "el barco", "das Boot", "t", "build fix"),
+    ("key", "la clé", "la llave", "der Schlüssel", "t", "throw"),
+    ("phone", "le téléphone", "el teléfono", "das Telefon", "t", "fix sound break"),
+    ("lamp", "la lampe", "la lámpara", "die Lampe", "t", "fix break"),
+    ("clock", "la pendule", "el reloj", "die Uhr", "t", "fix sound"),
+    ("cup", "la tasse", "la taza", "die Tasse", "t", "break"),
+    ("glass", "le verre", "el vaso", "das Glas", "t", "break"),
+    ("bottle", "la bouteille", "la botella", "die Flasche", "t", "open break"),
+    ("knife", "le couteau", "el cuchillo", "das Messer", "t", ""),
+    ("hat", "le chapeau", "el sombrero", "der Hut", "t", "throw"),
+    ("shoe", "la chaussure", "el zapato", "der Schuh", "t", "throw"),
+    ("umbrella", "le parapluie", "el paraguas", "der Regenschirm", "t", "open"),
+    ("picture", "le tableau", "el cuadro", "das Bild", "t", ""),
+    ("flower", "la fleur", "la flor", "die Blume", "t", ""),
+    ("stone", "la pierre", "la piedra", "der Stein", "t", "throw"),
+    ("guitar", "la guitare", "la guitarra", "die Gitarre", "t", "sound"),
+    ("piano", "le piano", "el piano", "das Klavier", "t", "sound"),
+    ("bed", "le lit", "la cama", "das Bett", "t", "fix"),
+    ("toy", "le jouet", "el juguete", "das Spielzeug", "t", "throw"),
+    ("doll", "la poupée", "la muñeca", "die Puppe", "t", "throw"),
+    ("radio", "la radio", "la radio", "das Radio", "t", "sound fix"),
+    ("television", "la télévision", "la televisión", "der Fernseher", "t", "sound fix"),
     # places
-    ("house", "la maison", "la casa", "das haus", "l", "in build"),
-    ("garden", "le jardin", "el jardín", "der garten", "l", "in"),
-    ("kitchen", "la cuisine", "la cocina", "die küche", "l", "in"),
-    ("forest", "la forêt", "el bosque", "der wald", "l", "in"),
-    ("park", "le parc", "el parque", "der park", "l", "in"),
-    ("city", "la ville", "la ciudad", "die stadt", "l", "in"),
-    ("village", "le village", "el pueblo", "das dorf", "l", "in"),
-    ("bedroom", "la chambre", "el dormitorio", "das schlafzimmer", "l", "in"),
-    ("shop", "le magasin", "la tienda", "der laden", "l", "in"),
-    ("museum", "le musée", "el museo", "das museum", "l", "in"),
-    ("library", "la bibliothèque", "la biblioteca", "die bibliothek", "l", "in"),
-    ("station", "la gare", "la estación", "der bahnhof", "l", "in"),
-    ("castle", "le château", "el castillo", "das schloss", "l", "in build"),
-    ("lake", "le lac", "el lago", "der see", "l", "in"),
-    ("river", "la rivière", "el río", "der fluss", "l", "in"),
-    ("sea", "la mer", "el mar", "das meer", "l", "in"),
-    ("bakery", "la boulangerie", "la panadería", "die bäckerei", "l", "in"),
-    ("market", "le marché", "el mercado", "der markt", "l", ""),  # fr says "au marché", not "dans"
-    ("farm", "la ferme", "la granja", "der bauernhof", "l", ""),  # en says "on the farm"
-    ("bridge", "le pont", "el puente", "die brücke", "l", "build"),
+    ("house", "la maison", "la casa", "das Haus", "l", "in build"),
+    ("garden", "le jardin", "el jardín", "der Garten", "l", "in"),
+    ("kitchen", "la cuisine", "la cocina", "die Küche", "l", "in"),
+    ("forest", "la forêt", "el bosque", "der Wald", "l", "in"),
+    ("park", "le parc", "el parque", "der Park", "l", "in"),
+    ("city", "la ville", "la ciudad", "die Stadt", "l", "in"),
+    ("village", "le village", "el pueblo", "das Dorf", "l", "in"),
+    ("bedroom", "la chambre", "el dormitorio", "das Schlafzimmer", "l", "in"),
+    ("shop", "le magasin", "la tienda", "der Laden", "l", "in"),
+    ("museum", "le musée", "el museo", "das Museum", "l", "in"),
+    ("library", "la bibliothèque", "la biblioteca", "die Bibliothek", "l", "in"),
+    ("station", "la gare", "la estación", "der Bahnhof", "l", "in"),
+    ("castle", "le château", "el castillo", "das Schloss", "l", "in build"),
+    ("lake", "le lac", "el lago", "der See", "l", "in"),
+    ("river", "la rivière", "el río", "der Fluss", "l", "in"),
+    ("sea", "la mer", "el mar", "das Meer", "l", "in"),
+    ("bakery", "la boulangerie", "la panadería", "die Bäckerei", "l", "in"),
+    ("market", "le marché", "el mercado", "der Markt", "l", ""),  # fr says "au marché", not "dans"
+    ("farm", "la ferme", "la granja", "der Bauernhof", "l", ""),  # en says "on the farm"
+    ("bridge", "le pont", "el puente", "die Brücke", "l", "build"),
 )
 
 # German n-declension: these masculine nouns take -(e)n in the accusative
-# ("die katze sieht den jungen"), which the article alone does not show.
+# ("die Katze sieht den Jungen"), which the article alone does not show.
 _DE_WEAK_ACC: dict[str, str] = {
-    "junge": "jungen",
-    "löwe": "löwen",
-    "affe": "affen",
-    "welpe": "welpen",
-    "prinz": "prinzen",
-    "nachbar": "nachbarn",
-    "polizist": "polizisten",
-    "soldat": "soldaten",
-    "bauer": "bauern",
+    "Junge": "Jungen",
+    "Löwe": "Löwen",
+    "Affe": "Affen",
+    "Welpe": "Welpen",
+    "Prinz": "Prinzen",
+    "Nachbar": "Nachbarn",
+    "Polizist": "Polizisten",
+    "Soldat": "Soldaten",
+    "Bauer": "Bauern",
 }
 
 # Adjectives: (en, fr masc, fr fem, es masc, es fem, de predicative, domain, flags, group).
@@ -288,28 +300,51 @@ _VERB_TABLE: tuple[tuple[str, str, str, str, str, str], ...] = (
 # German distinguishes eating by people (essen) from eating by animals (fressen).
 _DE_ANIMAL_VERB: dict[str, str] = {"isst": "frisst"}
 
-# Fixed chat phrases, mixed in so the models also handle greetings and small talk.
-# French phrases needing an apostrophe or hyphen (s'il vous plaît, excusez-moi) are
-# left out to respect the no-punctuation rule.
+# Verbs in English questions take the bare infinitive ("does the cat see ..."); the
+# 3rd-person forms above give it by rule except for these.
+_EN_BASE: dict[str, str] = {"has": "have"}
+
+# Adjectives that "very" can intensify ("the soup is very hot!", not "very broken").
+_UNGRADABLE_GROUPS = frozenset({"color", "condition", "fullness"})
+
+# Fixed chat phrases in written style, mixed in so that greetings and small talk around the
+# templated sentences are translated too. Each language's phrase means only this English one
+# (French "bonjour" is "good morning", so "hello" is "salut"), so every direction is a function.
 _CHAT_PHRASES: tuple[tuple[str, str, str, str], ...] = (
-    ("hello", "bonjour", "hola", "hallo"),
-    ("good morning", "bonjour", "buenos días", "guten morgen"),
-    ("good night", "bonne nuit", "buenas noches", "gute nacht"),
-    ("goodbye", "au revoir", "adiós", "auf wiedersehen"),
-    ("thank you", "merci", "gracias", "danke"),
-    ("thank you very much", "merci beaucoup", "muchas gracias", "vielen dank"),
-    ("you are welcome", "de rien", "de nada", "gern geschehen"),
-    ("see you tomorrow", "à demain", "hasta mañana", "bis morgen"),
-    ("see you soon", "à bientôt", "hasta pronto", "bis bald"),
-    ("how are you", "comment ça va", "cómo estás", "wie geht es dir"),
-    ("i am fine", "je vais bien", "estoy bien", "mir geht es gut"),
-    ("yes", "oui", "sí", "ja"),
-    ("no", "non", "no", "nein"),
-    ("sorry", "pardon", "perdón", "entschuldigung"),
-    ("good luck", "bonne chance", "buena suerte", "viel glück"),
-    ("welcome", "bienvenue", "bienvenido", "willkommen"),
-    ("i do not understand", "je ne comprends pas", "no entiendo", "ich verstehe nicht"),
-    ("where is the station", "où est la gare", "dónde está la estación", "wo ist der bahnhof"),
+    ("Hello!", "Salut !", "¡Hola!", "Hallo!"),
+    ("Good morning!", "Bonjour !", "¡Buenos días!", "Guten Morgen!"),
+    ("Good evening!", "Bonsoir !", "¡Buenas tardes!", "Guten Abend!"),
+    ("Good night!", "Bonne nuit !", "¡Buenas noches!", "Gute Nacht!"),
+    ("Goodbye!", "Au revoir !", "¡Adiós!", "Auf Wiedersehen!"),
+    ("Thank you!", "Merci !", "¡Gracias!", "Danke!"),
+    ("Thank you very much!", "Merci beaucoup !", "¡Muchas gracias!", "Vielen Dank!"),
+    ("You are welcome.", "De rien.", "De nada.", "Gern geschehen."),
+    ("Please.", "S'il te plaît.", "Por favor.", "Bitte."),
+    ("Excuse me.", "Excusez-moi.", "Disculpe.", "Entschuldigen Sie."),
+    ("Sorry!", "Pardon !", "¡Perdón!", "Entschuldigung!"),
+    ("See you tomorrow.", "À demain.", "Hasta mañana.", "Bis morgen."),
+    ("See you soon!", "À bientôt !", "¡Hasta pronto!", "Bis bald!"),
+    ("See you later!", "À plus tard !", "¡Hasta luego!", "Bis später!"),
+    ("How are you?", "Comment ça va ?", "¿Cómo estás?", "Wie geht es dir?"),
+    ("I am fine, thank you.", "Je vais bien, merci.", "Estoy bien, gracias.", "Mir geht es gut, danke."),
+    ("And you?", "Et toi ?", "¿Y tú?", "Und dir?"),
+    ("Me too.", "Moi aussi.", "Yo también.", "Ich auch."),
+    ("Yes.", "Oui.", "Sí.", "Ja."),
+    ("No.", "Non.", "No.", "Nein."),
+    ("Of course!", "Bien sûr !", "¡Claro!", "Natürlich!"),
+    ("No problem.", "Pas de problème.", "No hay problema.", "Kein Problem."),
+    ("Very good!", "Très bien !", "¡Muy bien!", "Sehr gut!"),
+    ("Good idea!", "Bonne idée !", "¡Buena idea!", "Gute Idee!"),
+    ("Good luck!", "Bonne chance !", "¡Buena suerte!", "Viel Glück!"),
+    ("Welcome!", "Bienvenue !", "¡Bienvenido!", "Willkommen!"),
+    ("Congratulations!", "Félicitations !", "¡Felicidades!", "Herzlichen Glückwunsch!"),
+    ("Happy birthday!", "Joyeux anniversaire !", "¡Feliz cumpleaños!", "Alles Gute zum Geburtstag!"),
+    ("Have a nice day!", "Bonne journée !", "¡Que tengas un buen día!", "Einen schönen Tag noch!"),
+    ("I love you.", "Je t'aime.", "Te quiero.", "Ich liebe dich."),
+    ("I do not understand.", "Je ne comprends pas.", "No entiendo.", "Ich verstehe nicht."),
+    ("What time is it?", "Quelle heure est-il ?", "¿Qué hora es?", "Wie spät ist es?"),
+    ("What is your name?", "Comment tu t'appelles ?", "¿Cómo te llamas?", "Wie heißt du?"),
+    ("Where are you?", "Où es-tu ?", "¿Dónde estás?", "Wo bist du?"),
 )
 
 
@@ -356,6 +391,7 @@ class _Verb:
     es: str
     de: str
     de_animal: str
+    en_base: str  # bare infinitive, for "does ... see"
     subjects: str
     objects: frozenset[str]
 
@@ -411,7 +447,20 @@ def _make_adj(row: tuple[str, ...]) -> _Adj:
 
 def _make_verb(row: tuple[str, str, str, str, str, str]) -> _Verb:
     en, fr, es, de, subjects, objects = row
-    return _Verb(en, fr, es, de, _DE_ANIMAL_VERB.get(de, de), subjects, frozenset(objects.split()))
+    return _Verb(en, fr, es, de, _DE_ANIMAL_VERB.get(de, de), _en_base(en), subjects, frozenset(objects.split()))
+
+
+def _en_base(third_person: str) -> str:
+    verb, _, particle = third_person.partition(" ")  # "looks for"
+    if verb in _EN_BASE:
+        base = _EN_BASE[verb]
+    elif verb.endswith("ies"):
+        base = verb[:-3] + "y"
+    elif verb.endswith(("sses", "shes", "ches", "xes")):
+        base = verb[:-2]
+    else:
+        base = verb[:-1]
+    return f"{base} {particle}" if particle else base
 
 
 _NOUNS: tuple[_Noun, ...] = tuple(_make_noun(row) for row in _NOUN_TABLE)
@@ -454,6 +503,9 @@ _LOCATABLE: tuple[_Noun, ...] = tuple(n for n in _NOUNS if n.kind != "l")
 
 
 # --------------------------------------------------------------------------- per-language rendering
+#
+# These build a sentence's words, lowercase but for German nouns; `_sentence` then capitalizes
+# and punctuates it, and `restyle` makes the casual variants.
 
 
 def _en_np(noun: _Noun, adj: _Adj | None) -> str:
@@ -529,14 +581,15 @@ def _clause(
     return {"en": en, "fr": fr, "es": es, "de": de}
 
 
-def _predicate(subj: _Noun, subj_adj: _Adj | None, adj: _Adj) -> dict[str, str]:
-    """the [ADJ] S is ADJ -- the predicate agrees in fr/es and stays uninflected in de."""
+def _predicate(subj: _Noun, subj_adj: _Adj | None, adj: _Adj, very: bool = False) -> dict[str, str]:
+    """the [ADJ] S is [very] ADJ -- the predicate agrees in fr/es and stays uninflected in de."""
     copula = "está" if adj.es_estar else "es"
+    en, fr, es, de = ("very ", "très ", "muy ", "sehr ") if very else ("", "", "", "")
     return {
-        "en": f"{_en_np(subj, subj_adj)} is {adj.en}",
-        "fr": f"{_fr_np(subj, subj_adj)} est {_fr_adj(adj, subj)}",
-        "es": f"{_es_np(subj, subj_adj)} {copula} {_es_adj(adj, subj)}",
-        "de": f"{_de_np(subj, subj_adj)} ist {adj.de}",
+        "en": f"{_en_np(subj, subj_adj)} is {en}{adj.en}",
+        "fr": f"{_fr_np(subj, subj_adj)} est {fr}{_fr_adj(adj, subj)}",
+        "es": f"{_es_np(subj, subj_adj)} {copula} {es}{_es_adj(adj, subj)}",
+        "de": f"{_de_np(subj, subj_adj)} ist {de}{adj.de}",
     }
 
 
@@ -551,8 +604,132 @@ def _location(subj: _Noun, subj_adj: _Adj | None, place: _Noun) -> dict[str, str
     }
 
 
+# Questions: English inverts or takes "does", French asks with "est-ce que" (no elision: every
+# noun phrase starts with le/la), Spanish and German put the verb first.
+
+
+def _where(subj: _Noun, subj_adj: _Adj | None) -> dict[str, str]:
+    """where is the [ADJ] S?"""
+    return {
+        "en": f"where is {_en_np(subj, subj_adj)}",
+        "fr": f"où est {_fr_np(subj, subj_adj)}",
+        "es": f"dónde está {_es_np(subj, subj_adj)}",
+        "de": f"wo ist {_de_np(subj, subj_adj)}",
+    }
+
+
+def _predicate_question(subj: _Noun, subj_adj: _Adj | None, adj: _Adj) -> dict[str, str]:
+    """is the [ADJ] S ADJ? -- Spanish: copula, adjective, subject (¿es grande la casa?)"""
+    copula = "está" if adj.es_estar else "es"
+    return {
+        "en": f"is {_en_np(subj, subj_adj)} {adj.en}",
+        "fr": f"est-ce que {_fr_np(subj, subj_adj)} est {_fr_adj(adj, subj)}",
+        "es": f"{copula} {_es_adj(adj, subj)} {_es_np(subj, subj_adj)}",
+        "de": f"ist {_de_np(subj, subj_adj)} {adj.de}",
+    }
+
+
+def _location_question(subj: _Noun, subj_adj: _Adj | None, place: _Noun) -> dict[str, str]:
+    """is the [ADJ] S in the PLACE?"""
+    p_en, p_fr, p_es, p_de = _place_phrases(place)
+    return {
+        "en": f"is {_en_np(subj, subj_adj)} {p_en}",
+        "fr": f"est-ce que {_fr_np(subj, subj_adj)} est {p_fr}",
+        "es": f"está {_es_np(subj, subj_adj)} {p_es}",
+        "de": f"ist {_de_np(subj, subj_adj)} {p_de}",
+    }
+
+
+def _clause_question(subj: _Noun, subj_adj: _Adj | None, verb: _Verb, obj: _Noun, obj_adj: _Adj | None) -> dict[str, str]:
+    """does the [ADJ] S V the [ADJ] O?"""
+    de_verb = verb.de_animal if subj.kind == "a" else verb.de
+    return {
+        "en": f"does {_en_np(subj, subj_adj)} {verb.en_base} {_en_np(obj, obj_adj)}",
+        "fr": f"est-ce que {_fr_np(subj, subj_adj)} {verb.fr} {_fr_np(obj, obj_adj)}",
+        "es": f"{verb.es} {_es_np(subj, subj_adj)} {_es_np(obj, obj_adj, direct_object=True)}",
+        "de": f"{de_verb} {_de_np(subj, subj_adj)} {_de_np(obj, obj_adj, accusative=True)}",
+    }
+
+
+# Chat phrases around a noun of the grammar.
+
+
+def _thanks_for(obj: _Noun, adj: _Adj | None) -> dict[str, str]:
+    """thank you for the [ADJ] O! -- German "für" takes the accusative"""
+    return {
+        "en": f"thank you for {_en_np(obj, adj)}",
+        "fr": f"merci pour {_fr_np(obj, adj)}",
+        "es": f"gracias por {_es_np(obj, adj)}",
+        "de": f"danke für {_de_np(obj, adj, accusative=True)}",
+    }
+
+
+def _looking_for(obj: _Noun, adj: _Adj | None) -> dict[str, str]:
+    """I am looking for the [ADJ] O."""
+    return {
+        "en": f"I am looking for {_en_np(obj, adj)}",
+        "fr": f"je cherche {_fr_np(obj, adj)}",
+        "es": f"busco {_es_np(obj, adj, direct_object=True)}",
+        "de": f"ich suche {_de_np(obj, adj, accusative=True)}",
+    }
+
+
+def _do_you_have(obj: _Noun, adj: _Adj | None) -> dict[str, str]:
+    """do you have the [ADJ] O? -- informal you (tu, tú, du)"""
+    return {
+        "en": f"do you have {_en_np(obj, adj)}",
+        "fr": f"est-ce que tu as {_fr_np(obj, adj)}",
+        "es": f"tienes {_es_np(obj, adj, direct_object=True)}",
+        "de": f"hast du {_de_np(obj, adj, accusative=True)}",
+    }
+
+
 def _chat(phrase: tuple[str, str, str, str]) -> dict[str, str]:
     return dict(zip(LANGUAGES, phrase))
+
+
+# --------------------------------------------------------------------------- sentence styles
+
+
+def _capitalize(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _sentence(words: dict[str, str], end: str) -> dict[str, str]:
+    """Written style: capital first letter and each language's sentence-final mark ("." "?" "!")."""
+    written = {}
+    for lang, text in words.items():
+        text = _capitalize(text)
+        if end == ".":
+            written[lang] = f"{text}."
+        elif lang == "fr":
+            written[lang] = f"{text} {end}"  # French typography: a space before ? and !
+        elif lang == "es":
+            written[lang] = f"{'¿' if end == '?' else '¡'}{text}{end}"
+        else:
+            written[lang] = f"{text}{end}"
+    return written
+
+
+STYLES: tuple[str, ...] = ("written", "lower", "plain", "bare")
+# Mostly written; enough of each casual form that it is learned as well.
+_STYLE_WEIGHTS: list[float] = list(accumulate((0.55, 0.2, 0.15, 0.1)))
+_PUNCTUATION = str.maketrans("", "", "¿¡?!.,")
+
+
+def restyle(row: dict[str, str], style: str) -> dict[str, str]:
+    """A written-style row in another style, the same in every language (see the module doc)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose from {STYLES}")
+    styled = {}
+    for lang, text in row.items():
+        if style in ("plain", "bare"):
+            # removing French " ?" leaves a trailing space, removing ", " a double one
+            text = " ".join(text.translate(_PUNCTUATION).split())
+        if style in ("lower", "plain"):
+            text = text.lower()
+        styled[lang] = text
+    return styled
 
 
 # --------------------------------------------------------------------------- random sentences
@@ -564,12 +741,16 @@ def _pick(rng: random.Random, items: tuple):
     return items[int(rng.random() * len(items))]
 
 
-def _pick_adj(rng: random.Random, noun: _Noun, avoid_group: str | None = None) -> _Adj:
-    choices = _ADJS_FOR_KIND[noun.kind]
+def _pick_adj(rng: random.Random, noun: _Noun, avoid_group: str | None = None, choices: dict | None = None) -> _Adj:
+    choices = (choices or _ADJS_FOR_KIND)[noun.kind]
     while True:
         adj = _pick(rng, choices)
         if adj.group != avoid_group:
             return adj
+
+
+def _maybe_adj(rng: random.Random, noun: _Noun, share: float) -> _Adj | None:
+    return _pick_adj(rng, noun) if rng.random() < share else None
 
 
 def _pick_weighted(rng: random.Random, items: tuple, cumulative: list[float]):
@@ -594,28 +775,28 @@ def _pick_svo(
 
 def _gen_svo(rng: random.Random) -> dict[str, str]:
     subj, verb, obj = _pick_svo(rng, _VERBS, _VERB_WEIGHTS, _OBJECTS)
-    return _clause(subj, None, verb, obj, None)
+    return _sentence(_clause(subj, None, verb, obj, None), ".")
 
 
 def _gen_adj_svo(rng: random.Random) -> dict[str, str]:
     subj, verb, obj = _pick_svo(rng, _VERBS, _VERB_WEIGHTS, _OBJECTS)
-    return _clause(subj, _pick_adj(rng, subj), verb, obj, None)
+    return _sentence(_clause(subj, _pick_adj(rng, subj), verb, obj, None), ".")
 
 
 def _gen_svo_adj(rng: random.Random) -> dict[str, str]:
     subj, verb, obj = _pick_svo(rng, _VERBS, _VERB_WEIGHTS, _OBJECTS)
-    return _clause(subj, None, verb, obj, _pick_adj(rng, obj))
+    return _sentence(_clause(subj, None, verb, obj, _pick_adj(rng, obj)), ".")
 
 
 def _gen_adj_svo_adj(rng: random.Random) -> dict[str, str]:
     subj, verb, obj = _pick_svo(rng, _VERBS, _VERB_WEIGHTS, _OBJECTS)
-    return _clause(subj, _pick_adj(rng, subj), verb, obj, _pick_adj(rng, obj))
+    return _sentence(_clause(subj, _pick_adj(rng, subj), verb, obj, _pick_adj(rng, obj)), ".")
 
 
 def _gen_svo_place(rng: random.Random) -> dict[str, str]:
     subj, verb, obj = _pick_svo(rng, _VERBS_WITH_MOVABLE_OBJECT, _MOVABLE_VERB_WEIGHTS, _OBJECTS_NOT_PLACE)
-    obj_adj = _pick_adj(rng, obj) if rng.random() < 0.3 else None
-    return _clause(subj, None, verb, obj, obj_adj, _pick(rng, _IN_PLACES))
+    obj_adj = _maybe_adj(rng, obj, 0.3)
+    return _sentence(_clause(subj, None, verb, obj, obj_adj, _pick(rng, _IN_PLACES)), ".")
 
 
 def _gen_predicate(rng: random.Random) -> dict[str, str]:
@@ -624,35 +805,84 @@ def _gen_predicate(rng: random.Random) -> dict[str, str]:
     # an attributive adjective most of the time: without one this template has
     # only ~1,300 distinct sentences and would mostly repeat itself
     subj_adj = _pick_adj(rng, subj, avoid_group=adj.group) if rng.random() < 0.85 else None
-    return _predicate(subj, subj_adj, adj)
+    return _sentence(_predicate(subj, subj_adj, adj), ".")
+
+
+def _gen_very(rng: random.Random) -> dict[str, str]:
+    subj = _pick(rng, _NOUNS)
+    adj = _pick_adj(rng, subj, choices=_GRADABLE_FOR_KIND)
+    subj_adj = _pick_adj(rng, subj, avoid_group=adj.group) if rng.random() < 0.5 else None
+    return _sentence(_predicate(subj, subj_adj, adj, very=True), "!")
 
 
 def _gen_location(rng: random.Random) -> dict[str, str]:
     subj = _pick(rng, _LOCATABLE)
-    subj_adj = _pick_adj(rng, subj) if rng.random() < 0.85 else None
-    return _location(subj, subj_adj, _pick(rng, _IN_PLACES))
+    return _sentence(_location(subj, _maybe_adj(rng, subj, 0.85), _pick(rng, _IN_PLACES)), ".")
+
+
+def _gen_where(rng: random.Random) -> dict[str, str]:
+    subj = _pick(rng, _NOUNS)
+    return _sentence(_where(subj, _maybe_adj(rng, subj, 0.5)), "?")
+
+
+def _gen_predicate_question(rng: random.Random) -> dict[str, str]:
+    subj = _pick(rng, _NOUNS)
+    adj = _pick_adj(rng, subj)
+    subj_adj = _pick_adj(rng, subj, avoid_group=adj.group) if rng.random() < 0.5 else None
+    return _sentence(_predicate_question(subj, subj_adj, adj), "?")
+
+
+def _gen_location_question(rng: random.Random) -> dict[str, str]:
+    subj = _pick(rng, _LOCATABLE)
+    return _sentence(_location_question(subj, _maybe_adj(rng, subj, 0.5), _pick(rng, _IN_PLACES)), "?")
+
+
+def _gen_clause_question(rng: random.Random) -> dict[str, str]:
+    subj, verb, obj = _pick_svo(rng, _VERBS, _VERB_WEIGHTS, _OBJECTS)
+    return _sentence(_clause_question(subj, _maybe_adj(rng, subj, 0.3), verb, obj, _maybe_adj(rng, obj, 0.3)), "?")
+
+
+def _gen_noun_chat(rng: random.Random) -> dict[str, str]:
+    build, objects, end = _pick(rng, _NOUN_CHAT)
+    obj = _pick(rng, objects)
+    return _sentence(build(obj, _maybe_adj(rng, obj, 0.3)), end)
 
 
 def _gen_chat(rng: random.Random) -> dict[str, str]:
     return _chat(_pick(rng, _CHAT_PHRASES))
 
 
+_GRADABLE_FOR_KIND: dict[str, tuple[_Adj, ...]] = {
+    kind: tuple(a for a in adjs if a.group not in _UNGRADABLE_GROUPS) for kind, adjs in _ADJS_FOR_KIND.items()
+}
+_NOUN_CHAT = (
+    (_thanks_for, tuple(n for n in _NOUNS if n.kind in "fdt"), "!"),
+    (_looking_for, _OBJECTS["looks for"], "."),
+    (_do_you_have, _OBJECTS["has"], "?"),
+)
+
 _TEMPLATES = (
-    (0.14, _gen_svo),
-    (0.17, _gen_adj_svo),
-    (0.17, _gen_svo_adj),
-    (0.18, _gen_adj_svo_adj),
-    (0.18, _gen_svo_place),
-    (0.07, _gen_predicate),
-    (0.07, _gen_location),
-    (0.02, _gen_chat),
+    (0.11, _gen_svo),
+    (0.13, _gen_adj_svo),
+    (0.13, _gen_svo_adj),
+    (0.13, _gen_adj_svo_adj),
+    (0.13, _gen_svo_place),
+    (0.06, _gen_predicate),
+    (0.06, _gen_location),
+    (0.03, _gen_very),
+    (0.03, _gen_where),
+    (0.03, _gen_predicate_question),
+    (0.03, _gen_location_question),
+    (0.05, _gen_clause_question),
+    (0.04, _gen_noun_chat),
+    (0.04, _gen_chat),
 )
 _TEMPLATE_WEIGHTS: list[float] = list(accumulate(weight for weight, _ in _TEMPLATES))
 _GENERATORS = tuple(gen for _, gen in _TEMPLATES)
 
 
 def generate_corpus(size: int, seed: int = 0) -> list[dict[str, str]]:
-    """`size` parallel sentences, each {"en": ..., "fr": ..., "es": ..., "de": ...}.
+    """`size` parallel sentences, each {"en": ..., "fr": ..., "es": ..., "de": ...}, in mixed styles.
 
     Deterministic for a given (size, seed); a private random.Random keeps it
     independent of any other use of the random module.
@@ -660,36 +890,58 @@ def generate_corpus(size: int, seed: int = 0) -> list[dict[str, str]]:
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     rng = random.Random(seed)
-    return [_pick_weighted(rng, _GENERATORS, _TEMPLATE_WEIGHTS)(rng) for _ in range(size)]
+    rows = []
+    for _ in range(size):
+        written = _pick_weighted(rng, _GENERATORS, _TEMPLATE_WEIGHTS)(rng)
+        rows.append(restyle(written, _pick_weighted(rng, STYLES, _STYLE_WEIGHTS)))
+    return rows
 
 
-# Hand-checked sentences covering every template; each is also what the grammar
+# Hand-checked sentences covering every template and style; each is also what the grammar
 # renders for the same word choice (tests/modelbuild/test_corpus.py checks both).
 SAMPLE_SENTENCES: list[dict[str, str]] = [
-    {"en": "the cat sees the dog", "fr": "le chat voit le chien",
-     "es": "el gato ve al perro", "de": "die katze sieht den hund"},
-    {"en": "the farmer feeds the cow", "fr": "le fermier nourrit la vache",
-     "es": "el granjero alimenta a la vaca", "de": "der bauer füttert die kuh"},
-    {"en": "the queen calls the boy", "fr": "la reine appelle le garçon",
-     "es": "la reina llama al niño", "de": "die königin ruft den jungen"},
-    {"en": "the big dog eats the bread", "fr": "le grand chien mange le pain",
-     "es": "el perro grande come el pan", "de": "der große hund frisst das brot"},
-    {"en": "the woman sees the black cat", "fr": "la femme voit le chat noir",
-     "es": "la mujer ve al gato negro", "de": "die frau sieht die schwarze katze"},
-    {"en": "the boy reads the new book", "fr": "le garçon lit le nouveau livre",
-     "es": "el niño lee el libro nuevo", "de": "der junge liest das neue buch"},
-    {"en": "the small girl loves the old horse", "fr": "la petite fille aime le vieux cheval",
-     "es": "la niña pequeña ama al caballo viejo", "de": "das kleine mädchen liebt das alte pferd"},
+    {"en": "The cat sees the dog.", "fr": "Le chat voit le chien.",
+     "es": "El gato ve al perro.", "de": "Die Katze sieht den Hund."},
+    {"en": "The farmer feeds the cow.", "fr": "Le fermier nourrit la vache.",
+     "es": "El granjero alimenta a la vaca.", "de": "Der Bauer füttert die Kuh."},
+    {"en": "The queen calls the boy.", "fr": "La reine appelle le garçon.",
+     "es": "La reina llama al niño.", "de": "Die Königin ruft den Jungen."},
+    {"en": "The big dog eats the bread.", "fr": "Le grand chien mange le pain.",
+     "es": "El perro grande come el pan.", "de": "Der große Hund frisst das Brot."},
+    {"en": "The woman sees the black cat.", "fr": "La femme voit le chat noir.",
+     "es": "La mujer ve al gato negro.", "de": "Die Frau sieht die schwarze Katze."},
+    {"en": "The boy reads the new book.", "fr": "Le garçon lit le nouveau livre.",
+     "es": "El niño lee el libro nuevo.", "de": "Der Junge liest das neue Buch."},
+    {"en": "the small girl loves the old horse.", "fr": "la petite fille aime le vieux cheval.",
+     "es": "la niña pequeña ama al caballo viejo.", "de": "das kleine mädchen liebt das alte pferd."},
     {"en": "the white cat drinks the cold milk", "fr": "le chat blanc boit le lait froid",
      "es": "el gato blanco bebe la leche fría", "de": "die weiße katze trinkt die kalte milch"},
-    {"en": "the mother cooks the soup in the kitchen", "fr": "la mère cuisine la soupe dans la cuisine",
-     "es": "la madre cocina la sopa en la cocina", "de": "die mutter kocht die suppe in der küche"},
-    {"en": "the house is big", "fr": "la maison est grande",
-     "es": "la casa es grande", "de": "das haus ist groß"},
-    {"en": "the old car is broken", "fr": "la vieille voiture est cassée",
-     "es": "el coche viejo está roto", "de": "das alte auto ist kaputt"},
-    {"en": "the cat is in the garden", "fr": "le chat est dans le jardin",
-     "es": "el gato está en el jardín", "de": "die katze ist im garten"},
-    {"en": "good morning", "fr": "bonjour", "es": "buenos días", "de": "guten morgen"},
-    {"en": "thank you", "fr": "merci", "es": "gracias", "de": "danke"},
+    {"en": "The mother cooks the soup in the kitchen", "fr": "La mère cuisine la soupe dans la cuisine",
+     "es": "La madre cocina la sopa en la cocina", "de": "Die Mutter kocht die Suppe in der Küche"},
+    {"en": "The house is big.", "fr": "La maison est grande.",
+     "es": "La casa es grande.", "de": "Das Haus ist groß."},
+    {"en": "The old car is broken.", "fr": "La vieille voiture est cassée.",
+     "es": "El coche viejo está roto.", "de": "Das alte Auto ist kaputt."},
+    {"en": "The cat is in the garden.", "fr": "Le chat est dans le jardin.",
+     "es": "El gato está en el jardín.", "de": "Die Katze ist im Garten."},
+    {"en": "The soup is very hot!", "fr": "La soupe est très chaude !",
+     "es": "¡La sopa está muy caliente!", "de": "Die Suppe ist sehr heiß!"},
+    {"en": "Where is the station?", "fr": "Où est la gare ?",
+     "es": "¿Dónde está la estación?", "de": "Wo ist der Bahnhof?"},
+    {"en": "Is the house big?", "fr": "Est-ce que la maison est grande ?",
+     "es": "¿Es grande la casa?", "de": "Ist das Haus groß?"},
+    {"en": "Is the dog in the garden?", "fr": "Est-ce que le chien est dans le jardin ?",
+     "es": "¿Está el perro en el jardín?", "de": "Ist der Hund im Garten?"},
+    {"en": "Does the boy have the book?", "fr": "Est-ce que le garçon a le livre ?",
+     "es": "¿Tiene el niño el libro?", "de": "Hat der Junge das Buch?"},
+    {"en": "Thank you for the cake!", "fr": "Merci pour le gâteau !",
+     "es": "¡Gracias por el pastel!", "de": "Danke für den Kuchen!"},
+    {"en": "I am looking for the dog.", "fr": "Je cherche le chien.",
+     "es": "Busco al perro.", "de": "Ich suche den Hund."},
+    {"en": "Do you have the key?", "fr": "Est-ce que tu as la clé ?",
+     "es": "¿Tienes la llave?", "de": "Hast du den Schlüssel?"},
+    {"en": "Hello!", "fr": "Salut !", "es": "¡Hola!", "de": "Hallo!"},
+    {"en": "How are you?", "fr": "Comment ça va ?", "es": "¿Cómo estás?", "de": "Wie geht es dir?"},
+    {"en": "Thank you very much!", "fr": "Merci beaucoup !", "es": "¡Muchas gracias!", "de": "Vielen Dank!"},
+    {"en": "see you tomorrow.", "fr": "à demain.", "es": "hasta mañana.", "de": "bis morgen."},
 ]

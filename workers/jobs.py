@@ -15,7 +15,7 @@ AUTO = "auto"
 class TranslationJob:
     text: str
     target_language: str
-    source_language: str = AUTO
+    source_language: str = AUTO  # the runtime needs it given; the edge detects "auto"
     tier: str = AUTO  # "basic" | "medium" | "premium" | "auto"
     beam_size: int = 1
 
@@ -26,11 +26,17 @@ class Translation:
     source_language: str  # the detected language when the job said "auto"
     target_language: str
     confidence: float  # geometric mean of the chosen tokens' probabilities, in [0, 1]
-    model: str  # manifest name of the model that produced it
+    model: str  # manifest name of the model that produced it ("a+b" through a pivot; "" if none was needed)
     tier: str
+    segments: int = 1  # translatable segments in the message
+    truncated_segments: tuple[int, ...] = ()  # segments whose output hit the length bound
+    retried_segments: tuple[int, ...] = ()  # segments another tier translated after a model failed
+    cached_segments: int = 0  # segments answered from the segment cache
+    fallback: bool = False  # served by another tier than the job named
+    pivot: str = ""  # translated through this language ("en"), or ""
 
 
 @dataclass(frozen=True, slots=True)
 class TranslationError:
-    code: str  # "invalid_request" | "text_too_long" | "unsupported_language" | "unsupported_model"
+    code: str  # "invalid_request" | "unsupported_language" | "unsupported_model" | "translation_failed"
     message: str

@@ -4,18 +4,15 @@ Lifecycle (entry point `main`, started by the supervisor with the `spawn` method
 
     decode WorkerSpec ─▶ pin to core ─▶ connect sockets ─▶ load runtime ──ok──▶ Ready ─▶ serve
                                                                └─fails─▶ Fatal, exit EXIT_BOOT_ERROR
-    serve: drain queued Task frames ─▶ plan a batch (workers.batching) ─▶ cache lookups
-           ─▶ runtime.translate(the misses) ─▶ cache puts ─▶ one Result / TaskFailed per task
+    serve: drain queued Task frames ─▶ plan a batch (workers.batching)
+           ─▶ runtime.translate(batch, cache=the shared table) ─▶ one Result / TaskFailed per task
            ─▶ repeat; Heartbeat when idle, Stats every few.
     Drain frame: answer everything received, send Stopped, exit EXIT_OK.
 
-The shared cache (`spec.cache_name`, attached, never created: the supervisor owns it). A task
-carries its cache key, built by the supervisor; the worker looks every task of a batch up just
-before decoding (another worker, or an earlier batch, may have translated the same text since
-the supervisor missed it), decodes each distinct key once (a repeat inside one batch shares the
-decode), and puts every fresh translation into the table. Such answers are `Result`s with
-`from_cache` set. A segment is one task's whole text for now (no sentence splitting). The
-persistent level is the supervisor's alone. A cache that fails is dropped with a warning; the
+The shared cache (`spec.cache_name`, attached, never created: the supervisor owns it) is the
+runtime's segment cache: the runtime looks each segment up by the token ids its model would
+receive and puts every fresh segment translation into it. Whole-message entries are the
+supervisor's (it answers them at the edge). A table that fails is dropped with a warning; the
 worker keeps translating.
 
 The runtime comes through a seam: `spec.runtime_factory` is an import path called as
@@ -42,10 +39,11 @@ import msgspec
 import zmq
 
 from ipc import codec
-from ipc.cache_key import CachedTranslation
+from ipc.cache_key import CachedTranslation, Segments
 from ipc.entry import resolve
 from ipc.exitcodes import EXIT_BAD_SPEC, EXIT_BOOT_ERROR, EXIT_OK, EXIT_ORPHANED
 from ipc.frames import (
+    PROTOCOL_VERSION,
     Drain,
     Fatal,
     Heartbeat,
@@ -62,6 +60,7 @@ from ipc.shm_cache import ShmCache
 from ipc.sockets import Role, make_socket
 from workers import batching
 from workers.jobs import Translation, TranslationError, TranslationJob
+from workers.registry import AutoTiers
 
 log = logging.getLogger("meeshy.worker")
 
@@ -74,7 +73,7 @@ PR_SET_PDEATHSIG = 1
 class Runtime(Protocol):
     def languages(self) -> dict[str, list[tuple[str, str]]]: ...
     def models(self) -> list[dict]: ...
-    def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]: ...
+    def translate(self, jobs: list[TranslationJob], cache=None) -> list[Translation | TranslationError]: ...
 
 
 class Orphaned(Exception):
@@ -163,7 +162,7 @@ class WorkerProcess:
                 return EXIT_BOOT_ERROR
             self._send(
                 Ready(
-                    protocol_version=spec.protocol_version,
+                    protocol_version=PROTOCOL_VERSION,
                     slot=spec.slot,
                     pid=self.pid,
                     languages={
@@ -207,7 +206,8 @@ class WorkerProcess:
         try:
             factory = resolve(spec.runtime_factory)
             tiers = dict(spec.tiers) if spec.tiers else None
-            return factory(Path(spec.models_dir), tiers, spec.threads)
+            routing = {"auto_tiers": AutoTiers(**spec.auto_tiers)} if spec.auto_tiers else {}
+            return factory(Path(spec.models_dir), tiers, spec.threads, **routing)
         except Exception as exc:  # any load failure ends this worker with a clear Fatal
             message = f"{type(exc).__name__}: {exc}"
             log.error("worker %d: cannot load models from %s: %s", spec.slot, spec.models_dir, message)
@@ -260,9 +260,6 @@ class WorkerProcess:
         batch = batching.plan(self.queued, spec.batch_token_budget, spec.max_batch_size)
         chosen = {id(t) for t in batch}
         self.queued = deque(t for t in self.queued if id(t) not in chosen)
-        batch, repeats = self._answer_from_cache(batch)
-        if not batch:
-            return
         jobs = [
             TranslationJob(
                 text=t.text,
@@ -275,82 +272,34 @@ class WorkerProcess:
         ]
         started = time.perf_counter()
         try:
-            outcomes: list[Translation | TranslationError] = runtime.translate(jobs)
+            outcomes: list[Translation | TranslationError] = runtime.translate(jobs, cache=self._segment_cache())
             if len(outcomes) != len(jobs):
                 raise RuntimeError(f"runtime answered {len(outcomes)} of {len(jobs)} jobs")
         except Exception as exc:  # a runtime bug fails this batch, not the worker
             log.exception("worker %d: batch of %d failed", spec.slot, len(jobs))
             outcomes = [TranslationError("internal_error", f"{type(exc).__name__}: {exc}")] * len(jobs)
-        elapsed = time.perf_counter() - started
-        self.busy_s += elapsed
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.busy_s += elapsed_ms / 1000.0
         self.batches += 1
         for task, out in zip(batch, outcomes):
             if isinstance(out, Translation):
-                value = CachedTranslation(
-                    out.text, out.source_language, float(out.confidence), out.model, out.tier, time.time()
-                )
-                self._store(task, value)
-                self._send_result(task, value, elapsed * 1000.0, False)
-                for repeat in repeats.get(task.cache_key, ()):
-                    self._send_result(repeat, value, elapsed * 1000.0, True)
-            else:
-                code, message = (
-                    (out.code, out.message)
-                    if isinstance(out, TranslationError)
-                    else ("internal_error", f"runtime returned {type(out).__name__}")
-                )
-                for failed in (task, *repeats.get(task.cache_key, ())):
-                    self.failures += 1
-                    self._send(
-                        TaskFailed(
-                            uid=failed.uid,
-                            attempt=failed.attempt,
-                            slot=spec.slot,
-                            pid=self.pid,
-                            code=code,
-                            message=message,
-                        )
-                    )
-
-    def _answer_from_cache(self, batch: list[Task]) -> tuple[list[Task], dict[bytes, list[Task]]]:
-        """Answer the batch's cache hits now; the tasks left to decode (one per distinct key),
-        and the repeats that share each decode."""
-        if self.cache is None:
-            return batch, {}
-        todo: list[Task] = []
-        repeats: dict[bytes, list[Task]] = {}
-        leaders: set[bytes] = set()
-        for task in batch:
-            key = task.cache_key
-            if not key or self.cache is None:
-                todo.append(task)
+                self._send_result(task, out, elapsed_ms)
                 continue
-            if key in leaders:
-                repeats.setdefault(key, []).append(task)
-                continue
-            started = time.perf_counter()
-            try:
-                value = self.cache.get(key)
-            except Exception as exc:
-                self._cache_failed(exc)
-                value = None
-            if value is None:
-                leaders.add(key)
-                todo.append(task)
-            else:
-                self._send_result(task, value, (time.perf_counter() - started) * 1000.0, True)
-        return todo, repeats
+            code, message = (
+                (out.code, out.message)
+                if isinstance(out, TranslationError)
+                else ("internal_error", f"runtime returned {type(out).__name__}")
+            )
+            self.failures += 1
+            self._send(TaskFailed(uid=task.uid, attempt=task.attempt, slot=spec.slot, pid=self.pid, code=code, message=message))
 
-    def _store(self, task: Task, value: CachedTranslation) -> None:
-        if self.cache is None or not task.cache_key:
-            return
-        try:
-            self.cache.put(task.cache_key, value)
-        except Exception as exc:
-            self._cache_failed(exc)
+    def _segment_cache(self) -> "_GuardedCache | None":
+        return _GuardedCache(self) if self.cache is not None else None
 
-    def _send_result(self, task: Task, value: CachedTranslation, processing_ms: float, from_cache: bool) -> None:
+    def _send_result(self, task: Task, out: Translation, processing_ms: float) -> None:
         self.tasks_done += 1
+        # Every segment from the cache: nothing was decoded for this task.
+        from_cache = out.segments > 0 and out.cached_segments == out.segments
         self.cache_hits += from_cache
         self._send(
             Result(
@@ -358,14 +307,22 @@ class WorkerProcess:
                 attempt=task.attempt,
                 slot=self.spec.slot,
                 pid=self.pid,
-                text=value.translated_text,
-                source_language=value.source_language,
+                text=out.text,
+                source_language=out.source_language,
                 target_language=task.target_language,
-                confidence=value.confidence,
-                model=value.model,
-                tier=value.tier,
+                confidence=out.confidence,
+                model=out.model,
+                tier=out.tier,
                 processing_ms=processing_ms,
                 from_cache=from_cache,
+                segments=Segments(
+                    count=out.segments,
+                    truncated=out.truncated_segments,
+                    retried=out.retried_segments,
+                    cached=out.cached_segments,
+                    fallback=out.fallback,
+                    pivot=out.pivot,
+                ),
             )
         )
 
@@ -401,6 +358,33 @@ class WorkerProcess:
                 # The supervisor is not reading (busy, or gone): wait, unless it is gone.
                 if self.spec.supervisor_pid and os.getppid() != self.spec.supervisor_pid:
                     raise Orphaned from None
+
+
+class _GuardedCache:
+    """The shared table as the runtime's segment cache: a table that fails is dropped with a
+    warning and the worker translates on without it."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+
+    def get(self, key: bytes) -> CachedTranslation | None:
+        cache = self.worker.cache
+        if cache is None:
+            return None
+        try:
+            return cache.get(key)
+        except Exception as exc:
+            self.worker._cache_failed(exc)
+            return None
+
+    def put(self, key: bytes, value: CachedTranslation) -> None:
+        cache = self.worker.cache
+        if cache is None:
+            return
+        try:
+            cache.put(key, value)
+        except Exception as exc:
+            self.worker._cache_failed(exc)
 
 
 def _rss_bytes() -> int:

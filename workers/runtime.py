@@ -1,27 +1,44 @@
-"""The translation runtime: manifest models on ONNX Runtime, callable in-process, no sockets.
+"""The translation runtime: chat messages in, chat messages out, on manifest models, in-process.
 
-`Runtime.translate(jobs)` validates every job (a bad one becomes a `TranslationError`, never an
-exception), picks a model per job, then batches: jobs are grouped by (model, source, target, beam
-size), sorted by token length so rows in a batch have similar lengths, cut into batches under a
-row and token budget, and padded to a multiple of `LENGTH_BUCKET` so ONNX Runtime sees few
-distinct shapes over a long run (memory stays flat).
+`Runtime.translate(jobs, cache)` answers every job with a `Translation` or a `TranslationError`
+(never an exception). One job is one message into one target language:
+
+    message ─segment─▶ pieces: translatable segments + kept parts (workers.segmenter)
+    routes = registry.routes(source, target, tier)        direct per tier, then through English
+    every segment of every job ─▶ leg 1 of its route ─▶ (pivot) leg 2 ─▶ reassemble with kept parts
+                    │ a segment too long for the model is split to fit (clauses, then words)
+                    │ a model that fails on a segment (exception, non-finite scores): the segment
+                    │ moves to the job's next route; with none left, the job fails and says why
+                    ▼
+    one decode round per leg: chunks grouped by (model, source, target, beam), deduplicated,
+    looked up in the segment cache, the misses sorted by length and decoded in batches under a
+    row and token budget, padded to a multiple of `LENGTH_BUCKET` (few distinct shapes: flat memory)
+
+All segments of all jobs go through the same rounds, so a message's segments share batches. The
+segment cache (`SegmentCache`, the worker's shared table) is keyed by the token ids the model
+receives (`ipc.cache_key.segment_key`). The source language must be given: the edge detects it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from ipc.cache_key import CachedTranslation, Segments, segment_key
 from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
 from workers.jobs import AUTO, Translation, TranslationError, TranslationJob
-from workers.langid import detect_language
 from workers.manifest import ManifestError, ModelSpec, load_specs
+from workers.registry import TIERS, AutoTiers, Registry, Route
+from workers.segmenter import Piece, reassemble, segment, split_to_fit
 from workers.tokenizer import load_tokenizer
 
-TIERS = ("basic", "medium", "premium")
 LENGTH_BUCKET = 8
 MAX_BEAM_SIZE = 8
 
@@ -30,13 +47,17 @@ class ModelLoadError(Exception):
     pass
 
 
+class SegmentCache(Protocol):
+    def get(self, key: bytes) -> CachedTranslation | None: ...
+    def put(self, key: bytes, value: CachedTranslation) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
     max_rows: int = 32
     max_tokens: int = 4096  # padded source tokens per batch
-    length_ratio: float = 2.0  # output tokens per source token, plus `length_slack`
+    length_ratio: float = 2.0  # output tokens per source token, plus `length_slack`, up to the model's limit
     length_slack: int = 10
-    max_new_tokens: int = 256
 
 
 class Model:
@@ -48,12 +69,15 @@ class Model:
         self.tokenizer = load_tokenizer(spec.directory, spec.tokenizer, set(spec.special_ids))
         framing = spec.framing
         self.banned = [framing.pad_id] if framing.pad_id != framing.eos_id else []
-        self.sources = tuple(sorted({src for src, _ in spec.pairs}))
 
     def source_ids(self, text: str, source: str, target: str) -> list[int]:
         framing = self.spec.framing
         body = self.tokenizer.encode(framing.text_prefix(source, target) + text)
         return [*framing.encoder_prefix(source), *body, *framing.source_suffix]
+
+    def max_new_tokens(self, target: str) -> int:
+        """The output bound the model's positions allow after its forced decoder prefix."""
+        return self.spec.max_target_tokens - len(self.spec.framing.decoder_prefix(target))
 
     def generate(
         self,
@@ -71,7 +95,8 @@ class Model:
         for row, ids in enumerate(sources):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        limit = np.asarray(max_new_tokens if max_new_tokens else [256] * len(sources))
+        bound = self.max_new_tokens(target)
+        limit = np.asarray(max_new_tokens if max_new_tokens else [bound] * len(sources))
         limits = DecodeLimits(max_new_tokens=limit, min_new_tokens=min_new_tokens)
         prefix = framing.decoder_prefix(target)
         if beam_size > 1:
@@ -84,162 +109,312 @@ class Model:
         return self.tokenizer.decode(tokens)
 
 
+# ---------------------------------------------------------------------------------- bookkeeping
+
+
 @dataclass(slots=True)
-class _Pending:
-    index: int
+class _Segment:
+    """One translatable segment of a message, on its way through its routes' legs."""
+
+    message: "_Message"
+    index: int  # among the message's translatable segments
+    source_text: str
+    text: str = ""  # input of the current leg
+    route: int = 0
+    leg: int = 0
+    confidence: float = 1.0  # product over legs
+    truncated: bool = False
+    cached: bool = True  # every chunk of every leg came from the cache
+    retried: bool = False
+    failure: str = ""
+
+
+@dataclass(slots=True)
+class _Message:
     job: TranslationJob
-    model: Model
-    source: str
+    pieces: list[Piece]
+    routes: list[Route]
+    segments: list[_Segment] = field(default_factory=list)
+    failure: str = ""
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """A piece of one leg's input that fits the model: what a decoder row translates."""
+
     ids: list[int]
+    key: bytes
+    budget: int
+    text: str = ""
+    confidence: float = 0.0
+    truncated: bool = False
+    cached: bool = False
+    failure: str = ""
 
 
 class Runtime:
-    def __init__(self, models: dict[str, Model], tiers: dict[str, str], limits: BatchLimits = BatchLimits()):
+    def __init__(
+        self,
+        models: dict[str, Model],
+        registry: Registry,
+        limits: BatchLimits = BatchLimits(),
+        auto_tiers: AutoTiers = AutoTiers(),
+    ):
         self._models = models
-        self._tiers = tiers  # tier -> model name
+        self.registry = registry
         self.limits = limits
+        self.auto_tiers = auto_tiers
 
     @classmethod
     def load(
         cls,
         models_dir: Path,
-        tiers: dict[str, str] | None = None,
+        tiers: dict[str, str | list[str]] | None = None,
         threads: int = 1,
         limits: BatchLimits = BatchLimits(),
+        auto_tiers: AutoTiers = AutoTiers(),
     ) -> "Runtime":
+        """Load the models serving each tier: `tiers` (tier -> model name or names), or else every
+        model of a serving tier in the manifest (an int8 export instead of its fp32 original)."""
         try:
             specs = load_specs(Path(models_dir))
         except (ManifestError, OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"cannot read the model manifest in {models_dir}: {exc}") from exc
-        if tiers is None:  # each serving tier gets its model from the manifest, int8 first
-            tiers = {}
-            for spec in sorted(specs.values(), key=lambda s: (s.quantization != "int8", s.name)):
-                if spec.tier in TIERS:
-                    tiers.setdefault(spec.tier, spec.name)
-        missing = {tier: name for tier, name in tiers.items() if name not in specs}
-        if missing:
+        if tiers is None:
+            chosen = {
+                tier: [n for n, s in sorted(specs.items()) if s.tier == tier and f"{n}-int8" not in specs]
+                for tier in TIERS
+            }
+        else:
+            chosen = {tier: [names] if isinstance(names, str) else list(names) for tier, names in tiers.items()}
+        unknown = sorted({n for names in chosen.values() for n in names if n not in specs})
+        if unknown:
             raise ModelLoadError(
-                f"models {sorted(missing.values())} are configured for tiers {sorted(missing)} but are not in "
-                f"{models_dir}/manifest.json (known: {sorted(specs)}); export them with export_models.py"
+                f"models {unknown} are configured in [workers.tiers] but are not in {models_dir}/manifest.json "
+                f"(known: {sorted(specs)}); export them with export_models.py"
             )
         models = {}
-        for name in sorted(set(tiers.values())):
+        for name in sorted({n for names in chosen.values() for n in names}):
             try:
                 models[name] = Model(specs[name], threads)
             except Exception as exc:  # any ORT/tokenizer failure is a boot error with the model named
                 raise ModelLoadError(f"cannot load model {name!r} from {specs[name].directory}: {exc}") from exc
-        return cls(models, dict(tiers), limits)
+        if not models:
+            raise ModelLoadError(f"no model of tier {', '.join(TIERS)} in {models_dir}/manifest.json")
+        registry = Registry({tier: {n: specs[n].pairs for n in names} for tier, names in chosen.items()})
+        return cls(models, registry, limits, auto_tiers)
 
     def languages(self) -> dict[str, list[tuple[str, str]]]:
-        return {tier: sorted(self._models[name].spec.pairs) for tier, name in sorted(self._tiers.items())}
+        return self.registry.pairs()
 
     def models(self) -> list[dict]:
         described = []
-        for tier, name in sorted(self._tiers.items()):
-            spec = self._models[name].spec
-            described.append(
-                {
-                    "name": name,
-                    "family": spec.family,
-                    "tier": tier,
-                    "quantization": spec.quantization,
-                    "revision": spec.revision,
-                    "languages": list(spec.languages),
-                }
-            )
+        for tier, names in self.registry.models().items():
+            for name in names:
+                spec = self._models[name].spec
+                described.append(
+                    {
+                        "name": name,
+                        "family": spec.family,
+                        "tier": tier,
+                        "quantization": spec.quantization,
+                        "revision": spec.revision,
+                        "languages": [f"{s}-{t}" for s, t in spec.pairs],
+                    }
+                )
         return described
 
-    def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]:
+    # ------------------------------------------------------------------------------ translate
+
+    def translate(
+        self, jobs: list[TranslationJob], cache: SegmentCache | None = None
+    ) -> list[Translation | TranslationError]:
         results: list[Translation | TranslationError | None] = [None] * len(jobs)
-        pending = []
+        messages: list[tuple[int, _Message]] = []
         for index, job in enumerate(jobs):
-            prepared = self._prepare(index, job)
-            if isinstance(prepared, _Pending):
-                pending.append(prepared)
+            planned = self._plan(job)
+            if isinstance(planned, _Message):
+                messages.append((index, planned))
             else:
-                results[index] = prepared
-        group_key = lambda p: (p.model.spec.name, p.source, p.job.target_language, p.job.beam_size)  # noqa: E731
-        for (_, source, target, beam_size), group in groupby(sorted(pending, key=group_key), key=group_key):
-            for batch in self._batches(sorted(group, key=lambda p: len(p.ids))):
-                self._decode(batch, source, target, beam_size, results)
+                results[index] = planned
+        active = [seg for _, m in messages for seg in m.segments]
+        while active:
+            self._run_leg(active, cache)
+            active = [seg for seg in active if self._advance(seg)]
+        for index, message in messages:
+            results[index] = self._finish(message)
         return results  # type: ignore[return-value]
 
-    def _prepare(self, index: int, job: TranslationJob) -> _Pending | Translation | TranslationError:
-        text = job.text.strip() if isinstance(job.text, str) else ""
-        if not text:
+    def _plan(self, job: TranslationJob) -> _Message | Translation | TranslationError:
+        text = job.text if isinstance(job.text, str) else ""
+        if not text.strip():
             return TranslationError("invalid_request", "text is empty")
         if not 1 <= job.beam_size <= MAX_BEAM_SIZE:
             return TranslationError("invalid_request", f"beam size must be between 1 and {MAX_BEAM_SIZE}")
-        model = self._pick_model(job)
-        if isinstance(model, TranslationError):
-            return model
-        source = job.source_language
+        source, target = job.source_language, job.target_language
         if source == AUTO:
-            source = detect_language(text, model.sources)
-        target = job.target_language
-        if (source, target) not in model.spec.pairs:
-            if source == target and source in model.spec.languages:
-                return Translation(text, source, target, 1.0, model.spec.name, model.spec.tier)
+            return TranslationError("invalid_request", "the source language must be given (the edge detects it)")
+        if job.tier != AUTO and job.tier not in TIERS:
+            return TranslationError("unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(TIERS)} or auto")
+        pieces = segment(text)
+        count = sum(p.translatable for p in pieces)
+        if source == target:
+            return Translation(text, source, target, 1.0, "", "", segments=count)
+        preferred = job.tier if job.tier != AUTO else self.auto_tiers.choose(len(text), count)
+        routes = self.registry.routes(source, target, preferred)
+        if not routes:
+            served = ", ".join(f"{s}-{t}" for s, t in sorted({p for ps in self.languages().values() for p in ps}))
             return TranslationError(
-                "unsupported_language",
-                f"model {model.spec.name!r} does not translate {source} -> {target}; "
-                f"pairs: {', '.join(f'{s}-{t}' for s, t in model.spec.pairs)}",
+                "unsupported_language", f"no model translates {source} -> {target}, directly or through English; pairs: {served}"
             )
+        message = _Message(job, pieces, routes)
+        texts = [p.text for p in pieces if p.translatable]
+        message.segments = [_Segment(message, i, t, t) for i, t in enumerate(texts)]
+        return message
+
+    def _advance(self, seg: _Segment) -> bool:
+        """After a leg: move the segment on (next leg, or next route after a failure); False when done."""
+        message = seg.message
+        if message.failure:
+            return False
+        if seg.failure:
+            if seg.route + 1 >= len(message.routes):
+                message.failure = f"segment {seg.index}: {seg.failure}; no other model serves the pair"
+                return False
+            seg.route, seg.leg, seg.text, seg.confidence = seg.route + 1, 0, seg.source_text, 1.0
+            seg.failure, seg.retried, seg.truncated, seg.cached = "", True, False, True
+            return True
+        seg.leg += 1
+        return seg.leg < len(message.routes[seg.route].legs)
+
+    def _run_leg(self, segments: list[_Segment], cache: SegmentCache | None) -> None:
+        """Translate every segment's current leg; a segment's input is split into chunks that fit."""
+        plans: list[tuple[_Segment, list[Piece], list[_Chunk]]] = []
+        groups: dict[tuple, list[_Chunk]] = {}
+        for seg in segments:
+            leg = seg.message.routes[seg.route].legs[seg.leg]
+            model, beam = self._models[leg.model], seg.message.job.beam_size
+            pieces = self._fit(model, seg.text, leg.source, leg.target)
+            chunks = []
+            for piece in pieces:
+                if piece.translatable:
+                    chunks.append(self._chunk(model, piece.text, leg.source, leg.target, beam))
+            plans.append((seg, pieces, chunks))
+            groups.setdefault((leg.model, leg.source, leg.target, beam), []).extend(chunks)
+        for (name, _, target, beam), chunks in groups.items():
+            self._decode_group(self._models[name], target, beam, chunks, cache)
+        for seg, pieces, chunks in plans:
+            failed = next((c.failure for c in chunks if c.failure), "")
+            if failed:
+                seg.failure = failed
+                continue
+            seg.text = reassemble(pieces, [c.text for c in chunks])
+            weights = [len(c.ids) for c in chunks]
+            seg.confidence *= sum(c.confidence * w for c, w in zip(chunks, weights)) / max(sum(weights), 1)
+            seg.truncated |= any(c.truncated for c in chunks)
+            seg.cached &= all(c.cached for c in chunks)
+
+    def _fit(self, model: Model, text: str, source: str, target: str) -> list[Piece]:
+        limit = model.spec.max_source_tokens
+        return split_to_fit(text, lambda chunk: len(model.source_ids(chunk, source, target)) <= limit)
+
+    def _chunk(self, model: Model, text: str, source: str, target: str, beam: int) -> _Chunk:
         ids = model.source_ids(text, source, target)
-        if len(ids) > model.spec.max_source_tokens:
-            return TranslationError(
-                "text_too_long",
-                f"text is {len(ids)} tokens; model {model.spec.name!r} takes at most {model.spec.max_source_tokens}",
+        if len(ids) > model.spec.max_source_tokens:  # one character that alone does not fit
+            ids = ids[: model.spec.max_source_tokens - len(model.spec.framing.source_suffix)] + list(
+                model.spec.framing.source_suffix
             )
-        return _Pending(index, job, model, source, ids)
+        limits = self.limits
+        budget = min(model.max_new_tokens(target), int(len(ids) * limits.length_ratio) + limits.length_slack)
+        spec = model.spec
+        key = segment_key(spec.name, spec.revision, source, target, ids, {"beam_size": beam, "max_new_tokens": budget})
+        return _Chunk(ids, key, budget)
 
-    def _pick_model(self, job: TranslationJob) -> Model | TranslationError:
-        if job.tier != AUTO:
-            if job.tier not in TIERS:
-                return TranslationError("unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(TIERS)} or auto")
-            if job.tier not in self._tiers:
-                return TranslationError(
-                    "unsupported_model", f"model type {job.tier!r} is not configured here; available: {sorted(self._tiers)}"
-                )
-            return self._models[self._tiers[job.tier]]
-        # auto: the lowest (fastest) tier that serves the pair; a multilingual model when the source is unknown.
-        ordered = [self._models[self._tiers[t]] for t in TIERS if t in self._tiers]
-        for model in ordered:
-            source = job.source_language
-            if source == AUTO:
-                source = detect_language(job.text, model.sources)
-            if (source, job.target_language) in model.spec.pairs:
-                return model
-        known = sorted({lang for m in ordered for lang in m.spec.languages})
-        if job.target_language not in known:
-            return TranslationError(
-                "unsupported_language", f"no model translates into {job.target_language!r}; languages: {', '.join(known)}"
-            )
-        return ordered[-1]  # the broadest model gives the precise unsupported-pair error
+    def _decode_group(
+        self, model: Model, target: str, beam: int, chunks: list[_Chunk], cache: SegmentCache | None
+    ) -> None:
+        """Answer each distinct chunk once: from the cache, else decoded in length-sorted batches."""
+        by_key: dict[bytes, list[_Chunk]] = {}
+        for chunk in chunks:
+            by_key.setdefault(chunk.key, []).append(chunk)
+        todo = []
+        for key, same in by_key.items():
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None:
+                truncated = bool(hit.segments and hit.segments.truncated)
+                for chunk in same:
+                    chunk.text, chunk.confidence, chunk.truncated, chunk.cached = (
+                        hit.translated_text, hit.confidence, truncated, True,
+                    )
+            else:
+                todo.append(same)
+        todo.sort(key=lambda same: len(same[0].ids))
+        for batch in self._batches(todo):
+            self._decode_batch(model, target, beam, batch, cache)
 
-    def _batches(self, group: list[_Pending]):
-        batch: list[_Pending] = []
-        for item in group:  # sorted by length: the last row sets the padded width
-            width = -(-len(item.ids) // LENGTH_BUCKET) * LENGTH_BUCKET
+    def _batches(self, todo: list[list[_Chunk]]):
+        batch: list[list[_Chunk]] = []
+        for same in todo:  # sorted by length: the last row sets the padded width
+            width = -(-len(same[0].ids) // LENGTH_BUCKET) * LENGTH_BUCKET
             if batch and (len(batch) >= self.limits.max_rows or width * (len(batch) + 1) > self.limits.max_tokens):
                 yield batch
                 batch = []
-            batch.append(item)
+            batch.append(same)
         if batch:
             yield batch
 
-    def _decode(self, batch: list[_Pending], source: str, target: str, beam_size: int, results: list) -> None:
-        model = batch[0].model
-        limits = self.limits
-        cap = min(limits.max_new_tokens, model.spec.max_target_tokens)
-        budget = [min(cap, int(len(p.ids) * limits.length_ratio) + limits.length_slack) for p in batch]
-        hypotheses = model.generate([p.ids for p in batch], target, beam_size, budget)
-        for item, hyp in zip(batch, hypotheses):
-            results[item.index] = Translation(
-                text=model.detokenize(hyp.tokens),
-                source_language=source,
-                target_language=target,
-                confidence=round(hyp.confidence, 4),
-                model=model.spec.name,
-                tier=model.spec.tier,
-            )
+    def _decode_batch(
+        self, model: Model, target: str, beam: int, batch: list[list[_Chunk]], cache: SegmentCache | None
+    ) -> None:
+        leaders = [same[0] for same in batch]
+        try:
+            hypotheses = model.generate([c.ids for c in leaders], target, beam, [c.budget for c in leaders])
+        except Exception as exc:  # a failing model fails its chunks; they move to another route
+            for same in batch:
+                for chunk in same:
+                    chunk.failure = f"model {model.spec.name!r} failed: {type(exc).__name__}: {exc}"
+            return
+        eos = model.spec.framing.eos_id
+        for same, leader, hyp in zip(batch, leaders, hypotheses):
+            if not math.isfinite(hyp.logprob):
+                for chunk in same:
+                    chunk.failure = f"model {model.spec.name!r} produced non-finite scores"
+                continue
+            text = model.detokenize(hyp.tokens)
+            truncated = len(hyp.tokens) >= leader.budget and hyp.tokens[-1] != eos
+            confidence = round(hyp.confidence, 4)
+            for chunk in same:
+                chunk.text, chunk.confidence, chunk.truncated = text, confidence, truncated
+            if cache is not None:
+                cache.put(leader.key, _segment_value(text, confidence, model.spec, truncated))
+
+    def _finish(self, message: _Message) -> Translation | TranslationError:
+        job = message.job
+        if message.failure:
+            return TranslationError("translation_failed", message.failure)
+        segments = message.segments
+        weights = [len(s.source_text) for s in segments]
+        confidence = sum(s.confidence * w for s, w in zip(segments, weights)) / sum(weights) if segments else 1.0
+        # The route that served most segments names the result (the first route on a tie, or with none).
+        served = Counter(s.route for s in segments)
+        route = message.routes[min(served, key=lambda r: (-served[r], r)) if served else 0]
+        return Translation(
+            text=reassemble(message.pieces, [s.text for s in segments]),
+            source_language=job.source_language,
+            target_language=job.target_language,
+            confidence=round(confidence, 4),
+            model="+".join(leg.model for leg in route.legs),
+            tier=route.tier,
+            segments=len(segments),
+            truncated_segments=tuple(s.index for s in segments if s.truncated),
+            retried_segments=tuple(s.index for s in segments if s.retried),
+            cached_segments=sum(s.cached for s in segments),
+            fallback=job.tier != AUTO and route.tier != job.tier,
+            pivot=route.pivot,
+        )
+
+
+def _segment_value(text: str, confidence: float, spec: ModelSpec, truncated: bool) -> CachedTranslation:
+    return CachedTranslation(
+        text, "", confidence, spec.name, spec.tier, time.time(), Segments(truncated=(0,) if truncated else ())
+    )

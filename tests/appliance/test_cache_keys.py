@@ -1,54 +1,38 @@
-"""Cache routing at the edge, in-process: which model a task's key names, and the cache settings."""
+"""Message keys at the edge, in-process: what a key covers, admission of cached targets, the settings."""
 
 from __future__ import annotations
 
 import pytest
 
 from appliance import config
-from appliance.cache import KeyRouter, table_name
+from appliance.cache import deployment, table_name
 from appliance.tasks import TaskTable
 from ipc.cache_key import cache_key
 from ipc.frames import ModelInfo
 
 pytestmark = pytest.mark.timeout(30)
 
-LANGUAGES = {
-    "basic": [("en", "fr")],
-    "medium": [("en", "es"), ("en", "fr"), ("fr", "en")],
-}
 MODELS = [
-    ModelInfo("marian-en-fr", "marian", "basic", "int8", ["en", "fr"], "rev-b"),
-    ModelInfo("m2m", "m2m100", "medium", "none", ["en", "fr", "es"], "rev-m"),
+    ModelInfo("marian-en-fr", "marian", "basic", "int8", ["en-fr"], "rev-b"),
+    ModelInfo("m2m", "m2m100", "medium", "none", ["en-fr", "en-es"], "rev-m"),
 ]
-ROUTER = KeyRouter(LANGUAGES, MODELS)
+SETTINGS = config.load(None, env={})
 
 
-def test_explicit_tier_names_that_tiers_model():
-    assert ROUTER.model_for("medium", "en", "fr") == ("m2m", "rev-m")
-    assert ROUTER.model_for("basic", "auto", "fr") == ("marian-en-fr", "rev-b")
-    assert ROUTER.model_for("premium", "en", "fr") is None  # no such model: never cached
+def key(deployment_models=MODELS, settings=SETTINGS, text="Hello world", source="en", target="fr", model_type="auto"):
+    return cache_key("message", deployment(deployment_models, settings), source, target, text,
+                     {"model_type": model_type, "beam_size": 1})
 
 
-def test_auto_tier_takes_the_lowest_tier_serving_the_pair_like_the_runtime():
-    assert ROUTER.model_for("auto", "en", "fr") == ("marian-en-fr", "rev-b")
-    assert ROUTER.model_for("auto", "en", "es") == ("m2m", "rev-m")
-    # No tier serves en->en: the runtime falls back to the highest tier's model.
-    assert ROUTER.model_for("auto", "en", "en") == ("m2m", "rev-m")
-
-
-def test_auto_tier_with_auto_source_keys_on_the_whole_route():
-    assert ROUTER.model_for("auto", "auto", "fr") == ("auto:marian-en-fr+m2m", "rev-b+rev-m")
-
-
-def test_keys_normalize_text_and_separate_models_sources_and_revisions():
-    key = ROUTER.key("Hello  world ", "en", "fr", "auto")
-    assert key == ROUTER.key("Hello world", "en", "fr", "basic")
-    assert key == cache_key("marian-en-fr", "rev-b", "en", "fr", "Hello world", {"beam_size": 1})
-    assert key != ROUTER.key("Hello world", "auto", "fr", "basic")  # "auto" is its own entry
-    assert key != ROUTER.key("Hello world", "en", "fr", "medium")
-    assert key != ROUTER.key("Hello world", "en", "fr", "basic", beam_size=4)
-    newer = KeyRouter(LANGUAGES, [ModelInfo("marian-en-fr", "marian", "basic", "int8", ["en", "fr"], "rev-b2"), MODELS[1]])
-    assert key != newer.key("Hello world", "en", "fr", "basic")
+def test_a_message_key_covers_the_exact_text_the_request_and_the_deployment():
+    base = key()
+    assert base == key()
+    assert base != key(text="Hello  world") != key(text="Hello\u001fworld")  # byte for byte: no folding
+    assert base != key(source="auto") and base != key(target="es") and base != key(model_type="basic")
+    newer = [ModelInfo("marian-en-fr", "marian", "basic", "int8", ["en-fr"], "rev-b2"), MODELS[1]]
+    assert base != key(deployment_models=newer)  # a re-exported model starts fresh entries
+    rerouted = config.msgspec.structs.replace(SETTINGS, routing=config.RoutingSettings(basic_max_chars=10))
+    assert base != key(settings=rerouted)  # so does a change of routing
 
 
 def test_table_name_is_stable_per_run_dir():

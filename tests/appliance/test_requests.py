@@ -43,17 +43,41 @@ def test_other_request_types(kind, cls):
     assert parse({"type": kind}) == cls(None)
 
 
-def test_catalog_resolves_regions_and_checks_pairs():
+@pytest.mark.parametrize("code, canonical", [
+    ("fr", "fr"), ("FR", "fr"), ("fr-FR", "fr"), ("en_US", "en"), ("pt-BR", "pt"), ("fra", "fr"), ("fre", "fr"),
+    ("deu", "de"), ("spa", "es"), ("zh-Hant", "zh-hant"), ("zh-TW", "zh-hant"), ("zh-CN", "zh"), ("sr-Latn-RS", "sr"),
+    ("AUTO", "auto"), ("xx", "xx"), ("not a code", "not a code"),
+])
+def test_language_codes_fold_onto_iso_639_1(code, canonical):
+    assert parse({"messageId": "m", "text": "hi", "targetLanguage": code}).targets == (canonical,)
+    assert parse({"messageId": "m", "text": "hi", "sourceLanguage": code, "targetLanguage": "fr"}).source_language == canonical
+
+
+def test_catalog_serves_pairs_directly_or_through_english_and_names_what_is_supported():
     req = parse({"messageId": "m", "text": "hi", "targetLanguages": ["fr-FR", "es_ES", "fr"]})
-    assert CATALOG.resolve(req).targets == ("fr", "es")
+    assert req.targets == ("fr", "es")
+    CATALOG.check(req)
+    # basic does not serve en->es, but a tier above does: accepted (the worker falls back).
+    CATALOG.check(parse({"messageId": "m", "text": "hi", "sourceLanguage": "en", "targetLanguage": "es", "modelType": "basic"}))
+    assert CATALOG.pivot_pairs == {("fr", "es")}  # fr->en and en->es
+    CATALOG.check(parse({"messageId": "m", "text": "hi", "sourceLanguage": "fr", "targetLanguage": "es"}))
+    CATALOG.check(parse({"messageId": "m", "text": "hi", "sourceLanguage": "fr", "targetLanguage": "fr"}))  # same language
     with pytest.raises(RequestError) as err:
-        CATALOG.resolve(parse({"messageId": "m", "text": "hi", "targetLanguage": "es", "modelType": "basic"}))
-    assert err.value.code == "unsupported_language"
+        CATALOG.check(parse({"messageId": "m", "text": "hi", "sourceLanguage": "es", "targetLanguage": "fr"}))
+    assert err.value.code == "unsupported_language" and "en-es, en-fr, fr-en, fr-es" in err.value.message
     with pytest.raises(RequestError) as err:
-        CATALOG.resolve(parse({"messageId": "m", "text": "hi", "targetLanguage": "fr", "modelType": "premium"}))
-    assert err.value.code == "unsupported_model"
-    same = CATALOG.resolve(parse({"messageId": "m", "text": "hi", "sourceLanguage": "fr", "targetLanguage": "fr"}))
-    assert same.targets == ("fr",)  # same-language requests are the runtime's to answer
+        CATALOG.check(parse({"messageId": "m", "text": "hi", "targetLanguage": "ja"}))
+    assert err.value.code == "unsupported_language" and "en, es, fr" in err.value.message
+
+
+def test_detect_request():
+    assert parse({"type": "detect", "text": "Merci beaucoup", "messageId": "d"}) == protocol.DetectRequest("d", "Merci beaucoup")
+    assert protocol.parse(b'{"text": "hola"}', default_type="detect", **LIMITS) == protocol.DetectRequest(None, "hola")
+    for bad, code in (({"type": "detect"}, "invalid_request"), ({"type": "detect", "text": " "}, "invalid_request"),
+                      ({"type": "detect", "text": "x" * 101}, "text_too_long"), ({"type": "detect", "text": 3}, "invalid_request")):
+        with pytest.raises(RequestError) as err:
+            parse(bad)
+        assert err.value.code == code
 
 
 @given(st.binary(max_size=300))
@@ -89,9 +113,9 @@ def test_any_json_object_parses_or_raises_request_error(obj):
     if isinstance(req, TranslateRequest):
         assert req.text.strip() and 1 <= len(req.targets) <= 3
         try:
-            CATALOG.resolve(req)
+            CATALOG.check(req)
         except RequestError as exc:
-            assert exc.code in ("unsupported_language", "unsupported_model")
+            assert exc.code == "unsupported_language"
 
 
 def test_events_put_type_first():

@@ -44,7 +44,7 @@ def _applies_to_this_slot() -> bool:
     return os.environ.get("MEESHY_WORKER_SLOT", "") in slots.split(",")
 
 
-def load(models_dir: Path, tiers: dict[str, str] | None = None, threads: int = 1) -> "FakeRuntime":
+def load(models_dir: Path, tiers: dict[str, list[str]] | None = None, threads: int = 1, **_routing) -> "FakeRuntime":
     flag = os.environ.get("FAKE_RUNTIME_FAIL_FLAG")
     if flag and Path(flag).exists():
         raise FakeLoadError(f"fail flag {flag} is set")
@@ -74,7 +74,7 @@ class FakeRuntime:
             for tier, pairs in LANGUAGES.items()
         ]
 
-    def translate(self, jobs: list[TranslationJob]) -> list[Translation | TranslationError]:
+    def translate(self, jobs: list[TranslationJob], cache=None) -> list[Translation | TranslationError]:
         if any("__raise__" in job.text for job in jobs):
             raise RuntimeError("fake runtime failure")
         log_path = os.environ.get("FAKE_RUNTIME_JOB_LOG")
@@ -96,8 +96,6 @@ class FakeRuntime:
                 out.append(TranslationError("translation_failed", "fake error"))
                 continue
             source = job.source_language
-            if source == AUTO:
-                source = "fr" if job.target_language == "en" else "en"
             tier = job.tier
             if tier == AUTO:
                 tier = "basic" if (source, job.target_language) in LANGUAGES["basic"] else "medium"

@@ -1,4 +1,4 @@
-"""Cache keys: normalization and what a key depends on."""
+"""Cache keys: what a key depends on (exact text, token ids), and the stored values."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from ipc.cache_key import (
     KEY_SIZE,
     CachedTranslation,
     cache_key,
+    Detection,
+    Segments,
     decode_value,
     encode_value,
-    normalize_text,
+    segment_key,
 )
 
 BASE = dict(model_id="opus-mt-en-fr", revision="r1", source_language="en",
@@ -20,29 +22,31 @@ BASE = dict(model_id="opus-mt-en-fr", revision="r1", source_language="en",
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("raw, normal", [
-    ("  Hello   world \n", "Hello world"),
-    ("a\tb\r\nc", "a b c"),
-    ("Cafe\u0301", "Caf\u00e9"),  # NFD -> NFC
-    ("\u00a0x\u2003y\u3000", "x y"),  # Unicode spaces collapse too
-    ("Hello World", "Hello World"),  # case is meaningful to a translator
+@pytest.mark.parametrize("variant", [
+    "Hello  world", " Hello world", "Hello\u001fworld", "Hello\u0085world", "Hello\u00a0world", "Hello\tworld",
+    "Hello world\n", "Hello World", "Helloworld",
 ])
-def test_normalize_text(raw, normal):
-    assert normalize_text(raw) == normal
+def test_a_message_key_is_the_exact_text(variant):
+    # Folding control characters or whitespace runs let a garbled input take a clean sentence's entry.
+    assert cache_key(**BASE) != cache_key(**{**BASE, "text": variant})
 
 
 @pytest.mark.timeout(30)
-@given(st.text())
-def test_normalize_is_idempotent(text):
-    once = normalize_text(text)
-    assert normalize_text(once) == once
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_different_texts_never_share_a_message_key(a, b):
+    assert (cache_key(**{**BASE, "text": a}) == cache_key(**{**BASE, "text": b})) == (a == b)
+
+
+@pytest.mark.timeout(30)
+@given(st.lists(st.integers(0, 70_000), max_size=30), st.lists(st.integers(0, 70_000), max_size=30))
+def test_segment_keys_are_equal_exactly_when_the_token_ids_are(a, b):
+    key = lambda ids: segment_key("m", "r1", "en", "fr", ids, {"beam_size": 1})  # noqa: E731
+    assert (key(a) == key(b)) == (a == b)
 
 
 @pytest.mark.timeout(10)
-def test_equivalent_texts_share_a_key():
-    a = cache_key(**BASE)
-    b = cache_key(**{**BASE, "text": "  Hello \t world\n"})
-    assert a == b and len(a) == KEY_SIZE
+def test_segment_and_message_keys_never_collide():
+    assert segment_key("m", "r", "en", "fr", [72, 105]) != cache_key("m", "r", "en", "fr", "Hi")
 
 
 @pytest.mark.timeout(10)
@@ -73,3 +77,11 @@ def test_fields_do_not_run_together():
 def test_value_round_trip(text, src, confidence, model, tier, created):
     value = CachedTranslation(text, src, confidence, model, tier, created)
     assert decode_value(encode_value(value)) == value
+
+
+@pytest.mark.timeout(10)
+def test_message_value_with_segments_and_detection_round_trips():
+    value = CachedTranslation("Bonjour !", "en", 0.9, "m", "basic", 1.0,
+                              Segments(3, (1,), (), 2, True, "en"), Detection("en", 0.97, False))
+    assert decode_value(encode_value(value)) == value
+    assert len(cache_key(**BASE)) == KEY_SIZE

@@ -108,7 +108,7 @@ def test_result_round_trip_property(text, confidence, ms):
 
 
 def test_spec_round_trip_and_unknown_fields_are_refused():
-    spec = WorkerSpec(0, PROTOCOL_VERSION, "ipc:///t/a", "ipc:///t/b", "m:f", "/models", {"basic": "x"}, cpu=1)
+    spec = WorkerSpec(0, PROTOCOL_VERSION, "ipc:///t/a", "ipc:///t/b", "m:f", "/models", {"basic": ["x"]}, cpu=1)
     assert codec.decode_spec(codec.encode_spec(spec)) == spec
     with pytest.raises(codec.FrameError):
         codec.decode_spec(msgspec.msgpack.encode({"slot": 0, "surprise": 1}))
