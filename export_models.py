@@ -357,23 +357,28 @@ def export_checkpoint(
 
 
 def export_builtin(models_dir: Path, quantize: str | None) -> list[str]:
-    from modelbuild.builtin import RECIPES, build_checkpoint, recipe_digest, sample_texts
+    """Train the stale built-in recipes in parallel processes; export each one as its training ends."""
+    from modelbuild.builtin import RECIPES, build_checkpoints, recipe_digest, sample_texts
     from workers.manifest import read_manifest
 
-    build_dir = models_dir / ".build"
-    names = []
+    names, stale = [], []
     for recipe in RECIPES:
-        digest = recipe_digest(recipe)
         wanted = [recipe.name] + ([f"{recipe.name}-int8"] if quantize else [])
-        if _up_to_date(models_dir, wanted, digest, read_manifest):
+        if _up_to_date(models_dir, wanted, recipe_digest(recipe), read_manifest):
             log(f"{recipe.name}: exported model is up to date")
             names += wanted
-            continue
-        checkpoint = build_checkpoint(recipe, build_dir, log=log)
+        else:
+            stale.append(recipe)
+    if not stale:
+        return names
+    import torch
+
+    torch.set_num_threads(1)  # the cores belong to the training processes; an export is light work
+    for recipe, checkpoint in build_checkpoints(stale, models_dir / ".build", log=log):
         samples = {lang: sample_texts(lang) for pair in recipe.pairs for lang in pair}
         names += export_checkpoint(
             str(checkpoint), models_dir, recipe.name, recipe.tier, pairs=list(recipe.pairs), quantize=quantize,
-            samples=samples, source_label=f"builtin:{recipe.name}", extra={"build_digest": digest},
+            samples=samples, source_label=f"builtin:{recipe.name}", extra={"build_digest": recipe_digest(recipe)},
         )
     return names
 

@@ -1,22 +1,31 @@
 """The built-in models: trained here, offline, on the synthetic corpus of `modelbuild.corpus`.
 
-Two Hugging Face checkpoints, saved with `save_pretrained` and then exported, verified and
+Three Hugging Face checkpoints, saved with `save_pretrained` and then exported, verified and
 registered by exactly the path a downloaded checkpoint takes (`export_models.export_checkpoint`):
 
 - `builtin-marian-en-fr`: a small Marian pair model, English -> French (tier basic).
 - `builtin-m2m-mini`: a small M2M100 model, English -> French/Spanish/German, target language
   forced as the first decoder token as NLLB/M2M100 do (tier medium).
+- `builtin-m2m-to-en`: the same architecture the other way, French/Spanish/German -> English,
+  the source language given by its `__xx__` token (tier medium).
 
-Training is seeded and single-process, so the same code gives the same weights; a checkpoint is
-rebuilt only when the recipe (this file, the corpus generator, the tokenizer builder) changes.
+Each recipe trains in its own process, one thread, seeded: the same code gives the same weights
+whatever runs beside it. `build_checkpoints` trains the stale recipes in parallel, one process per
+core, and hands each checkpoint back as soon as it is trained so that its export can overlap the
+others' training. A checkpoint is rebuilt only when its recipe digest (this file, the corpus
+generator, the tokenizer builder, the recipe's fields) changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import random
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,16 +85,70 @@ RECIPES = (
         batch_size=64,
         learning_rate=2e-3,
     ),
+    Recipe(
+        name="builtin-m2m-to-en",
+        family="m2m100",
+        tier="medium",
+        pairs=tuple((src, "en") for src in LANGUAGES if src != "en"),
+        corpus_size=60_000,
+        vocab_size=4000,
+        d_model=128,
+        layers=2,
+        heads=4,
+        ffn=512,
+        steps=3000,
+        batch_size=64,
+        learning_rate=2e-3,
+    ),
 )
+
+
+# Read when the code is imported, not when a checkpoint is stamped: a build that runs while the
+# files are being edited must stamp its weights with the digest of the code that trained them.
+_CODE_DIGEST = hashlib.sha256(
+    b"".join(Path(module.__file__).read_bytes() for module in (corpus_module, tokenizers_module))
+    + Path(__file__).read_bytes()
+).digest()
 
 
 def recipe_digest(recipe: Recipe) -> str:
     """Changes whenever anything that shapes the weights changes."""
     digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
-    for module in (corpus_module, tokenizers_module):
-        digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    digest.update(_CODE_DIGEST)
     return digest.hexdigest()[:16]
+
+
+def checkpoint_is_current(recipe: Recipe, build_dir: Path) -> bool:
+    stamp = build_dir / recipe.name / "BUILD_DIGEST"
+    return stamp.exists() and stamp.read_text().strip() == recipe_digest(recipe)
+
+
+def build_checkpoints(
+    recipes: list[Recipe], build_dir: Path, log: Callable[[str], None] = print, workers: int | None = None
+) -> Iterator[tuple[Recipe, Path]]:
+    """(recipe, checkpoint directory) for each recipe: cached ones first, then each as its training ends.
+
+    Stale recipes train in spawned processes (no fork after torch has started threads), at most
+    one per core, the longest first so that the shorter ones fill in behind it. `log` goes to the
+    training processes, so it must pickle (a module-level function); every line it gets starts
+    with the recipe's name, so interleaved progress stays readable.
+    """
+    stale = []
+    for recipe in recipes:
+        if checkpoint_is_current(recipe, build_dir):
+            log(f"{recipe.name}: trained checkpoint is up to date ({build_dir / recipe.name})")
+            yield recipe, build_dir / recipe.name
+        else:
+            stale.append(recipe)
+    if not stale:
+        return
+    workers = max(1, min(len(stale), workers or os.cpu_count() or 1))
+    log(f"training {', '.join(r.name for r in stale)} in {workers} process(es)")
+    stale.sort(key=lambda r: r.steps * r.batch_size, reverse=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(build_checkpoint, recipe, build_dir, log): recipe for recipe in stale}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def build_checkpoint(recipe: Recipe, build_dir: Path, log=print) -> Path:
@@ -102,11 +165,12 @@ def build_checkpoint(recipe: Recipe, build_dir: Path, log=print) -> Path:
     torch.manual_seed(SEED)
     torch.set_num_threads(1)  # tiny matrices: a second thread costs more in sync than it gains
     rng = random.Random(SEED)
+    stamp.unlink(missing_ok=True)  # a build killed half-way must not look finished
     sentences = generate_corpus(recipe.corpus_size, seed=SEED)
     tokenizer, model = _make_model(recipe, sentences, checkpoint)
     examples = _examples(recipe, sentences, tokenizer, rng)
-    log(f"{recipe.name}: training {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
-        f"on {len(examples)} sentence pairs, {recipe.steps} steps")
+    log(f"{recipe.name}: training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters "
+        f"on {len(examples)} sentence pairs, {recipe.steps} steps of {recipe.batch_size}")
     _train(model, examples, recipe, rng, log)
     model.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
@@ -173,28 +237,35 @@ def _train(model, examples, recipe: Recipe, rng: random.Random, log) -> None:
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.01)
-    warmup = recipe.steps // 10
+    warmup = max(1, recipe.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.05, (recipe.steps - step) / (recipe.steps - warmup)))
     )
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.05)
-    pad = model.config.pad_token_id
+    pad, start = model.config.pad_token_id, model.config.decoder_start_token_id
+    report_every = max(1, recipe.steps // 8)
     model.train()
     started = time.monotonic()
     for step in range(1, recipe.steps + 1):
+        # Uniform batches, not length-sorted ones: with every target in a batch the same length
+        # the model never learned to read its source (measured: 0 % exact match after 1500 steps).
         batch = rng.sample(examples, recipe.batch_size)
         input_ids = _pad([src for src, _ in batch], pad)
         labels = _pad([tgt for _, tgt in batch], -100)
-        logits = model(input_ids=input_ids, attention_mask=(input_ids != pad).long(), labels=labels).logits
+        # Decoder input = labels shifted right behind the start token; passing it (not `labels`)
+        # keeps HF from computing a second, unsmoothed loss that nobody reads.
+        decoder_ids = torch.cat([torch.full((len(batch), 1), start), labels[:, :-1]], dim=1)
+        decoder_ids.masked_fill_(decoder_ids == -100, pad)
+        logits = model(input_ids=input_ids, attention_mask=(input_ids != pad).long(), decoder_input_ids=decoder_ids).logits
         loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
-        if step % 200 == 0 or step == recipe.steps:
+        if step % report_every == 0 or step == recipe.steps:
             elapsed = time.monotonic() - started
-            log(f"  step {step}/{recipe.steps}  loss {loss.item():.3f}  {elapsed:.0f}s elapsed, "
+            log(f"{recipe.name}: step {step}/{recipe.steps}  loss {loss.item():.3f}  {elapsed:.0f}s elapsed, "
                 f"~{elapsed / step * (recipe.steps - step):.0f}s left")
     model.eval()
 

@@ -42,8 +42,7 @@ def test_a_full_hit_is_published_by_the_edge_without_the_worker(start_appliance,
 
     events = app.subscriber()
     dealer = app.socket(zmq.DEALER)
-    # Whitespace and Unicode composition variants share the entry.
-    dealer.send(b'{"messageId": "m2", "taskId": "t2", "text": " hello   world", "targetLanguage": "fr", "sourceLanguage": "en"}')
+    dealer.send(b'{"messageId": "m2", "taskId": "t2", "text": "hello world", "targetLanguage": "fr", "sourceLanguage": "en"}')
     assert dealer.poll(10000)
     reply = json.loads(dealer.recv())
     assert reply["status"] == "queued" and reply["estimatedProcessingTime"] == 0
@@ -77,11 +76,13 @@ def test_a_partial_hit_sends_only_the_missing_targets_to_the_worker(start_applia
     assert all(r["fromCache"] for r in results.values())
     assert {t: r["translatorModel"] for t, r in results.items()} == {"fr": "fake-basic", "es": "fake-medium", "de": "fake-medium"}
     assert len(decoded(log, "good morning")) == 3
-    # The source "auto" is its own entry (the edge does not detect languages): one more decode.
+    # The source "auto" is another message entry, so the edge misses; the edge detects English and
+    # the worker finds the en->fr segment entry: no decode.
     results = translate(app, "p4", "good morning", ["fr"])
-    assert results["fr"]["fromCache"] is False and results["fr"]["sourceLanguage"] == "en"
-    assert translate(app, "p5", "good morning", ["fr"])["fr"]["fromCache"] is True
-    assert len(decoded(log, "good morning")) == 4
+    assert results["fr"]["fromCache"] is True and results["fr"]["sourceLanguage"] == "en"
+    assert results["fr"]["workerId"] is not None and results["fr"]["detectedLanguage"] == "en"
+    assert translate(app, "p5", "good morning", ["fr"])["fr"]["workerId"] is None  # now an edge hit
+    assert len(decoded(log, "good morning")) == 3
 
 
 def test_repeats_in_one_batch_share_one_decode(start_appliance, tmp_path):
@@ -103,9 +104,13 @@ def test_repeats_in_one_batch_share_one_decode(start_appliance, tmp_path):
         return {"b1", "b2"} <= replies.keys()
 
     poll_until(both, 30, interval=0, what="both replies")
-    flags = sorted(replies[t]["results"][0]["fromCache"] for t in ("b1", "b2"))
-    assert flags == [False, True]
+    # Both reached the worker in one batch: one decode answers both (neither came from the cache).
+    assert [replies[t]["results"][0]["translatedText"] for t in ("b1", "b2")] == ["txet emas"] * 2
     assert len(decoded(log, "same text")) == 1
+    # A third copy asking another model type misses at the edge (message entries are keyed per
+    # request), and the worker answers it from the segment entry the first decode left.
+    third = translate(app, "b3", "same text", ["fr"], sourceLanguage="en", modelType="basic")
+    assert third["fr"]["fromCache"] is True and len(decoded(log, "same text")) == 1
     assert app.stats()["cache"]["worker_hits"] == 1
 
 

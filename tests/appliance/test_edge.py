@@ -108,13 +108,8 @@ MALFORMED = [
         {"messageId": "m", "text": "hi", "sourceLanguage": "zz", "targetLanguage": "fr"},
         "unsupported_language",
     ),
-    (
-        "pair not served at that tier",
-        {"messageId": "m", "text": "hi", "sourceLanguage": "fr", "targetLanguage": "es", "modelType": "basic"},
-        "unsupported_language",
-    ),
+    ("unknown target as an ISO 639-3 code", {"messageId": "m", "text": "hi", "targetLanguage": "JPN"}, "unsupported_language"),
     ("unknown model type", {"messageId": "m", "text": "hi", "targetLanguage": "fr", "modelType": "huge"}, "unsupported_model"),
-    ("tier with no model", {"messageId": "m", "text": "hi", "targetLanguage": "fr", "modelType": "premium"}, "unsupported_model"),
     ("model type not a string", {"messageId": "m", "text": "hi", "targetLanguage": "fr", "modelType": 1}, "invalid_request"),
     ("unknown request type", {"type": "explode", "messageId": "m"}, "invalid_request"),
     ("type not a string", {"type": 7}, "invalid_request"),
@@ -224,7 +219,9 @@ def test_sync_mode_returns_results_in_the_reply(shared_appliance):
     reply = app.request(translation(text="bonjour", targetLanguages=["en", "es"], sync=True))
     assert reply["status"] == "completed"
     assert {r["targetLanguage"]: r["translatedText"] for r in reply["results"]} == {"en": "ruojnob", "es": "ruojnob"}
-    assert {r["targetLanguage"]: r["sourceLanguage"] for r in reply["results"]} == {"en": "fr", "es": "en"}
+    # "auto": the edge detects French once, for every target.
+    assert {r["targetLanguage"]: r["sourceLanguage"] for r in reply["results"]} == {"en": "fr", "es": "fr"}
+    assert all(r["detectedLanguage"] == "fr" and r["detectionConfidence"] > 0.5 for r in reply["results"])
     failed = app.request(translation(text="__error__", targetLanguage="fr", sync=True))
     assert failed["status"] == "error" and failed["results"] == []
     assert failed["errors"] == [{"targetLanguage": "fr", "error": {"code": "translation_failed", "message": "fake error"}}]

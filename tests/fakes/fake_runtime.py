@@ -8,9 +8,9 @@ inherit from the appliance process:
     FAKE_RUNTIME_LOAD       "ok" (default) | "fail" (raise at load) | "exit:N" | "hang"
     FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
     FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
-    FAKE_RUNTIME_JOB_LOG    a path: every job that reaches `translate` appends one JSON line
-                            {"text", "source", "target", "tier", "pid"} (see `jobs_logged`), so a
-                            test can count what reached a worker's runtime
+    FAKE_RUNTIME_JOB_LOG    a path: every job the fake decodes (not a cache hit, not a repeat in its
+                            batch) appends one JSON line {"text", "source", "target", "tier",
+                            "pid"} (see `jobs_logged`), so a test can count what was decoded
 
 Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__hang__" blocks it
 forever, "__error__" gives a TranslationError, "__raise__" makes the whole batch raise.
@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from ipc.cache_key import CachedTranslation, cache_key
 from workers.jobs import AUTO, Translation, TranslationError, TranslationJob
 
 LANGUAGES = {
@@ -77,17 +78,27 @@ class FakeRuntime:
     def translate(self, jobs: list[TranslationJob], cache=None) -> list[Translation | TranslationError]:
         if any("__raise__" in job.text for job in jobs):
             raise RuntimeError("fake runtime failure")
+        # Like the real runtime, with the whole text as the one segment: cache hits and repeats in
+        # the batch are not decoded (nor logged); what is decoded goes into the cache.
+        keys = [cache_key("fake", "r1", job.source_language, job.target_language, job.text) for job in jobs]
+        hits = {key: cache.get(key) for key in set(keys)} if cache is not None else {}
+        decoded = [job for i, job in enumerate(jobs) if not hits.get(keys[i]) and keys[i] not in keys[:i]]
         log_path = os.environ.get("FAKE_RUNTIME_JOB_LOG")
         if log_path:
             with open(log_path, "a") as log:
-                for job in jobs:
+                for job in decoded:
                     log.write(json.dumps({"text": job.text, "source": job.source_language,
                                           "target": job.target_language, "tier": job.tier,
                                           "pid": os.getpid()}) + "\n")
         if self.delay_s:
-            time.sleep(self.delay_s * len(jobs))
+            time.sleep(self.delay_s * len(decoded))
         out: list[Translation | TranslationError] = []
-        for job in jobs:
+        for job, key in zip(jobs, keys):
+            if hits.get(key):
+                hit = hits[key]
+                out.append(Translation(hit.translated_text, job.source_language, job.target_language,
+                                       hit.confidence, hit.model, hit.tier, cached_segments=1))
+                continue
             if "__crash__" in job.text:
                 os._exit(13)
             while "__hang__" in job.text:
@@ -99,16 +110,17 @@ class FakeRuntime:
             tier = job.tier
             if tier == AUTO:
                 tier = "basic" if (source, job.target_language) in LANGUAGES["basic"] else "medium"
-            out.append(
-                Translation(
-                    text=job.text[::-1],
-                    source_language=source,
-                    target_language=job.target_language,
-                    confidence=0.5 + (len(job.text) % 5) / 10.0,
-                    model=f"fake-{tier}",
-                    tier=tier,
-                )
+            result = Translation(
+                text=job.text[::-1],
+                source_language=source,
+                target_language=job.target_language,
+                confidence=0.5 + (len(job.text) % 5) / 10.0,
+                model=f"fake-{tier}",
+                tier=tier,
             )
+            if cache is not None:
+                cache.put(key, CachedTranslation(result.text, source, result.confidence, result.model, tier))
+            out.append(result)
         return out
 
 

@@ -1,0 +1,361 @@
+"""Chat-message segmentation and exact reassembly: pure text logic, no model knowledge.
+
+A message is cut into `Piece`s whose texts concatenate back to the message byte for byte:
+
+    "Hello! How are you? 😀 see https://example.com"
+    T"Hello!"  K" "  T"How are you?"  K" 😀 "  T"see"  K" https://example.com"    (T translatable, K kept)
+
+Translatable pieces are what the model sees: one sentence (or the part of a sentence between two
+kept parts) with its final punctuation, no line break, no whitespace at either end, at least one
+letter. Kept pieces never reach the model and come back verbatim: line breaks, the whitespace
+between sentences, fenced and inline code, URLs, e-mail addresses, @mentions, #hashtags, emojis,
+markdown markers, numbers a model would mangle, and runs without letters ("!!!", ":)").
+Adjacent kept parts are merged into one piece; no piece is empty.
+
+`split_to_fit` cuts one translatable piece the model cannot take whole (clauses, then words,
+then characters); `reassemble` puts translations back between the kept pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import regex
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    text: str
+    translatable: bool
+
+
+# Exactly str.isspace(): the regex module's \s is Unicode White_Space, which leaves out the
+# information separators U+001C..U+001F that Python (and so every caller's .strip()) counts.
+_WS = r"[\s\x1c-\x1f]"
+# Exactly the boundaries of str.splitlines().
+_LINE_BREAK = regex.compile(r"(\r\n|[\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029])")
+
+# Stripped from the ends of a segment besides whitespace: controls and invisible format characters
+# (zero-width space, joiners, bidi marks, BOM, soft hyphen) carry nothing a model should translate,
+# and tokenizers drop or mangle them, so they would not come back.
+_EDGE = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + (
+    "".join(map(chr, range(0x20)))
+    + "\x7f\xad\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    + "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+
+# A fence runs to the next run of at least as many backticks, or to the end of the message: an
+# unterminated fence is still code, and code must not reach the model.
+_FENCE = regex.compile(r"(`{3,})[\s\S]*?(?:\1`*|\Z)")
+
+# Markdown at the start of a line: indentation, quote markers, then a bullet, a number, a task box
+# or a heading marker. Horizontal rules need no rule: they have no letters.
+_LINE_PREFIX = regex.compile(
+    r"""
+    [ \t]*
+    (?:>[ \t]*)*
+    (?:
+        (?:[-*+•]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?
+      | \#{1,6}(?:[ \t]+|\Z)
+    )?
+    """,
+    regex.VERBOSE,
+)
+
+_CLOSERS = r"\"'”’»)\]}」』）】〕〉》＂＇"
+
+# Emoji sequences: flags (regional-indicator pairs), keycaps, pictographs with their variation
+# selectors, skin tones and tag sequences, joined by ZWJ into families and professions.
+_PICT = r"(?:\p{Regional_Indicator}{1,2}|[0-9\#*]\ufe0f?\u20e3|[\p{Extended_Pictographic}\p{Emoji_Modifier}])"
+_EMOJI = rf"{_PICT}(?:[\ufe0e\ufe0f\u20e3\U000e0020-\U000e007f\p{{Emoji_Modifier}}]|\u200d{_PICT}?)*"
+
+# Everything protected inside a line, tried left to right; at one position the first alternative
+# that matches wins, so code beats URLs beats e-mails beats mentions, and so on. Lookbehinds on
+# _WORD keep a pattern from starting inside a word, which also keeps the scan linear. _WORD leaves
+# out combining marks: U+FE0F ends many emojis, and "❤️https://…" must still start a URL.
+#
+# `plain` and `letters` match what is not protected; the caller skips them. `plain` comes first
+# and strides over whole stretches of words, whitespace and common punctuation in one match: trying
+# every alternative at every word costs most of the scan otherwise. Only URLs, e-mails and "xD"
+# start with a letter, so `plain` stops before a token that could be one of them (the lookahead)
+# and the alternatives decide there; `letters` then steps over such a word when none of them
+# matched. What can start anything else (digits, symbols, @ # ` * _ ~ : ; = ( + -) is not in
+# `plain`, nor is "." which may start a URL's or an e-mail's token.
+#
+# A URL takes its whole token up to "://"; a "://" whose token start another protected part took
+# ("#tag" in "#taghttps://…") is still a URL. Trailing punctuation and brackets stay outside it.
+_WORD = r"\p{L}\p{N}_"
+_PROTECTED = regex.compile(
+    rf"""
+      (?P<plain>(?:
+          {_WS}+
+        | [,!?'"…¿¡’”“‘»«)\]]+
+        | (?!(?<![{_WORD}.+\-])(?:[\w.+\-]*(?:@|://)|(?i:www\.))|(?<!\S)[xX]D+(?!\S))[\p{{L}}\p{{M}}]+
+      )++)
+    | (?P<code>``(?:[^`]|`(?!`))+``|`[^`]+`)
+    | (?P<url>(?:(?<![{_WORD}.+\-])(?:[\w.+\-]*://|[._+\-]*(?i:www\.))|://)
+        (?:\([^\s()<>"`]*\)|[^\s<>"`])+?
+        (?=[.,;:!?'")\]}}>»”’]{{0,16}}(?:[\s<>"`]|\Z)))
+    | (?P<email>(?<![{_WORD}.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)
+    | (?P<mention>(?<![{_WORD}@])@\w+(?:[.\-]\w+)*(?:@[\w\-]+(?:\.[\w\-]+)+)?)
+    | (?P<hashtag>(?<![{_WORD}\#&])\#(?=\w*\p{{L}})\w+)
+    | (?P<emoji>{_EMOJI})
+    | (?P<phone>
+        (?<![{_WORD}+])\+\d{{1,3}}(?>[ .\-]?(?:\(\d{{1,4}}\)|\d{{1,4}})){{2,6}}
+      | (?<![{_WORD}])\(\d{{2,4}}\)[ ]?\d{{2,4}}(?:[ .\-]\d{{2,4}})+
+      )(?!\d|[.,:/\-'’]\d)
+    | (?P<number>(?<![{_WORD}])
+        (?P<currency>\p{{Sc}}[ \u00a0]?)?
+        [+\-−]?(?P<digits>\d+(?:(?:[.,:/\-]|[\u00a0\u202f\u2009'’](?=\d{{3}}))\d+)*)
+        (?P<unit>[ \u00a0\u202f]?[%‰\p{{Sc}}])?
+        \p{{L}}*)
+    | (?P<emoticon>(?<!\S)(?:[:;=][\-^']?[)(\]\[DPpOo3/\\|*]+|<3+|\^_*\^|[xX]D+)(?!\S))
+    | (?P<markup>
+        \*{{2,}}|~{{2,}}|(?<![{_WORD}])_{{2,}}|_{{2,}}(?![{_WORD}])
+      | (?<![{_WORD}*])\*(?=[^\s*])|(?<=[^\s*])\*(?![{_WORD}*])
+      | (?<![{_WORD}])_(?=[^\s_])|(?<=[^\s_])_(?![{_WORD}])
+      )
+    | (?P<letters>[\p{{L}}\p{{M}}]+)
+    """,
+    regex.VERBOSE,
+)
+_UNPROTECTED = frozenset({"plain", "letters"})
+
+# A sentence ends after . ! ? … (and kin in other scripts) plus closing quotes or brackets, when
+# whitespace follows; after a CJK full stop it ends even without whitespace.
+_SENTENCE_END = regex.compile(
+    rf"(?<![.!?…؟۔।॥።])(?P<stop>[.!?…؟۔।॥።]+)[{_CLOSERS}]*(?={_WS})|(?<![。！？｡])[。！？｡]+[{_CLOSERS}]*"
+)
+# The word before a lone period, read from a short window: abbreviations are short, and a longer
+# word cut by the window can never equal one.
+_WORD_BEFORE = regex.compile(r"(?<![\p{L}.])\p{L}[\p{L}.]*\Z")
+_DOTTED = regex.compile(r"(?:\p{L}\.)+\p{L}")
+_ABBREVIATIONS = frozenset(
+    """
+    mr mrs ms dr prof st sr sra srta jr mme mlle mgr messrs gen col capt lt sgt rev hon sen rep gov
+    e.g i.e etc vs cf ca approx dept est fig figs vol nr tel ft mt ave blvd
+    z.b d.h u.a bzw usw ggf evtl inkl hr fr dott sig sigg dna sta sto núm pág
+    """.split()
+)
+
+# Also kept at a segment's start: punctuation that closes the clause a protected part interrupted
+# ("at 12:30, then" leaves ", then"); the model would only drop or misplace it.
+_LEADING = _EDGE + ",;:)]}、，；：）"
+
+_DIGITS_KEPT = 3  # a plain integer with fewer digits stays in the sentence: models copy it fine
+
+
+def segment(message: str) -> list[Piece]:
+    """Cut a message into alternating kept and translatable pieces that concatenate to it."""
+    out = _Pieces()
+    pos = 0
+    if "```" in message:
+        for fence in _FENCE.finditer(message):
+            _lines(message, pos, fence.start(), out)
+            out.keep(fence.group())
+            pos = fence.end()
+    _lines(message, pos, len(message), out)
+    return out.finish()
+
+
+def split_to_fit(text: str, fits: Callable[[str], bool]) -> list[Piece]:
+    """Cut one translatable text into chunks that each satisfy `fits`, kept whitespace between.
+
+    Clauses are packed greedily into the longest chunk that fits; a clause that alone does not
+    fit is packed word by word, and a word that alone does not fit is cut into characters (a
+    character that does not fit goes alone). `fits` is called O(log n) times per chunk.
+    """
+    if fits(text):
+        return [Piece(text, True)]
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    if start >= end:
+        return [Piece(text, False)] if text else []
+    out: list[Piece] = []
+    if start:
+        out.append(Piece(text[:start], False))
+    _pack(text, _spans(text, start, end, _CLAUSE_GAP), fits, out, _split_clause)
+    if end < len(text):
+        out.append(Piece(text[end:], False))
+    return out
+
+
+def reassemble(pieces: Sequence[Piece], translations: Iterable[str]) -> str:
+    """Kept pieces verbatim, each translatable piece replaced by the next translation."""
+    texts = list(translations)
+    wanted = sum(piece.translatable for piece in pieces)
+    if len(texts) != wanted:
+        raise ValueError(f"{len(texts)} translations for {wanted} translatable pieces")
+    it = iter(texts)
+    return "".join(next(it) if piece.translatable else piece.text for piece in pieces)
+
+
+class _Pieces:
+    """Collects pieces, merging consecutive kept texts into one piece."""
+
+    __slots__ = ("_kept", "_pieces")
+
+    def __init__(self) -> None:
+        self._pieces: list[Piece] = []
+        self._kept: list[str] = []
+
+    def keep(self, text: str) -> None:
+        if text:
+            self._kept.append(text)
+
+    def translate(self, text: str) -> None:
+        if self._kept:
+            self._pieces.append(Piece("".join(self._kept), False))
+            self._kept.clear()
+        self._pieces.append(Piece(text, True))
+
+    def finish(self) -> list[Piece]:
+        if self._kept:
+            self._pieces.append(Piece("".join(self._kept), False))
+            self._kept.clear()
+        return self._pieces
+
+
+def _lines(message: str, start: int, end: int, out: _Pieces) -> None:
+    """Segment message[start:end], a stretch outside code fences, line by line."""
+    if start >= end:
+        return
+    # Text right after a fence continues the fence's line: no list or heading marker there.
+    parts = _LINE_BREAK.split(message[start:end])
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.keep(part)
+        elif part:
+            _line(part, start == 0 or i > 0, out)
+
+
+def _line(line: str, at_line_start: bool, out: _Pieces) -> None:
+    pos = 0
+    if at_line_start:
+        pos = _LINE_PREFIX.match(line).end()
+        out.keep(line[:pos])
+    for m in _PROTECTED.finditer(line, pos):
+        kind = m.lastgroup
+        if kind in _UNPROTECTED or (kind == "number" and not _number_is_kept(m)):
+            continue
+        _sentences(line[pos : m.start()], out)
+        out.keep(m.group())
+        pos = m.end()
+    _sentences(line[pos:], out)
+
+
+def _number_is_kept(m: regex.Match[str]) -> bool:
+    digits = m.group("digits")
+    return bool(m.group("currency") or m.group("unit")) or not (digits.isdecimal() and len(digits) < _DIGITS_KEPT)
+
+
+def _sentences(run: str, out: _Pieces) -> None:
+    """Split a stretch of plain text (no protected part, no line break) into sentences."""
+    if not run:
+        return
+    start = 0
+    for m in _SENTENCE_END.finditer(run):
+        if m.group("stop") == "." and _is_abbreviation(run, m.start()):
+            continue
+        _sentence(run[start : m.end()], out)
+        start = m.end()
+    _sentence(run[start:], out)
+
+
+def _is_abbreviation(run: str, period: int) -> bool:
+    word = _WORD_BEFORE.search(run[max(0, period - 12) : period])
+    if word is None:
+        return False
+    text = word.group()
+    if len(text) == 1:
+        # An initial (J. K. Rowling), except the English pronoun that often ends a sentence.
+        return text.isupper() and text != "I"
+    return text.lower() in _ABBREVIATIONS or _DOTTED.fullmatch(text) is not None
+
+
+def _sentence(text: str, out: _Pieces) -> None:
+    rest = text.lstrip(_LEADING)
+    core = rest.rstrip(_EDGE)
+    if not any(map(str.isalpha, core)):
+        out.keep(text)
+        return
+    lead = len(text) - len(rest)
+    out.keep(text[:lead])
+    out.translate(core)
+    out.keep(text[lead + len(core) :])
+
+
+# Clause boundaries for split_to_fit: whitespace after , ; : (and closers), whitespace before a
+# dash or after a dash glued to a word (so a spaced dash opens the next clause instead of standing
+# alone), and the point right after CJK clause punctuation, which has no whitespace to keep.
+_CLAUSE_GAP = regex.compile(
+    rf"(?<=[,;:][{_CLOSERS}]*){_WS}+"
+    rf"|(?<=[^\s\x1c-\x1f][–—]){_WS}+"
+    rf"|{_WS}+(?=[–—])"
+    rf"|(?<=[，；：、。！？])(?![\s\x1c-\x1f])"
+)
+_WS_RUN = regex.compile(rf"{_WS}+")
+
+
+def _spans(text: str, start: int, end: int, gaps: regex.Pattern[str]) -> list[tuple[int, int]]:
+    """The non-empty stretches of text[start:end] between the matches of `gaps`."""
+    spans = []
+    pos = start
+    for gap in gaps.finditer(text, start, end):
+        if gap.start() > pos:
+            spans.append((pos, gap.start()))
+        pos = gap.end()
+    if end > pos:
+        spans.append((pos, end))
+    return spans
+
+
+_Split = Callable[[str, int, int, Callable[[str], bool], list[Piece]], None]
+
+
+def _pack(
+    text: str, spans: list[tuple[int, int]], fits: Callable[[str], bool], out: list[Piece], split: _Split
+) -> None:
+    """Greedily pack consecutive spans into the longest chunks that fit; `split` a span that alone does not."""
+    ends = [end for _, end in spans]
+    i = 0
+    while i < len(spans):
+        start, end = spans[i]
+        if fits(text[start:end]):
+            i = _longest(text, start, ends, i, fits)
+            out.append(Piece(text[start : ends[i]], True))
+        else:
+            split(text, start, end, fits, out)
+        if i + 1 < len(spans) and ends[i] < spans[i + 1][0]:
+            out.append(Piece(text[ends[i] : spans[i + 1][0]], False))
+        i += 1
+
+
+def _longest(text: str, start: int, ends: Sequence[int], lo: int, fits: Callable[[str], bool]) -> int:
+    """The largest k >= lo with fits(text[start:ends[k]]), given it holds at lo: gallop, then bisect."""
+    step = 1
+    while lo + step < len(ends) and fits(text[start : ends[lo + step]]):
+        lo += step
+        step *= 2
+    hi = min(lo + step, len(ends))  # fails there, or is past the end
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(text[start : ends[mid]]):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _split_clause(text: str, start: int, end: int, fits: Callable[[str], bool], out: list[Piece]) -> None:
+    _pack(text, _spans(text, start, end, _WS_RUN), fits, out, _split_word)
+
+
+def _split_word(text: str, start: int, end: int, fits: Callable[[str], bool], out: list[Piece]) -> None:
+    while start < end:
+        stop = start + 1
+        if fits(text[start:stop]):
+            stop += _longest(text, start, range(stop, end + 1), 0, fits)
+        out.append(Piece(text[start:stop], True))
+        start = stop
