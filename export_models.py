@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.languages import canonical, three_letter_codes
 from workers.manifest import Framing, file_checksums, spec_from_entry, write_entry
 
 ROOT = Path(__file__).resolve().parent
@@ -126,6 +127,22 @@ def set_source_language(family: str, tokenizer, lang: str) -> None:
         tokenizer.src_lang = lang
 
 
+def marian_target_tokens(vocab: dict[str, int], pairs) -> dict[str, str]:
+    """A multi-target opus-mt model picks its output language from a `>>xxx<<` token at the start
+    of the source text, spelled as its vocabulary spells it (`>>fra<<`, `>>fr<<`, `>>pt_br<<`).
+    A single-target model has none of these tokens: no prefix."""
+    if not any(token.startswith(">>") and token.endswith("<<") for token in vocab):
+        return {}
+    prefixes = {}
+    for src, tgt in pairs:
+        spellings = list(dict.fromkeys(f">>{code}<<" for code in (tgt, tgt.replace("-", "_"), *three_letter_codes(tgt))))
+        token = next((t for t in spellings if t in vocab), None)
+        if token is None:
+            raise ExportError(f"this multi-target model has no target token for {tgt!r} (tried {', '.join(spellings)})")
+        prefixes[f"{src}-{tgt}"] = token + " "
+    return prefixes
+
+
 def probe_framing(family: str, tokenizer, config, pairs) -> Framing:
     """Read how the HF tokenizer frames a sentence, per source language, by diffing two encodings."""
     probe = "hello world"
@@ -140,6 +157,8 @@ def probe_framing(family: str, tokenizer, config, pairs) -> Framing:
         source_prefix[src] = tuple(full[:start])
         source_suffix = tuple(full[start + len(bare) :])
     target_prefix, task_prefix = {}, {}
+    if family == "marian":
+        task_prefix = marian_target_tokens(tokenizer.get_vocab(), pairs)
     if family in ("m2m100", "nllb"):
         for _, tgt in pairs:
             target_prefix[tgt] = (tokenizer.convert_tokens_to_ids(language_token(family, tokenizer, tgt)),)
@@ -285,8 +304,9 @@ def parse_pairs(pairs: list[str] | None, languages: list[str] | None, source: st
         parsed = [tuple(p.split("-", 1)) for p in pairs]
         if any(len(p) != 2 or not all(p) for p in parsed):
             raise ExportError(f"--pairs takes SRC-TGT items such as en-fr, got {pairs}")
-        return parsed
+        return [(canonical(s), canonical(t)) for s, t in parsed]
     if languages:
+        languages = [canonical(lang) for lang in languages]
         return [(s, t) for s in languages for t in languages if s != t]
     if family == "marian":
         parts = Path(source).name.split("-")

@@ -48,3 +48,8 @@ def canonical(code: str) -> str:
     if language == "zh":
         return "zh-hant" if _TRADITIONAL_CHINESE.intersection(subtags) else "zh"
     return language
+
+
+def three_letter_codes(code: str) -> list[str]:
+    """The ISO 639-2/3 spellings of a canonical code (`fr` → `fra`, `fre`), as models name targets."""
+    return [three for three, two in _THREE_LETTER.items() if two == code]

@@ -228,7 +228,7 @@ class Catalog:
     def check(self, req: TranslateRequest) -> None:
         """Refuse (RequestError) a source or target no model knows, and an explicit pair that
         nothing serves, naming what is supported."""
-        known = ", ".join(sorted(self.languages))
+        known = f"{', '.join(sorted(self.languages))}; pairs: {self._listing()}"
         if req.source_language != AUTO and req.source_language not in self.languages:
             raise RequestError(
                 UNSUPPORTED_LANGUAGE,

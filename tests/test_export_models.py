@@ -74,3 +74,14 @@ def test_unreachable_hub_says_how_to_export_from_a_local_directory(tmp_path):
     assert "cannot fetch 'Helsinki-NLP/opus-mt-en-fr'" in result.stderr
     assert "python export_models.py ./opus-mt-en-fr" in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_a_multi_target_opus_mt_model_gets_its_target_token_as_its_vocabulary_spells_it():
+    from export_models import ExportError, marian_target_tokens, parse_pairs
+
+    vocab = {">>fra<<": 1, ">>spa<<": 2, ">>pt_br<<": 3, "▁hello": 4}
+    assert marian_target_tokens(vocab, [("en", "fr"), ("en", "es")]) == {"en-fr": ">>fra<< ", "en-es": ">>spa<< "}
+    assert marian_target_tokens({"▁hello": 4}, [("en", "fr")]) == {}  # single target: no token
+    with pytest.raises(ExportError, match=">>de<<, >>deu<<, >>ger<<"):
+        marian_target_tokens(vocab, [("en", "de")])
+    assert parse_pairs(["EN-fr", "eng-deu"], None, "x", "marian") == [("en", "fr"), ("en", "de")]

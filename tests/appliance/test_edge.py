@@ -153,7 +153,8 @@ def test_fan_out_one_event_per_target_with_type_first(shared_appliance):
     prefix.setsockopt(zmq.SUBSCRIBE, b'{"type":"translation_completed"')
     task_id = f"fan-{uuid.uuid4().hex}"
     reply = app.request(
-        translation(taskId=task_id, targetLanguages=["fr", "es", "fr-FR", "de"], conversationId="c1", sourceLanguage="en")
+        translation(taskId=task_id, targetLanguages=["fr", "es", "fr-FR", "de"], conversationId="c1", sourceLanguage="en",
+                    text=f"the cat sees the dog {task_id}")  # a text of its own: no cache hit from another test
     )
     assert reply["status"] == "queued" and reply["taskId"] == task_id
     assert reply["targetLanguages"] == ["fr", "es", "de"]  # fr-FR folds into fr
@@ -165,7 +166,7 @@ def test_fan_out_one_event_per_target_with_type_first(shared_appliance):
         assert next(iter(event)) == "type"
         assert event["messageId"] == reply["messageId"]
         result = event["result"]
-        assert result["translatedText"] == "the cat sees the dog"[::-1]
+        assert result["translatedText"] == f"the cat sees the dog {task_id}"[::-1]
         assert result["sourceLanguage"] == "en" and result["targetLanguage"] == event["targetLanguage"]
         assert 0 <= result["confidenceScore"] <= 1
         assert result["fromCache"] is False and result["workerId"] in (0, 1)

@@ -67,7 +67,7 @@ def test_catalog_serves_pairs_directly_or_through_english_and_names_what_is_supp
     assert err.value.code == "unsupported_language" and "en-es, en-fr, fr-en, fr-es" in err.value.message
     with pytest.raises(RequestError) as err:
         CATALOG.check(parse({"messageId": "m", "text": "hi", "targetLanguage": "ja"}))
-    assert err.value.code == "unsupported_language" and "en, es, fr" in err.value.message
+    assert err.value.code == "unsupported_language" and "languages: en, es, fr; pairs: en-es" in err.value.message
 
 
 def test_detect_request():
