@@ -356,7 +356,7 @@ def _result_details(
         if segments.pivot:
             details["pivot"] = segments.pivot
     if detection is not None:
-        details["detectedLanguage"] = detection.language
+        details["detectedLanguage"] = detection.language or None  # None: no letters to detect from
         details["detectionConfidence"] = round(detection.confidence, 4)
         details["defaultSourceUsed"] = detection.defaulted
     if same_language:

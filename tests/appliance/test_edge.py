@@ -252,3 +252,13 @@ def test_over_capacity_gets_overloaded_and_accepted_work_completes(start_applian
     assert refused and {r["error"]["code"] for r in refused} == {"overloaded"}
     events.wait_for(lambda evs: {e["taskId"] for e in evs} >= accepted, what="accepted work done")
     assert app.stats()["tasks"]["in_flight"] == 0
+
+
+def test_a_message_with_nothing_to_detect_uses_the_default_source_and_says_so(shared_appliance):
+    app = shared_appliance
+    reply = app.request(translation(text="😀 👍🏽 https://example.com", targetLanguages=["fr", "en"], sync=True))
+    results = {r["targetLanguage"]: r for r in reply["results"]}
+    assert all(r["defaultSourceUsed"] is True and r["detectedLanguage"] is None for r in results.values())
+    assert results["fr"]["sourceLanguage"] == "en"  # [languages] default_source
+    assert results["en"]["sameLanguage"] is True and results["en"]["translatedText"] == "😀 👍🏽 https://example.com"
+    assert results["en"]["workerId"] is None  # answered by the edge

@@ -63,3 +63,13 @@ def test_translate_is_synchronous(shared_appliance):
 def test_http_errors(shared_appliance, method, path, body, status, code):
     got, reply, _ = call(shared_appliance, method, path, body)
     assert got == status and reply["error"]["code"] == code
+
+
+def test_detect_ranks_the_served_languages(shared_appliance):
+    body = json.dumps({"text": "Merci beaucoup pour ton message, à demain !"}).encode()
+    status, reply, _ = call(shared_appliance, "POST", "/detect", body)
+    assert status == 200 and reply["type"] == "detection" and reply["detectedLanguage"] == "fr" and reply["reliable"]
+    assert {x["language"] for x in reply["languages"]} <= {"en", "fr", "es", "de"}  # the fake runtime's languages
+    assert 0.5 < reply["confidence"] <= 1 and reply["languages"][0] == {"language": "fr", "confidence": reply["confidence"]}
+    status, reply, _ = call(shared_appliance, "POST", "/detect", json.dumps({"text": "  "}).encode())
+    assert status == 400 and reply["error"]["code"] == "invalid_request"
