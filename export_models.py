@@ -311,7 +311,7 @@ def parse_pairs(pairs: list[str] | None, languages: list[str] | None, source: st
     if family == "marian":
         parts = Path(source).name.split("-")
         if len(parts) >= 2 and "opus" in source.lower():
-            return [(parts[-2], parts[-1])]
+            return [(canonical(parts[-2]), canonical(parts[-1]))]
     raise ExportError("say which languages the model serves: --pairs en-fr ... or --languages en fr es")
 
 

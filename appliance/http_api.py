@@ -33,14 +33,14 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 UNAVAILABLE = {protocol.OVERLOADED, protocol.SHUTTING_DOWN, protocol.NOT_READY}
 
 
-POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the request type a body without one has
+POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the one request type each route takes
 
 
 class Service(Protocol):
     state: str
 
     def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply, *, force_sync: bool = False, default_type: str = "translation") -> None: ...
+    def respond(self, payload: bytes, reply, *, force_sync: bool = False, only_type: str | None = None) -> None: ...
     def ping(self, message_id: str | None) -> dict: ...
     def stats(self) -> dict: ...
 
@@ -132,7 +132,7 @@ class HttpApi:
             if not done.done():
                 done.set_result(obj)
 
-        svc.respond(body, reply, force_sync=True, default_type=POST_TYPES[path])
+        svc.respond(body, reply, force_sync=True, only_type=POST_TYPES[path])
         result = await done
         if result.get("status") == "error" and "error" in result:
             code = result["error"]["code"]

@@ -1,7 +1,7 @@
 """Source-language detection for requests that say `"sourceLanguage": "auto"`, in the edge process.
 
     detector = LanguageDetector(served_languages)        # once per process
-    detector.detect("ok merci 👍 https://x.fr")  ->  [("fr", 0.83), ("en", 0.17)]
+    detector.detect("Merci beaucoup pour ton message 👍 https://x.fr")  ->  [("fr", 0.99), ("en", 0.01), ...]
 
 Backed by py3langid (langid.py's naive Bayes over byte n-grams, model inside the package, numpy
 only), chosen by `bench/langid_compare.py` over lingua, langdetect, CLD3 and fastText on short

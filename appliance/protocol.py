@@ -114,9 +114,16 @@ _translation_decoder = msgspec.json.Decoder(_TranslationFields)
 
 
 def parse(
-    payload: bytes, *, max_request_bytes: int, max_text_chars: int, max_targets: int, default_type: str = "translation"
+    payload: bytes,
+    *,
+    max_request_bytes: int,
+    max_text_chars: int,
+    max_targets: int,
+    default_type: str = "translation",
+    only_type: str | None = None,
 ) -> Request:
-    """One request; `default_type` is the type of a request that names none (HTTP routes set it)."""
+    """One request; `default_type` is the type of a request that names none. HTTP routes pass
+    `only_type`: a body of another type is refused."""
     if len(payload) > max_request_bytes:
         raise RequestError(
             INVALID_REQUEST, f"request is {len(payload)} bytes; the limit is {max_request_bytes}"
@@ -141,6 +148,8 @@ def parse(
         head = msgspec.convert(obj, _Request)
     except msgspec.ValidationError as exc:
         raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
+    if only_type is not None and head.type != only_type:
+        raise RequestError(INVALID_REQUEST, f"this endpoint takes {only_type!r} requests, not {head.type!r}", message_id)
     if head.type in _SIMPLE:
         return _SIMPLE[head.type](head.message_id)
     if head.type == "detect":

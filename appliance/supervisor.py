@@ -709,9 +709,10 @@ class Supervisor:
         self.metrics.count_request()
 
     def respond(
-        self, payload: bytes, reply: Callable[[dict], None], *, force_sync: bool = False, default_type: str = "translation"
+        self, payload: bytes, reply: Callable[[dict], None], *, force_sync: bool = False, only_type: str | None = None
     ) -> None:
-        """Answer one request payload: now, or (synchronous mode) when its targets are done."""
+        """Answer one request payload: now, or (synchronous mode) when its targets are done.
+        `only_type` (HTTP routes): the one request type accepted, and the default."""
         limits = self.s.limits
         try:
             req = protocol.parse(
@@ -719,7 +720,8 @@ class Supervisor:
                 max_request_bytes=limits.max_request_bytes,
                 max_text_chars=limits.max_text_chars,
                 max_targets=limits.max_targets,
-                default_type=default_type,
+                default_type=only_type or "translation",
+                only_type=only_type,
             )
             if isinstance(req, protocol.Ping):
                 reply(self.ping(req.message_id))
@@ -803,7 +805,7 @@ class Supervisor:
         ranked = self.detector.detect(text) if self.detector is not None else []
         language, confidence = ranked[0] if ranked else ("", 0.0)
         settings = self.s.languages
-        if confidence >= settings.min_detection_confidence:
+        if ranked and confidence >= settings.min_detection_confidence:
             return language, Detection(language, confidence)
         return canonical(settings.default_source), Detection(language, confidence, defaulted=True)
 

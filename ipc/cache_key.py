@@ -61,7 +61,7 @@ class CachedTranslation(msgspec.Struct, array_like=True, gc=False, frozen=True):
     model: str  # manifest name of the model that produced it
     tier: str = ""
     created_at: float = 0.0  # wall-clock seconds when it was translated
-    segments: Segments | None = None  # message entries only
+    segments: Segments | None = None  # a message's segmentation; a segment entry's truncation
     detection: Detection | None = None  # message entries of "auto" requests only
 
 

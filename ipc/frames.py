@@ -108,7 +108,7 @@ class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=Tru
     slot: int
     pid: int
     text: str
-    source_language: str  # the detected language when the task said "auto"
+    source_language: str
     target_language: str
     confidence: float
     model: str  # "a+b" when translated through a pivot language

@@ -441,11 +441,6 @@ class TieredCache:
         self.memory.put_bytes(key, data, expires_at=expires_at)
         self._submit(key, data, expires_at)
 
-    def persist(self, key: bytes, data: bytes, ttl: float | None = None) -> None:
-        """Write the persistent level only (behind), for an entry another process already put
-        into the shared-memory table."""
-        self._submit(key, data, self._clock() + (self.memory.default_ttl if ttl is None else ttl))
-
     def _submit(self, key: bytes, data: bytes, expires_at: float) -> None:
         # While degraded, writes are not queued: the queue would fill with doomed batches.
         if self._writer is not None and self._persistent_usable():

@@ -23,9 +23,9 @@ class TranslationJob:
 @dataclass(frozen=True, slots=True)
 class Translation:
     text: str
-    source_language: str  # the detected language when the job said "auto"
+    source_language: str
     target_language: str
-    confidence: float  # geometric mean of the chosen tokens' probabilities, in [0, 1]
+    confidence: float  # per segment the geometric mean token probability; weighted by segment length
     model: str  # manifest name of the model that produced it ("a+b" through a pivot; "" if none was needed)
     tier: str
     segments: int = 1  # translatable segments in the message

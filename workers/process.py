@@ -298,8 +298,8 @@ class WorkerProcess:
 
     def _send_result(self, task: Task, out: Translation, processing_ms: float) -> None:
         self.tasks_done += 1
-        # Every segment from the cache: nothing was decoded for this task.
-        from_cache = out.segments > 0 and out.cached_segments == out.segments
+        # Every segment from the cache (or none to translate): nothing was decoded for this task.
+        from_cache = out.cached_segments == out.segments
         self.cache_hits += from_cache
         self._send(
             Result(

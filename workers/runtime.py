@@ -395,22 +395,22 @@ class Runtime:
         segments = message.segments
         weights = [len(s.source_text) for s in segments]
         confidence = sum(s.confidence * w for s, w in zip(segments, weights)) / sum(weights) if segments else 1.0
-        # The route that served most segments names the result (the first route on a tie, or with none).
+        # The route that served most segments names the result (the first route on a tie).
         served = Counter(s.route for s in segments)
-        route = message.routes[min(served, key=lambda r: (-served[r], r)) if served else 0]
+        route = message.routes[min(served, key=lambda r: (-served[r], r))] if served else None
         return Translation(
             text=reassemble(message.pieces, [s.text for s in segments]),
             source_language=job.source_language,
             target_language=job.target_language,
             confidence=round(confidence, 4),
-            model="+".join(leg.model for leg in route.legs),
-            tier=route.tier,
+            model="+".join(leg.model for leg in route.legs) if route else "",  # "": nothing to translate
+            tier=route.tier if route else "",
             segments=len(segments),
             truncated_segments=tuple(s.index for s in segments if s.truncated),
             retried_segments=tuple(s.index for s in segments if s.retried),
             cached_segments=sum(s.cached for s in segments),
-            fallback=job.tier != AUTO and route.tier != job.tier,
-            pivot=route.pivot,
+            fallback=route is not None and job.tier != AUTO and route.tier != job.tier,
+            pivot=route.pivot if route else "",
         )
 
 

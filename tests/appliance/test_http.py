@@ -73,3 +73,9 @@ def test_detect_ranks_the_served_languages(shared_appliance):
     assert 0.5 < reply["confidence"] <= 1 and reply["languages"][0] == {"language": "fr", "confidence": reply["confidence"]}
     status, reply, _ = call(shared_appliance, "POST", "/detect", json.dumps({"text": "  "}).encode())
     assert status == 400 and reply["error"]["code"] == "invalid_request"
+
+
+def test_each_post_route_takes_only_its_own_request_type(shared_appliance):
+    body = json.dumps({"type": "translation", "messageId": "x", "text": "abc", "targetLanguage": "fr"}).encode()
+    status, reply, _ = call(shared_appliance, "POST", "/detect", body)
+    assert status == 400 and reply["error"]["code"] == "invalid_request" and "detect" in reply["error"]["message"]
