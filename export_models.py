@@ -412,7 +412,8 @@ def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) 
         entry = models.get(name)
         if not entry or entry.get("build_digest") != digest:
             return False
-        if file_checksums(models_dir / entry["path"]) != entry["files"]:
+        directory = models_dir / entry["path"]  # a deleted export is re-exported, not a crash
+        if not directory.is_dir() or file_checksums(directory) != entry["files"]:
             return False
     return True
 

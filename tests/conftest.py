@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "models"
-BUILTIN_MODELS = ("builtin-marian-en-fr", "builtin-m2m-mini")
+BUILTIN_MODELS = ("builtin-marian-en-fr", "builtin-m2m-mini", "builtin-m2m-to-en")
 
 
 @pytest.fixture(scope="session")
