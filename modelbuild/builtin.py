@@ -22,10 +22,12 @@ cores, and each pair reaches >= 99 % exact match on held-out sentences
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import random
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -158,7 +160,7 @@ def build_checkpoints(
     workers = max(1, min(len(stale), workers or len(stale)))
     log(f"training {', '.join(r.name for r in stale)} in {workers} process(es)")
     stale.sort(key=lambda r: r.steps * r.batch_size, reverse=True)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
     try:
         futures = {pool.submit(build_checkpoint, recipe, build_dir, log): recipe for recipe in stale}
         for future in as_completed(futures):
@@ -167,6 +169,15 @@ def build_checkpoints(
         # A failed training or export stops the trainings not yet started; running ones finish
         # (their checkpoints are good and cached).
         pool.shutdown(cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """A training process ends with the build that started it: a build killed by a timeout
+    otherwise leaves its trainings burning the cores for minutes."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux
 
 
 def build_checkpoint(recipe: Recipe, build_dir: Path, log=print) -> Path:
