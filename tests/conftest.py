@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# A loaded 2-core machine makes hypothesis's input-speed health check fail at random: one profile
+# for every property test, reproducible and without timing checks (timings belong in bench/).
+settings.register_profile("ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "models"
