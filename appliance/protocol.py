@@ -132,7 +132,7 @@ def parse(
     # Anything it does not take goes the general way below, which names the problem.
     try:
         fast = _translation_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError, RecursionError):
         fast = None
     if fast is not None and fast.type == "translation" and default_type == "translation":
         return _check_translation(fast, max_text_chars=max_text_chars, max_targets=max_targets)
@@ -140,6 +140,8 @@ def parse(
         obj = msgspec.json.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise RequestError(INVALID_JSON, f"request is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays or objects, anywhere in the payload
+        raise RequestError(INVALID_JSON, "request JSON is nested too deeply") from None
     if not isinstance(obj, dict):
         raise RequestError(INVALID_REQUEST, f"request must be a JSON object, got {type(obj).__name__}")
     message_id = obj.get("messageId") if isinstance(obj.get("messageId"), str) else None

@@ -121,3 +121,10 @@ def test_any_json_object_parses_or_raises_request_error(obj):
 def test_events_put_type_first():
     event = protocol.error_event(task_id="t", message_id="m", target="fr", code="timeout", message="x", conversation_id=None)
     assert protocol.encode(event).startswith(b'{"type":"translation_error"')
+
+
+def test_deeply_nested_json_is_bad_json_not_an_internal_error():
+    payload = b'{"messageId": "m", "text": "hi", "targetLanguage": "fr", "x": ' + b"[" * 30000 + b"]" * 30000 + b"}"
+    with pytest.raises(RequestError) as err:
+        protocol.parse(payload, max_request_bytes=10**6, max_text_chars=100, max_targets=3)
+    assert err.value.code == "invalid_json" and "nested" in err.value.message
