@@ -231,8 +231,9 @@ class Runtime:
     ) -> list[Translation | TranslationError]:
         results: list[Translation | TranslationError | None] = [None] * len(jobs)
         messages: list[tuple[int, _Message]] = []
+        segmented: dict[str, list[Piece]] = {}  # a message sent to several targets is segmented once
         for index, job in enumerate(jobs):
-            planned = self._plan(job)
+            planned = self._plan(job, segmented)
             if isinstance(planned, _Message):
                 messages.append((index, planned))
             else:
@@ -245,7 +246,7 @@ class Runtime:
             results[index] = self._finish(message)
         return results  # type: ignore[return-value]
 
-    def _plan(self, job: TranslationJob) -> _Message | Translation | TranslationError:
+    def _plan(self, job: TranslationJob, segmented: dict[str, list[Piece]]) -> _Message | Translation | TranslationError:
         text = job.text if isinstance(job.text, str) else ""
         if not text.strip():
             return TranslationError("invalid_request", "text is empty")
@@ -256,7 +257,9 @@ class Runtime:
             return TranslationError("invalid_request", "the source language must be given (the edge detects it)")
         if job.tier != AUTO and job.tier not in TIERS:
             return TranslationError("unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(TIERS)} or auto")
-        pieces = segment(text)
+        if text not in segmented:
+            segmented[text] = segment(text)
+        pieces = segmented[text]
         count = sum(p.translatable for p in pieces)
         if source == target:
             return Translation(text, source, target, 1.0, "", "", segments=count)
