@@ -31,7 +31,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from modelbuild import corpus as corpus_module
@@ -64,6 +64,23 @@ class Recipe:
     sort_by_length: bool
 
 
+_M2M_MINI = Recipe(
+    name="builtin-m2m-mini",
+    family="m2m100",
+    tier="medium",
+    pairs=tuple(("en", tgt) for tgt in LANGUAGES if tgt != "en"),
+    corpus_size=60_000,
+    vocab_size=3000,
+    d_model=96,
+    layers=2,
+    heads=4,
+    ffn=384,
+    steps=3000,
+    batch_size=64,
+    learning_rate=3e-3,
+    sort_by_length=True,
+)
+
 RECIPES = (
     Recipe(
         name="builtin-marian-en-fr",
@@ -81,38 +98,9 @@ RECIPES = (
         learning_rate=2e-3,
         sort_by_length=False,
     ),
-    Recipe(
-        name="builtin-m2m-mini",
-        family="m2m100",
-        tier="medium",
-        pairs=tuple(("en", tgt) for tgt in LANGUAGES if tgt != "en"),
-        corpus_size=60_000,
-        vocab_size=3000,
-        d_model=96,
-        layers=2,
-        heads=4,
-        ffn=384,
-        steps=3000,
-        batch_size=64,
-        learning_rate=3e-3,
-        sort_by_length=True,
-    ),
-    Recipe(
-        name="builtin-m2m-to-en",
-        family="m2m100",
-        tier="medium",
-        pairs=tuple((src, "en") for src in LANGUAGES if src != "en"),
-        corpus_size=60_000,
-        vocab_size=3000,
-        d_model=96,
-        layers=2,
-        heads=4,
-        ffn=384,
-        steps=3000,
-        batch_size=64,
-        learning_rate=3e-3,
-        sort_by_length=True,
-    ),
+    _M2M_MINI,
+    # The same shape and schedule the other way round: the source language is read from its token.
+    replace(_M2M_MINI, name="builtin-m2m-to-en", pairs=tuple((src, "en") for src in LANGUAGES if src != "en")),
 )
 
 
