@@ -11,6 +11,7 @@ Environment overrides (applied over the file; bad values are refused naming the 
     MEESHY_BIND_ADDRESS  server.bind_address  MEESHY_MODELS_DIR workers.models_dir
     MEESHY_RUN_DIR       server.run_dir       MEESHY_LOG_LEVEL  server.log_level
     MEESHY_STATE_DIR     server.state_dir     MEESHY_CACHE_URL  cache.persistent
+    MEESHY_HTTP_TOKEN    security.http_token
 
 Relative paths in the file are relative to the file's directory.
 """
@@ -49,6 +50,8 @@ class LimitSettings(_Section):
     max_text_chars: int = 5000
     max_targets: int = 10
     max_request_bytes: int = 65536
+    max_id_bytes: int = 256
+    max_waiters_per_task: int = 8
     max_inflight_tasks: int = 10000
     recent_task_ids: int = 4096
     task_timeout_s: float = 120.0
@@ -97,10 +100,22 @@ class ShutdownSettings(_Section):
 
 class IpcSettings(_Section):
     internal_hwm: int = 10000
-    edge_hwm: int = 10000
-    pub_hwm: int = 100000
+    edge_buffer_bytes: int = 64 * 1024 * 1024
+    pub_buffer_bytes: int = 64 * 1024 * 1024
     linger_ms: int = 0
     edge_linger_ms: int = 500
+
+
+class HttpSettings(_Section):
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+
+
+class SecuritySettings(_Section):
+    curve: bool = False
+    server_secret_key: str = ""
+    client_keys_dir: str = ""
+    http_token: str = ""
 
 
 class CacheSettings(_Section):
@@ -124,6 +139,8 @@ class Settings(_Section):
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     ipc: IpcSettings = msgspec.field(default_factory=IpcSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     source: str = ""  # the file these came from ("" for built-in defaults); not a TOML key
 
     def tier_models(self) -> dict[str, list[str]]:
@@ -169,6 +186,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "MEESHY_LOG_LEVEL": ("server", "log_level", str),
     "MEESHY_STATE_DIR": ("server", "state_dir", str),
     "MEESHY_CACHE_URL": ("cache", "persistent", str),
+    "MEESHY_HTTP_TOKEN": ("security", "http_token", str),
 }
 
 
@@ -223,6 +241,7 @@ def load(path: str | None = None, env: dict[str, str] | None = None) -> Settings
     models = Path(settings.workers.models_dir)
     run_dir = settings.server.run_dir
     state_dir = settings.server.state_dir
+    sec = settings.security
     settings = msgspec.structs.replace(
         settings,
         source=str(file.resolve()) if file else "",
@@ -234,9 +253,22 @@ def load(path: str | None = None, env: dict[str, str] | None = None) -> Settings
             run_dir=run_dir if not run_dir or os.path.isabs(run_dir) else str(base / run_dir),
             state_dir=state_dir if not state_dir or os.path.isabs(state_dir) else str(base / state_dir),
         ),
+        security=msgspec.structs.replace(
+            sec,
+            server_secret_key=_relative_to(base, sec.server_secret_key),
+            client_keys_dir=_relative_to(base, sec.client_keys_dir),
+        ),
     )
     validate(settings)
     return settings
+
+
+def _relative_to(base: Path, path: str) -> str:
+    return path if not path or os.path.isabs(path) else str(base / path)
+
+
+def is_loopback(address: str) -> bool:
+    return address in ("localhost", "::1") or address.startswith("127.")
 
 
 def validate(s: Settings) -> None:
@@ -283,8 +315,22 @@ def validate(s: Settings) -> None:
     need(s.respawn.max_crashes >= 1, "respawn.max_crashes must be >= 1")
     need(s.respawn.backoff_initial_s >= 0, "respawn.backoff_initial_s must be >= 0")
     need(s.shutdown.drain_timeout_s >= 0, "shutdown.drain_timeout_s must be >= 0")
-    for name, hwm in (("internal_hwm", s.ipc.internal_hwm), ("edge_hwm", s.ipc.edge_hwm), ("pub_hwm", s.ipc.pub_hwm)):
-        need(hwm >= 1, f"ipc.{name} must be >= 1 (0 would be unbounded)")
+    need(s.ipc.internal_hwm >= 1, "ipc.internal_hwm must be >= 1 (0 would be unbounded)")
+    for name, budget in (("edge_buffer_bytes", s.ipc.edge_buffer_bytes), ("pub_buffer_bytes", s.ipc.pub_buffer_bytes)):
+        need(budget >= 1024 * 1024, f"ipc.{name} must be >= 1048576 (1 MiB)")
+    need(16 <= s.limits.max_id_bytes <= 4096, "limits.max_id_bytes must be in 16..4096")
+    need(s.limits.max_waiters_per_task >= 1, "limits.max_waiters_per_task must be >= 1")
+    need(s.http.max_connections >= 1, "http.max_connections must be >= 1")
+    need(s.http.header_timeout_s > 0, "http.header_timeout_s must be > 0")
+    sec = s.security
+    if sec.curve:
+        need(bool(sec.server_secret_key), "security.curve needs security.server_secret_key (meeshy-appliance keygen)")
+        need(bool(sec.client_keys_dir), "security.curve needs security.client_keys_dir (the allowed clients' public keys)")
+    need(
+        not s.server.http_enabled or is_loopback(s.server.bind_address) or bool(sec.http_token),
+        f"server.bind_address {s.server.bind_address!r} exposes the HTTP API beyond this host: set "
+        "security.http_token (MEESHY_HTTP_TOKEN) or server.http_enabled = false",
+    )
     need(
         s.ipc.internal_hwm >= s.workers.queue_depth + 2,
         "ipc.internal_hwm must exceed workers.queue_depth (a worker's credit must fit its pipe)",

@@ -37,11 +37,21 @@ def test_environment_overrides(tmp_path, monkeypatch):
         "MEESHY_BIND_ADDRESS": "0.0.0.0",
         "MEESHY_MODELS_DIR": "/srv/models",
         "MEESHY_RUN_DIR": "/run/x",
+        "MEESHY_HTTP_TOKEN": "s3cret",
     }
     s = config.load(None, env=env)
     assert (s.workers.count, s.server.zmq_port, s.server.zmq_pub_port, s.server.api_port) == (3, 6555, 6556, 9000)
     assert s.server.bind_address == "0.0.0.0" and s.workers.models_dir == "/srv/models"
     assert s.server.run_dir == "/run/x" and s.worker_count() == 3
+    assert s.security.http_token == "s3cret"
+
+
+def test_http_beyond_loopback_needs_a_token(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError, match="MEESHY_HTTP_TOKEN"):
+        config.load(None, env={"MEESHY_BIND_ADDRESS": "0.0.0.0"})
+    s = config.load(None, env={"MEESHY_BIND_ADDRESS": "0.0.0.0", "MEESHY_HTTP_TOKEN": "t"})
+    assert s.security.http_token == "t"
 
 
 def test_defaults_bind_loopback_and_count_usable_cores(tmp_path, monkeypatch):
@@ -66,7 +76,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
         ("[server]\nzmq_port = 70000\n", {}, "ZMQ_PORT"),
         ("[server]\nzmq_port = 7000\nzmq_pub_port = 7000\n", {}, "differ"),
         ("[workers.tiers]\ngold = 'm'\n", {}, "gold"),
-        ("[ipc]\npub_hwm = 0\n", {}, "unbounded"),
+        ("[ipc]\npub_buffer_bytes = 0\n", {}, "1 MiB"),
         ("not toml [", {}, "TOML"),
         ("", {"TRANSLATION_WORKERS": "two"}, "TRANSLATION_WORKERS"),
         ("", {"API_PORT": "-1"}, "API_PORT"),
