@@ -2,7 +2,8 @@
 
     supervisor start ──▶ ShmCache.create(<name from the run dir>) ──▶ TieredCache(table, level)
                          └▶ warm(): newest persistent rows into the table ──▶ spawn workers
-    request ──▶ a message key per target ──▶ table, then persistent level
+    request ──▶ a message key per target ──▶ table (lookup_memory, on the event loop),
+                  then persistent level (lookup_persistent: one reader thread, awaited)
                   │ every target hit: result events at once, no worker, no detection
                   └ misses: Task to a worker, which segments the message and looks each segment
                     up in the same table by its own segment key (ipc.cache_key.segment_key)
@@ -22,10 +23,12 @@ This module knows models only as the workers' Ready frame reports them; it never
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
@@ -86,6 +89,12 @@ class ApplianceCache:
                     _redact(self.persistent_url), self.persistent_open_error,
                 )
         self.tiers = TieredCache(self.table, level, retry_after=c.retry_after_s)
+        # Persistent reads leave the event loop for this one thread: one SQLite connection (or
+        # Redis client) reading, in order, never more than one blocked call at a time.
+        self._reader = (
+            ThreadPoolExecutor(1, thread_name_prefix="cache-persistent-read") if level is not None else None
+        )
+        self._closed = False
         self.loaded = self.tiers.warm() if level is not None else 0
         if level is not None:
             log.info(
@@ -112,13 +121,32 @@ class ApplianceCache:
         return cache_key("message", self.deployment, source, target, text, {"model_type": model_type, "beam_size": 1})
 
     def lookup(self, key: bytes) -> CachedTranslation | None:
-        data = self.tiers.get_bytes(key)
-        if data is None:
-            return None
-        try:
-            return decode_value(data)
-        except Exception:  # another version's bytes: a miss
-            return None
+        """Table, then persistent level, in the caller's thread."""
+        return _decode(self.tiers.get_bytes(key))
+
+    def lookup_memory(self, key: bytes) -> CachedTranslation | None:
+        """The shared table only: never waits on the persistent level, and on the table's lock
+        at most its timeout (then a miss)."""
+        return _decode(self.table.get_bytes(key))
+
+    @property
+    def has_persistent(self) -> bool:
+        """Whether `lookup_persistent` may find anything now: a level is open and not sitting
+        out its retry back-off."""
+        return not self._closed and self.tiers.persistent_usable
+
+    async def lookup_persistent(self, keys: list[bytes]) -> dict[bytes, CachedTranslation]:
+        """The persistent level for keys the table missed, on the reader thread; hits are
+        promoted into the table. Level failures degrade it (see TieredCache) and read as misses."""
+        if not keys or self._reader is None or not self.has_persistent:
+            return {}
+        found = await asyncio.get_running_loop().run_in_executor(self._reader, self.tiers.get_persistent_many, keys)
+        hits = {}
+        for key, data in found.items():
+            value = _decode(data)
+            if value is not None:
+                hits[key] = value
+        return hits
 
     def count_edge_hit(self) -> None:
         self.edge_hits += 1
@@ -163,16 +191,32 @@ class ApplianceCache:
             "persistent_hits": t["persistent_hits"],
             "persistent_written": t["write_behind_written"],
             "persistent_dropped": t["write_behind_dropped"],
+            "persistent_reopened": t["persistent_reopened"],
+            "lock_timeouts": t["lock_timeouts"],
             "warm_loaded": self.loaded,
         }
 
     def close(self, timeout: float = 2.0) -> None:
+        self._closed = True
+        if self._reader is not None:
+            # Waits for a read in progress (bounded by the level's own timeouts); queued ones are
+            # cancelled, so their awaiting lookup_persistent calls raise CancelledError.
+            self._reader.shutdown(wait=True, cancel_futures=True)
         try:
             self.tiers.close(timeout)
         except Exception as exc:
             log.warning("persistent cache level did not close cleanly: %s", exc)
         self.table.unlink()
         self.table.close()
+
+
+def _decode(data: bytes | None) -> CachedTranslation | None:
+    if data is None:
+        return None
+    try:
+        return decode_value(data)
+    except Exception:  # another version's bytes: a miss
+        return None
 
 
 def disabled_stats() -> dict:

@@ -5,10 +5,13 @@
     meeshy-appliance stats                        its stats document (JSON)
     meeshy-appliance languages                    the language pairs per tier (JSON)
     meeshy-appliance translate TEXT --to fr [es ...] [--from en] [--model basic] [--json]
+    meeshy-appliance keygen [--dir DIR] [--name NAME]   write a CurveZMQ key pair
 
 Client commands talk to `--endpoint` (default: the configured bind address and ZMQ_PORT, with a
 wildcard address replaced by loopback) over a REQ socket, and exit EXIT_UNAVAILABLE (69) when no
-answer comes within `--timeout`, EXIT_REQUEST_FAILED (8) when the appliance answers an error.
+answer comes within `--timeout` or the appliance refuses the CURVE handshake, EXIT_REQUEST_FAILED
+(8) when the appliance answers an error. With `--server-key` (the appliance's public NAME.key)
+and `--client-key` (this client's NAME.key_secret) they use CurveZMQ (appliance/curve.py).
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import argparse
 import json
 import logging
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from appliance import config, exitcodes
+from appliance import config, curve, exitcodes
 from ipc.endpoints import tcp
 from ipc.sockets import Role, make_socket
 
-COMMANDS = ("serve", "ping", "stats", "languages", "translate")
+COMMANDS = ("serve", "ping", "stats", "languages", "translate", "keygen")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--endpoint", help="requests endpoint, e.g. tcp://127.0.0.1:5555")
     client.add_argument("--timeout", type=float, help="seconds to wait for the answer (10; translate 60)")
+    client.add_argument("--server-key", metavar="PATH", help="the appliance's public key file (NAME.key): use CurveZMQ")
+    client.add_argument(
+        "--client-key", metavar="PATH", help="this client's secret key file (NAME.key_secret), with --server-key"
+    )
 
     parser = _Parser(prog="meeshy-appliance", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--from", dest="source", default="auto", metavar="LANG", help="source language (default auto)")
     tr.add_argument("--model", default="auto", choices=["basic", "medium", "premium", "auto"], help="model tier")
     tr.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+    kg = sub.add_parser("keygen", help="write a CurveZMQ key pair (for the appliance or a client)")
+    kg.add_argument("--dir", default=".", help="where to write NAME.key and NAME.key_secret (default: .)")
+    kg.add_argument("--name", default="server", help="file name stem (default: server)")
     return parser
 
 
@@ -60,7 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        sys.exit(_keygen(Path(args.dir), args.name))
+    if args.command != "serve" and (args.server_key is None) != (args.client_key is None):
+        parser.error("--server-key and --client-key go together (CurveZMQ needs both)")
     try:
         settings = config.load(args.config)
     except config.ConfigError as exc:
@@ -81,6 +99,28 @@ def _serve(settings: config.Settings) -> int:
     return serve(settings)
 
 
+def _keygen(directory: Path, name: str) -> int:
+    try:
+        public, secret = curve.generate(directory, name)
+    except (OSError, ValueError) as exc:
+        print(f"meeshy-appliance: keygen: {exc}", file=sys.stderr)
+        return exitcodes.EXIT_USAGE
+    public, secret = public.resolve(), secret.resolve()
+    print(
+        f"public key: {public}\n"
+        f"secret key: {secret} (mode 0600: keep it private)\n"
+        "\n"
+        "As the appliance's key pair:\n"
+        f'  in config.toml, [security]: curve = true and server_secret_key = "{secret}"\n'
+        f"  give {public.name} to every client (meeshy-appliance --server-key {public.name})\n"
+        "As a client's key pair:\n"
+        f"  copy {public.name} into the appliance's security.client_keys_dir, then restart it\n"
+        f"  give {secret.name} to that client alone (meeshy-appliance --client-key {secret.name})\n"
+        "Never copy a .key_secret file into client_keys_dir or to another host than its owner."
+    )
+    return exitcodes.EXIT_OK
+
+
 def default_endpoint(settings: config.Settings) -> str:
     address = settings.server.bind_address
     if address in ("0.0.0.0", "*", ""):
@@ -90,18 +130,68 @@ def default_endpoint(settings: config.Settings) -> str:
     return tcp(address, settings.server.zmq_port)
 
 
-def request(endpoint: str, body: dict, timeout: float) -> dict | None:
-    """One REQ round trip; None when nothing answered in time."""
+class NoAnswer(Exception):
+    """Nothing answered in time, or the appliance refused the handshake (the message says which)."""
+
+
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+_MECHANISM_MISMATCH = 0x11000002  # ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+
+
+def request(endpoint: str, body: dict, timeout: float, keys: tuple[str, str] | None = None) -> dict:
+    """One REQ round trip; `keys` = (server public key file, client secret key file) for CURVE.
+
+    Raises NoAnswer when nothing answered within `timeout`, at once when the appliance refused
+    this client's key. A monitor watches the handshake only to explain a silence: libzmq retries
+    a failed handshake quietly.
+    """
     ctx = zmq.Context()
-    sock = make_socket(ctx, Role.CLIENT, endpoint, hwm=10, linger_ms=0)
+    try:
+        if keys:
+            curve.client_options(ctx, *keys)  # context defaults: make_socket connects at once
+        sock = make_socket(ctx, Role.CLIENT, endpoint, hwm=10, linger_ms=0)
+    except BaseException:
+        ctx.destroy(linger=0)
+        raise
+    monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+    monitor.setsockopt(zmq.LINGER, 0)
     try:
         sock.send(json.dumps(body).encode())
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        return json.loads(sock.recv())
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        end = time.monotonic() + timeout
+        failure = ""
+        while (left := end - time.monotonic()) > 0:
+            ready = dict(poller.poll(int(left * 1000) + 1))
+            if sock in ready:
+                return json.loads(sock.recv())
+            if monitor in ready:
+                event = recv_monitor_message(monitor)
+                if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    raise NoAnswer(
+                        f"{endpoint} refused this client's key (ZAP status {event['value']}): its public .key "
+                        "must be in the appliance's security.client_keys_dir"
+                    )
+                failure = _handshake_hint(event, bool(keys))
+        raise NoAnswer(f"no answer from {endpoint} within {timeout:g}s" + (f" ({failure})" if failure else ""))
     finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
         sock.close(linger=0)
         ctx.term()
+
+
+def _handshake_hint(event: dict, curve_on: bool) -> str:
+    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and event["value"] == _MECHANISM_MISMATCH:
+        if curve_on:
+            return "the handshake failed: this endpoint does not use CURVE; drop --server-key/--client-key"
+        return "the handshake failed: the appliance requires CURVE; pass --server-key and --client-key"
+    if curve_on:
+        return "the CURVE handshake failed: is --server-key this appliance's public key?"
+    return "the handshake failed"
 
 
 def _client(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -121,9 +211,14 @@ def _client(args: argparse.Namespace, settings: config.Settings) -> int:
         }
     else:
         body = {"type": args.command, "messageId": message_id}
-    answer = request(endpoint, body, args.timeout)
-    if answer is None:
-        print(f"meeshy-appliance: no answer from {endpoint} within {args.timeout:g}s", file=sys.stderr)
+    keys = (args.server_key, args.client_key) if args.server_key else None
+    try:
+        answer = request(endpoint, body, args.timeout, keys)
+    except curve.CurveError as exc:
+        print(f"meeshy-appliance: {exc}", file=sys.stderr)
+        return exitcodes.EXIT_CONFIG
+    except NoAnswer as exc:
+        print(f"meeshy-appliance: {exc}", file=sys.stderr)
         return exitcodes.EXIT_UNAVAILABLE
     if answer.get("status") == "error" and "error" in answer:
         err = answer["error"]

@@ -54,6 +54,7 @@ class LimitSettings(_Section):
     max_waiters_per_task: int = 8
     max_inflight_tasks: int = 10000
     recent_task_ids: int = 4096
+    recent_task_bytes: int = 32 * 1024 * 1024
     task_timeout_s: float = 120.0
     max_attempts: int = 3
 
@@ -310,6 +311,7 @@ def validate(s: Settings) -> None:
     need(s.limits.max_request_bytes >= 256, "limits.max_request_bytes must be >= 256")
     need(s.limits.max_inflight_tasks >= 1, "limits.max_inflight_tasks must be >= 1")
     need(s.limits.recent_task_ids >= 0, "limits.recent_task_ids must be >= 0")
+    need(s.limits.recent_task_bytes >= 0, "limits.recent_task_bytes must be >= 0")
     need(s.limits.task_timeout_s > 0, "limits.task_timeout_s must be > 0")
     need(s.limits.max_attempts >= 1, "limits.max_attempts must be >= 1")
     need(s.respawn.max_crashes >= 1, "respawn.max_crashes must be >= 1")

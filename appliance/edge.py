@@ -9,7 +9,9 @@ Envelope handling, so plain REQ clients see REQ/REP and DEALER clients may pipel
 
 The body must be exactly one frame; anything else is answered with `invalid_request`. Replies and
 events are sent without blocking: a vanished client's reply, or an event beyond a slow
-subscriber's HWM, is dropped by ZeroMQ rather than buffered without bound.
+subscriber's HWM, is dropped by ZeroMQ rather than buffered without bound. ZeroMQ counts
+messages, so `buffer_hwm` turns the byte budgets ([ipc] edge_buffer_bytes, pub_buffer_bytes) into
+high-water marks using the largest reply and event the limits allow.
 
 Hot path: cache hits are answered entirely here, so the per-message cost matters, and no asyncio
 future is made per message. The edge uses plain (shadow) sockets on the event loop's thread and
@@ -31,10 +33,29 @@ import zmq
 import zmq.asyncio
 
 from appliance import protocol
+from appliance.config import Settings
 
 log = logging.getLogger("meeshy.edge")
 
 RECV_BATCH = 256  # messages taken per wakeup before yielding to the rest of the loop
+
+
+EVENT_OVERHEAD_BYTES = 2048  # every field of an event but its text and ids, generously
+
+
+def largest_event_bytes(settings: Settings) -> int:
+    """An event's size bound: a translation of at most 2 x max_text_chars characters (the
+    dispatcher fails a longer one), 4 UTF-8 bytes each, three echoed ids, the other fields."""
+    limits = settings.limits
+    return 8 * limits.max_text_chars + 3 * limits.max_id_bytes + EVENT_OVERHEAD_BYTES
+
+
+def buffer_hwm(settings: Settings) -> tuple[int, int]:
+    """(ROUTER, PUB) high-water marks: the per-client byte budgets over the largest reply (a
+    synchronous body holding max_targets results) and the largest event."""
+    event = largest_event_bytes(settings)
+    reply = settings.limits.max_targets * event
+    return max(16, settings.ipc.edge_buffer_bytes // reply), max(16, settings.ipc.pub_buffer_bytes // event)
 
 
 class Service(Protocol):
@@ -125,7 +146,13 @@ class Edge:
             self._schedule_drain()  # this send may have consumed the FD's signal
 
     def publish(self, event: dict) -> None:
+        self.publish_bytes(protocol.encode(event))
+
+    def publish_bytes(self, data: bytes) -> None:
         try:
-            self._pub.send(protocol.encode(event), zmq.NOBLOCK)
+            self._pub.send(data, zmq.NOBLOCK)
         except zmq.ZMQError:
             self.dropped_events += 1
+
+    def counters(self) -> dict:
+        return {"dropped_replies": self.dropped_replies, "dropped_events": self.dropped_events}

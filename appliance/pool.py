@@ -1,4 +1,5 @@
-"""Worker slots: spawn a worker into a slot, reap it, decide when (and whether) to respawn it.
+"""The worker pool: the slots, their processes and task sockets. Spawn a worker into a slot, reap
+it, kill it, decide when (and whether) to respawn it, and tell a live worker's frame from a stale one.
 
 A `Slot` is a worker's stable index: its tasks socket, its core, its place in stats. A worker that
 dies is respawned into the same slot. Crash loops back off exponentially
@@ -12,14 +13,18 @@ so this module needs no import of `workers/`; the start arguments are a msgpack 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import multiprocessing
 import os
+import signal
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 import msgspec
+import zmq
 
 from appliance.config import Settings, usable_cpus
 from ipc import codec, entry
@@ -51,7 +56,6 @@ class Slot:
     crashes: deque[float] = field(default_factory=deque)
     last_exit: int | None = None
     last_fatal: Fatal | None = None
-    respawn_at: float = 0.0
     stats: Stats | None = None
 
     def as_json(self, held: int) -> dict:
@@ -137,3 +141,88 @@ def record_crash(slot: Slot, settings: Settings, now: float) -> float | None:
     if len(slot.crashes) >= r.max_crashes:
         return None
     return min(r.backoff_max_s, r.backoff_initial_s * 2 ** (len(slot.crashes) - 1))
+
+
+class WorkerPool:
+    """The slots and what the supervisor does to their workers. A worker's exit is noticed on its
+    process sentinel and reported through `on_exit(slot, pid)` (the lifecycle queue)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: RunEndpoints,
+        task_sockets: list[zmq.Socket],
+        on_exit: Callable[[int, int], None],
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.task_sockets = task_sockets
+        self.slots = make_slots(settings)
+        self.cache_name = ""
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+
+    def spawn(self, slot: Slot, now: float) -> None:
+        proc = spawn(slot, self.settings, self.endpoints, now, self.cache_name)
+        self._loop.add_reader(proc.sentinel, self._on_sentinel, slot.index, proc.pid)
+
+    def _on_sentinel(self, index: int, pid: int) -> None:
+        slot = self.slots[index]
+        if slot.process is not None and slot.process.pid == pid:
+            self._loop.remove_reader(slot.process.sentinel)
+        self._on_exit(index, pid)
+
+    def is_current(self, index: int, pid: int) -> bool:
+        """Whether `pid` is the process now in slot `index` (not an earlier incarnation)."""
+        slot = self.slots[index]
+        return slot.process is not None and slot.process.pid == pid
+
+    def live(self, index: int, pid: int) -> Slot | None:
+        """The slot a frame claims to come from, if that worker is the one running there now."""
+        if 0 <= index < len(self.slots) and self.is_current(index, pid):
+            return self.slots[index]
+        return None
+
+    def reap(self, slot: Slot) -> int | None:
+        if slot.process is not None:
+            self._loop.remove_reader(slot.process.sentinel)
+        code = reap(slot)
+        slot.state = SlotState.STOPPED
+        return code
+
+    def kill(self, slot: Slot) -> None:
+        proc = slot.process
+        if proc is not None and proc.exitcode is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def kill_all(self) -> None:
+        for slot in self.slots:
+            self.kill(slot)
+
+    def send(self, index: int, frame) -> bool:
+        """Send a frame to the worker in slot `index` without blocking; False if it did not go out
+        (no pipe to that worker yet: its connect is still in progress)."""
+        try:
+            self.task_sockets[index].send(codec.encode(frame), flags=zmq.DONTWAIT)
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def ready(self) -> list[int]:
+        return [s.index for s in self.slots if s.state is SlotState.READY]
+
+    def count(self, *states: SlotState) -> int:
+        return sum(s.state in states for s in self.slots)
+
+    def running(self) -> bool:
+        return any(s.process is not None for s in self.slots)
+
+    def close(self) -> None:
+        """Kill and reap every worker (the last step of every way out)."""
+        for slot in self.slots:
+            self.kill(slot)
+            if slot.process is not None:
+                self.reap(slot)

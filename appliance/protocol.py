@@ -37,14 +37,17 @@ NOT_READY = "not_ready"
 TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
 INTERNAL_ERROR = "internal_error"
+TASK_ID_CONFLICT = "task_id_conflict"
+TRANSLATION_FAILED = "translation_failed"
 
 
 class RequestError(Exception):
-    def __init__(self, code: str, message: str, message_id: str | None = None) -> None:
+    def __init__(self, code: str, message: str, message_id: str | None = None, task_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.message_id = message_id
+        self.task_id = task_id
 
 
 class _Request(msgspec.Struct, rename="camel", kw_only=True):
@@ -119,11 +122,13 @@ def parse(
     max_request_bytes: int,
     max_text_chars: int,
     max_targets: int,
+    max_id_bytes: int = 256,
     default_type: str = "translation",
     only_type: str | None = None,
 ) -> Request:
     """One request; `default_type` is the type of a request that names none. HTTP routes pass
-    `only_type`: a body of another type is refused."""
+    `only_type`: a body of another type is refused. messageId, taskId and conversationId are
+    echoed in every reply and event, so each is bounded to `max_id_bytes` UTF-8 bytes."""
     if len(payload) > max_request_bytes:
         raise RequestError(
             INVALID_REQUEST, f"request is {len(payload)} bytes; the limit is {max_request_bytes}"
@@ -135,7 +140,7 @@ def parse(
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError, RecursionError):
         fast = None
     if fast is not None and fast.type == "translation" and default_type == "translation":
-        return _check_translation(fast, max_text_chars=max_text_chars, max_targets=max_targets)
+        return _check_translation(fast, max_text_chars=max_text_chars, max_targets=max_targets, max_id_bytes=max_id_bytes)
     try:
         obj = msgspec.json.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
@@ -144,7 +149,12 @@ def parse(
         raise RequestError(INVALID_JSON, "request JSON is nested too deeply") from None
     if not isinstance(obj, dict):
         raise RequestError(INVALID_REQUEST, f"request must be a JSON object, got {type(obj).__name__}")
-    message_id = obj.get("messageId") if isinstance(obj.get("messageId"), str) else None
+    message_id = _echoable(obj.get("messageId"), max_id_bytes)
+    task_id = _echoable(obj.get("taskId"), max_id_bytes)
+    for name in ("messageId", "taskId", "conversationId"):
+        value = obj.get(name)
+        if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
+            raise RequestError(INVALID_REQUEST, f"{name} is longer than {max_id_bytes} bytes", message_id, task_id)
     obj.setdefault("type", default_type)
     try:
         head = msgspec.convert(obj, _Request)
@@ -173,14 +183,27 @@ def parse(
     try:
         req = msgspec.convert(obj, _TranslationFields)
     except msgspec.ValidationError as exc:
-        raise RequestError(INVALID_REQUEST, _message(exc), message_id) from None
-    return _check_translation(req, max_text_chars=max_text_chars, max_targets=max_targets)
+        raise RequestError(INVALID_REQUEST, _message(exc), message_id, task_id) from None
+    return _check_translation(req, max_text_chars=max_text_chars, max_targets=max_targets, max_id_bytes=max_id_bytes)
 
 
-def _check_translation(req: _TranslationFields, *, max_text_chars: int, max_targets: int) -> TranslateRequest:
+def _echoable(value: object, max_id_bytes: int) -> str | None:
+    """An id from a request that failed to parse, if it is fit to echo in the error reply."""
+    if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) <= max_id_bytes:
+        return value
+    return None
+
+
+def _check_translation(
+    req: _TranslationFields, *, max_text_chars: int, max_targets: int, max_id_bytes: int
+) -> TranslateRequest:
     def fail(code: str, message: str) -> RequestError:
-        return RequestError(code, message, req.message_id or None)
+        return RequestError(code, message, _echoable(req.message_id, max_id_bytes) or None,
+                            _echoable(req.task_id, max_id_bytes))
 
+    for name, value in (("messageId", req.message_id), ("taskId", req.task_id), ("conversationId", req.conversation_id)):
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
+            raise fail(INVALID_REQUEST, f"{name} is longer than {max_id_bytes} bytes")
     if not req.message_id.strip():
         raise fail(INVALID_REQUEST, "messageId must be a non-empty string")
     if req.task_id is not None and not req.task_id.strip():

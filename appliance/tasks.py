@@ -1,49 +1,59 @@
-"""The task table: every accepted unit of work, from admission to its one published outcome.
+"""The task table: the units of work the dispatcher has accepted, from admission to their outcome.
 
-Pure bookkeeping (no sockets, no clock of its own: callers pass `now`), so the rules that make
-"no accepted task is lost, none is published twice" hold are tested in-process.
+Pure bookkeeping (no sockets, no clock of its own: callers pass `now`); the dispatcher
+(appliance/dispatcher.py) owns it and adds the request records, outcomes and retries.
 
-    request (taskId) ──admit──▶ one Unit per target language (uid) ──▶ pending (FIFO)
-    pending ──dispatch──▶ assigned to a slot (least-loaded slot with credit; attempt += 1)
-    answer from a worker ──finish──▶ the unit leaves the table: its first answer is published,
-                                      any later answer finds nothing and is dropped
-    slot died ──slot_died──▶ its units go back to the front of pending (or fail with
-                             worker_crashed after max_attempts dispatches)
-    deadline passed ──expire──▶ the unit leaves the table with a timeout error
+    record ──add──▶ one Unit per target language to run (uid) ──▶ pending (FIFO)
+    pending ──assign──▶ held by a slot (least-loaded slot with credit; attempt += 1)
+    answer from the slot holding it ──finish──▶ the unit leaves the table: one outcome
+    slot died ──slot_died──▶ its units go back to the front of pending (or are reported out of
+                             attempts after max_attempts dispatches)
+    deadline passed ──expired──▶ the dispatcher finishes it with a timeout error
 
 A slot's credit is counted from what it holds (`held[slot]`), which outlives a unit that expired
 or was answered by another worker: the worker is still busy with it until it answers or dies.
-Capacity is bounded: `admit` refuses (Overloaded) when the table would exceed `max_units`.
-A bounded LRU remembers recently finished taskIds so a late retry starts no new work either.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ipc.cache_key import Detection
 
 
-class Overloaded(Exception):
-    pass
+class Outcome(NamedTuple):
+    """A target's published event: whether it is a translation, and its encoded JSON."""
+
+    ok: bool
+    event: bytes
+
+
+@dataclass(slots=True, eq=False)
+class Waiter:
+    """A synchronous request waiting for `targets` of a record."""
+
+    targets: tuple[str, ...]
+    reply: Callable[[RequestRecord, tuple[str, ...]], None]
 
 
 @dataclass(slots=True, eq=False)
 class RequestRecord:
     task_id: str
+    digest: bytes  # what the taskId is bound to: text, source language, model type
     message_id: str
     text: str
     source_language: str
     model_type: str
     conversation_id: str | None
-    targets: tuple[str, ...]
+    targets: list[str]
     accepted_at: float
-    remaining: int = 0
-    outcomes: dict[str, dict] = field(default_factory=dict)  # target -> event, kept for sync waiters
+    remaining: int = 0  # units in the table
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
-    waiters: list[Callable[[RequestRecord], None]] = field(default_factory=list)
+    waiters: list[Waiter] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -59,69 +69,23 @@ class Unit:
 
 
 class TaskTable:
-    def __init__(self, *, max_units: int, max_attempts: int, task_timeout_s: float, recent_ids: int) -> None:
-        self.max_units = max_units
+    def __init__(self, *, max_attempts: int, task_timeout_s: float) -> None:
         self.max_attempts = max_attempts
         self.task_timeout_s = task_timeout_s
-        self.recent_capacity = recent_ids
         self.units: dict[int, Unit] = {}
-        self.requests: dict[str, RequestRecord] = {}
         self.pending: deque[int] = deque()
         self.held: dict[int, set[int]] = {}
-        self.recent: OrderedDict[str, None] = OrderedDict()
         self._next_uid = 1
         self.redispatched = 0
 
-    # ------------------------------------------------------------------ admission
-
-    def lookup(self, task_id: str) -> RequestRecord | None:
-        return self.requests.get(task_id)
-
-    def recently_finished(self, task_id: str) -> bool:
-        return task_id in self.recent
-
-    def admit(
-        self,
-        *,
-        task_id: str,
-        message_id: str,
-        text: str,
-        source_language: str,
-        model_type: str,
-        conversation_id: str | None,
-        targets: tuple[str, ...],
-        now: float,
-        done: Collection[str] = (),
-        keys: Mapping[str, bytes] | None = None,
-    ) -> RequestRecord:
-        """Admit a request: one unit per target not in `done` (targets already answered, from
-        the cache: they take no unit and no capacity). A request with nothing left to do is
-        finished at once (its taskId goes to the recent list)."""
-        todo = [t for t in targets if t not in done]
-        if len(self.units) + len(todo) > self.max_units:
-            raise Overloaded(f"{len(self.units)} tasks in flight; the limit is {self.max_units}")
-        record = RequestRecord(
-            task_id=task_id,
-            message_id=message_id,
-            text=text,
-            source_language=source_language,
-            model_type=model_type,
-            conversation_id=conversation_id,
-            targets=targets,
-            accepted_at=now,
-            remaining=len(todo),
-        )
-        if not todo:
-            self._remember(task_id)
-            return record
-        self.requests[task_id] = record
-        for target in todo:
+    def add(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
+        """One unit per target, at the back of pending."""
+        for target in targets:
             uid = self._next_uid
             self._next_uid += 1
-            key = keys.get(target, b"") if keys else b""
-            self.units[uid] = Unit(uid, record, target, deadline=now + self.task_timeout_s, cache_key=key)
+            self.units[uid] = Unit(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""))
             self.pending.append(uid)
-        return record
+            record.remaining += 1
 
     # ------------------------------------------------------------------ dispatch
 
@@ -167,21 +131,9 @@ class TaskTable:
     def finish(self, uid: int) -> Unit | None:
         """Take a unit out of the table for publishing; None if it already left (drop the answer)."""
         unit = self.units.pop(uid, None)
-        if unit is None:
-            return None
-        record = unit.request
-        record.remaining -= 1
-        if record.remaining == 0:
-            del self.requests[record.task_id]
-            self._remember(record.task_id)
+        if unit is not None:
+            unit.request.remaining -= 1
         return unit
-
-    def _remember(self, task_id: str) -> None:
-        if self.recent_capacity:
-            self.recent[task_id] = None
-            self.recent.move_to_end(task_id)
-            while len(self.recent) > self.recent_capacity:
-                self.recent.popitem(last=False)
 
     def slot_died(self, slot: int) -> tuple[list[Unit], list[Unit]]:
         """Units the dead slot held: (requeued at the front of pending, out of attempts)."""
@@ -200,6 +152,10 @@ class TaskTable:
             self.pending.appendleft(unit.uid)
         self.redispatched += len(requeued)
         return requeued, exhausted
+
+    def running(self, record: RequestRecord) -> set[str]:
+        """The targets of `record` with a unit in the table."""
+        return {u.target for u in self.units.values() if u.request is record}
 
     def expired(self, now: float) -> list[Unit]:
         return [u for u in self.units.values() if u.deadline <= now]

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "appliance_e2e": "whole appliance over ZeroMQ (N workers) vs the same runtime in one process, same run",
     "cache_e2e": "cache-hit requests through 5555/5556 against a bare pyzmq ROUTER echo server",
     "langid": "language-ID libraries on short chat messages against py3langid, the appliance's pick",
+    "soak": "mixed traffic for a set time, a worker killed every few minutes: lost/duplicated events, RSS over time",
 }
 # Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.

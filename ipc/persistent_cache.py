@@ -5,7 +5,12 @@ Levels (one small interface, `PersistentLevel`; keys and values are the opaque b
 
 - `SqliteLevel`: the embedded default, one file in the appliance's state directory, WAL mode so
   readers never wait for the writer. Bounded to about `max_entries` rows (oldest writes go
-  first); `recent()` hands the newest rows back on start so a restarted appliance is warm.
+  first); `recent()` hands the newest rows back on start so a restarted appliance is warm. The
+  file (and so its -wal/-shm side files) is 0600, a directory it creates 0700. An open SQLite
+  handle keeps working on a file that was deleted or renamed over, so before a read or a write
+  (at most every `check_interval_s` per thread) the level compares the path's inode with the
+  one its connection opened; on a mismatch it closes every thread's connection and reopens the
+  path (a fresh file and schema if it is gone), counting `reopened`.
 - `RedisLevel`: for several appliances behind the same gateways (a `redis://` URL in config).
   Expiry is Redis's own (`PX`); its memory bound is the server's `maxmemory` policy. It has
   nothing to warm from: the server outlives the appliance anyway.
@@ -18,21 +23,23 @@ slow a translation down.
 persistent hit into memory; it writes memory at once and the persistent level behind. When the
 persistent level raises, the cache keeps serving from memory alone: it sets `persistent_ok` to
 False, counts `persistent_errors`, logs once, and tries the level again after `retry_after`
-seconds. Persistent reads run in the caller's thread (a local SQLite read is tens of
-microseconds; Redis calls have a short socket timeout); callers on an event loop may wrap `get`
-in an executor.
+seconds. `get` reads the persistent level in the caller's thread (a local SQLite read is tens
+of microseconds; Redis calls have a short socket timeout); a caller on an event loop reads the
+table itself and hands `get_persistent_many`, the persistent half alone, to a thread.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -77,6 +84,44 @@ CREATE TABLE IF NOT EXISTS cache (
 """
 
 
+FileId = tuple[int, int]  # (st_dev, st_ino)
+
+
+class _Handle:
+    """One thread's connection, the files it opened, and a lock held while the thread uses it,
+    so that another thread can close it between two operations."""
+
+    __slots__ = ("conn", "file_id", "side_ids", "checked_at", "closed", "lock")
+
+    def __init__(self, conn: sqlite3.Connection, file_id: FileId | None,
+                 side_ids: set[FileId]) -> None:
+        self.conn = conn
+        self.file_id = file_id
+        self.side_ids = side_ids  # its -wal and -shm
+        self.checked_at = time.monotonic()
+        self.closed = False
+        self.lock = threading.Lock()
+
+
+def _file_id(path: Path) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _make_private(path: Path, mode: int, what: str) -> None:
+    """chmod `path` to `mode` if it grants group or other anything and we own it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
+        log.warning("%s %s was mode %o: made it %o", what, path, st.st_mode & 0o777, mode)
+
+
 class SqliteLevel:
     """One SQLite file shared by every process of the appliance (WAL: one writer at a time,
     readers never blocked). Each thread gets its own connection."""
@@ -90,6 +135,7 @@ class SqliteLevel:
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = 5.0,
+        check_interval_s: float = 1.0,
     ):
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
@@ -97,43 +143,117 @@ class SqliteLevel:
         self.max_entries = max_entries
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
+        self._check_interval_s = check_interval_s
         # Trimming once per `slack` writes keeps it cheap; the table stays under
         # max_entries + slack.
         self._slack = max(1, max_entries // 10)
         self._since_trim = 0
+        self.reopened = 0  # times the file was found deleted or replaced
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Held to open, reopen or close connections; taken before any handle's lock, never
+        # while holding one.
         self._conn_lock = threading.Lock()
+        self._handles: list[_Handle] = []
         self._closed = False
-        self._conn()  # fail at construction on an unusable path, not at the first miss
+        self._open()  # fail at construction on an unusable path, not at the first miss
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, reopened first if the file was deleted or replaced."""
+        while True:
+            handle = getattr(self._local, "handle", None)
+            if handle is None or handle.closed:
+                handle = self._open()
+            else:
+                now = time.monotonic()
+                if now - handle.checked_at >= self._check_interval_s:
+                    handle.checked_at = now
+                    if _file_id(self.path) != handle.file_id:
+                        handle = self._open()
+            with handle.lock:
+                if handle.closed:  # another thread found the file replaced meanwhile
+                    continue
+                yield handle.conn
+                return
+
+    def _open(self) -> _Handle:
+        with self._conn_lock:
             if self._closed:
                 raise sqlite3.ProgrammingError("SqliteLevel is closed")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread=False only so that close() may close every thread's connection;
-            # each connection is otherwise used by the thread that opened it.
+            current = _file_id(self.path)
+            stale = [h for h in self._handles if h.file_id != current]
+            if stale:
+                self._drop(stale)
+                self.reopened += 1
+                log.warning("cache file %s was deleted or replaced: reopened", self.path)
+            own = getattr(self._local, "handle", None)
+            if own is not None and not own.closed:
+                return own  # still on the file at the path (it was replaced back meanwhile)
+            self._prepare_path()
+            # check_same_thread=False only so that another thread may close it (close(), or a
+            # replaced file); each connection is otherwise used by the thread that opened it.
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout_s, isolation_level=None,
                 check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                    conn.execute("DROP TABLE IF EXISTS cache")
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute(_SCHEMA)
-            self._local.conn = conn
-            with self._conn_lock:
-                self._connections.append(conn)
-        return conn
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                        conn.execute("DROP TABLE IF EXISTS cache")
+                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            side_ids = {_file_id(p) for p in self._side_files()} - {None}
+            handle = _Handle(conn, _file_id(self.path), side_ids)  # type: ignore[arg-type]
+            self._handles.append(handle)
+        self._local.handle = handle
+        return handle
+
+    def _side_files(self) -> tuple[Path, Path]:
+        return Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+
+    def _drop(self, handles: list[_Handle]) -> None:
+        """Close `handles` (waiting for any operation in progress on them), and unlink the
+        -wal/-shm files they used if those are still at the path. SQLite does not checkpoint
+        nor delete the WAL of a database file that moved; left there, that WAL would be
+        replayed into the file now at the path (replaced: the old rows and pages reappear in
+        it) and its -shm shared with the new connections."""
+        side_ids: set[FileId] = set()
+        for h in handles:
+            with h.lock:
+                if not h.closed:
+                    h.closed = True
+                    h.conn.close()
+            side_ids |= h.side_ids
+        self._handles = [h for h in self._handles if not h.closed]
+        if _file_id(self.path) in {h.file_id for h in self._handles}:
+            return  # the path's file is still in use: so are its side files
+        for path in self._side_files():
+            if _file_id(path) in side_ids:
+                path.unlink(missing_ok=True)
+
+    def _prepare_path(self) -> None:
+        """A private directory and file: 0700 and 0600 (SQLite gives the -wal and -shm files
+        the database file's mode)."""
+        directory = self.path.parent
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Not a shared directory such as /tmp (sticky) or /: only a directory of our own.
+        st = os.stat(directory)
+        if not st.st_mode & 0o1000 and directory.resolve() != Path("/"):
+            _make_private(directory, 0o700, "cache directory")
+        os.close(os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o600))
+        for path in (self.path, *self._side_files()):
+            _make_private(path, 0o600, "cache file")
 
     def get(self, key: bytes) -> tuple[bytes, float] | None:
-        row = self._conn().execute(
-            "SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone()
         if row is None or row[1] <= self._clock():
             return None
         return bytes(row[0]), row[1]
@@ -141,8 +261,7 @@ class SqliteLevel:
     def put_many(self, items: Sequence[Item]) -> None:
         if not items:
             return
-        conn = self._conn()
-        with conn:
+        with self._connection() as conn, conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", items)
@@ -153,8 +272,7 @@ class SqliteLevel:
     def trim(self) -> None:
         """Drop expired rows, then the oldest writes beyond max_entries."""
         now = self._clock()
-        conn = self._conn()
-        with conn:
+        with self._connection() as conn, conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM cache WHERE expires_at <= ?", (now,))
             conn.execute(
@@ -163,21 +281,24 @@ class SqliteLevel:
         self._since_trim = 0
 
     def recent(self, limit: int) -> list[Item]:
-        rows = self._conn().execute(
-            "SELECT key, value, expires_at FROM cache WHERE expires_at > ?"
-            " ORDER BY id DESC LIMIT ?", (self._clock(), limit)).fetchall()
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT key, value, expires_at FROM cache WHERE expires_at > ?"
+                " ORDER BY id DESC LIMIT ?", (self._clock(), limit)).fetchall()
         return [(bytes(k), bytes(v), exp) for k, v, exp in rows]
 
     def __len__(self) -> int:
-        return self._conn().execute("SELECT count(*) FROM cache").fetchone()[0]
+        with self._connection() as conn:
+            return conn.execute("SELECT count(*) FROM cache").fetchone()[0]
 
     def close(self) -> None:
-        self._closed = True
         with self._conn_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+            self._closed = True
+            for h in self._handles:
+                with h.lock:
+                    h.closed = True
+                    h.conn.close()
+            self._handles.clear()
 
 
 # ----------------------------------------------------------------------------------- Redis
@@ -378,7 +499,9 @@ class TieredCache:
 
     # ------------------------------------------------------------------ degradation
 
-    def _persistent_usable(self) -> bool:
+    @property
+    def persistent_usable(self) -> bool:
+        """A persistent level is open and not in its retry back-off: reading it may hit."""
         if self.persistent is None:
             return False
         return self.persistent_ok or self._clock() >= self._retry_at
@@ -415,8 +538,25 @@ class TieredCache:
 
     def get_bytes(self, key: bytes) -> bytes | None:
         data = self.memory.get_bytes(key)
-        if data is not None or not self._persistent_usable():
+        if data is not None:
             return data
+        return self.get_persistent(key)
+
+    def get_persistent_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """`get_persistent` of each key: the hits, promoted into memory. After a failure the
+        other keys are skipped: the level sits out its back-off."""
+        found = {}
+        for key in keys:
+            data = self.get_persistent(key)
+            if data is not None:
+                found[key] = data
+        return found
+
+    def get_persistent(self, key: bytes) -> bytes | None:
+        """The persistent level alone (for a key memory missed): a hit is promoted into memory.
+        None on a miss, while degraded, or when the level fails (which degrades it)."""
+        if not self.persistent_usable:
+            return None
         try:
             found = self.persistent.get(key)
         except Exception as exc:
@@ -443,12 +583,12 @@ class TieredCache:
 
     def _submit(self, key: bytes, data: bytes, expires_at: float) -> None:
         # While degraded, writes are not queued: the queue would fill with doomed batches.
-        if self._writer is not None and self._persistent_usable():
+        if self._writer is not None and self.persistent_usable:
             self._writer.submit(key, data, expires_at)
 
     def warm(self, limit: int | None = None) -> int:
         """Load the persistent level's newest entries into memory; returns how many."""
-        if not self._persistent_usable():
+        if not self.persistent_usable:
             return 0
         try:
             items = self.persistent.recent(limit or self.memory.entries)
@@ -472,6 +612,8 @@ class TieredCache:
             persistent_errors=self.persistent_errors,
             persistent_hits=self.persistent_hits,
             persistent_misses=self.persistent_misses,
+            # Levels that notice their storage vanishing (SqliteLevel) count it.
+            persistent_reopened=getattr(self.persistent, "reopened", 0),
             write_behind_queued=w.queued if w else 0,
             write_behind_written=w.written if w else 0,
             write_behind_failed=w.failed if w else 0,

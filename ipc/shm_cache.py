@@ -43,6 +43,14 @@ one process exclude each other too, and a `threading.Lock` covers threads sharin
 Open the table after forking, never before (a forked child would share the parent's descriptor
 and so its lock); the appliance uses `spawn` anyway.
 
+A holder that is stopped rather than killed (SIGSTOP, a debugger) keeps the lock, so acquisition
+is bounded: one non-blocking `flock` when the lock is free (the common case: one system call),
+else retries with a short backoff for up to `lock_timeout_s`, then `CacheLockTimeout`. `get`
+and `put` turn a timeout into a miss and a skipped write (counted in `lock_timeouts`), so no
+caller blocks or crashes on a stuck holder; the other operations raise it (`stats` falls back to
+an unlocked snapshot). After a timeout the handle tries only once, without waiting, until it
+next gets the lock: a stopped holder costs each handle one wait, not one per lookup.
+
 Linux only (POSIX shared memory through `_posixshmem`, as `multiprocessing.shared_memory` does).
 The object is opened directly, not through `SharedMemory`, because in Python 3.11 the resource
 tracker of a merely attaching process unlinks the segment when that process exits.
@@ -53,6 +61,7 @@ from __future__ import annotations
 import _posixshmem
 import array
 import fcntl
+import logging
 import math
 import mmap
 import os
@@ -73,6 +82,7 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128
 DEFAULT_MAX_VALUE_BYTES = 16 * 1024
 DEFAULT_TTL = 7 * 24 * 3600.0
+DEFAULT_LOCK_TIMEOUT = 0.5
 
 FREE, USED = 0, 1
 NIL = -1
@@ -83,6 +93,8 @@ H_TTL_MS, H_SIZE, H_DIRTY, H_COUNT, H_BLOCKS_USED, H_BYTES_USED = range(7, 13)
 H_LRU_HEAD, H_LRU_TAIL, H_FREE_ENTRY, H_FREE_BLOCK, H_TICK = range(13, 18)
 H_HITS, H_MISSES, H_EVICTIONS, H_EXPIRATIONS, H_PUTS, H_REJECTED, H_RECOVERIES = range(18, 25)
 H_CORRUPT = 25
+# Incremented without the lock (its holder is the one that is stuck): approximate under races.
+H_LOCK_TIMEOUTS = 26
 HEADER_SLOTS = 64
 
 _ALIGN = 64
@@ -95,13 +107,21 @@ _COUNTERS = {
     "rejected": H_REJECTED,
     "recoveries": H_RECOVERIES,
     "corrupt": H_CORRUPT,
+    "lock_timeouts": H_LOCK_TIMEOUTS,
 }
 
 Failpoint = Callable[[str], None]
 
+log = logging.getLogger("ipc.cache")
+
 
 class CacheLayoutError(RuntimeError):
     """The named object is not a cache table of this layout version."""
+
+
+class CacheLockTimeout(TimeoutError):
+    """The table's lock was not acquired within `lock_timeout_s` (a holder is stopped or
+    stuck). `get`/`put` never raise it: they miss and skip instead."""
 
 
 def _align(n: int) -> int:
@@ -141,10 +161,15 @@ def _crc(digest: bytes | memoryview, data: bytes) -> int:
 class ShmCache:
     """A handle on the shared table; open one per process (or per thread group) after fork."""
 
-    def __init__(self, name: str, fd: int, size: int, clock: Callable[[], float]):
+    def __init__(self, name: str, fd: int, size: int, clock: Callable[[], float],
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT):
+        if lock_timeout_s < 0:
+            raise ValueError("lock_timeout_s must be >= 0")
         self.name = name
         self._fd = fd
         self._clock = clock
+        self.lock_timeout_s = lock_timeout_s
+        self._stalled = False  # the last acquisition timed out: try once, do not wait
         self._tlock = threading.Lock()
         self._failpoint: Failpoint | None = None  # test hook: called at points inside mutations
         self._mm = mmap.mmap(fd, size)
@@ -201,6 +226,7 @@ class ShmCache:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         replace: bool = False,
         clock: Callable[[], float] = time.time,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT,
     ) -> ShmCache:
         """Create and initialize the table; `replace` first unlinks a stale one of that name
         (left by a supervisor that died without cleaning up)."""
@@ -223,17 +249,18 @@ class ShmCache:
             with mmap.mmap(fd, size) as mm, memoryview(mm) as buf:
                 _initialize(buf, offsets, entries, buckets, nblocks, block_size,
                             min(max_value_bytes, nblocks * block_size), size, ttl)
-            return cls(name, fd, size, clock)
+            return cls(name, fd, size, clock, lock_timeout_s)
         except BaseException:
             os.close(fd)
             _posixshmem.shm_unlink(path)
             raise
 
     @classmethod
-    def attach(cls, name: str, *, clock: Callable[[], float] = time.time) -> ShmCache:
+    def attach(cls, name: str, *, clock: Callable[[], float] = time.time,
+               lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT) -> ShmCache:
         fd = _posixshmem.shm_open("/" + name, os.O_RDWR, 0)
         try:
-            return cls(name, fd, os.fstat(fd).st_size, clock)
+            return cls(name, fd, os.fstat(fd).st_size, clock, lock_timeout_s)
         except BaseException:
             os.close(fd)
             raise
@@ -276,12 +303,21 @@ class ShmCache:
     # ----------------------------------------------------------------------------- locking
 
     def _lock(self) -> None:
-        self._tlock.acquire()
+        """Take the lock within `lock_timeout_s`, or raise CacheLockTimeout."""
+        # A thread of this process holds _tlock only for an operation or a bounded flock wait.
+        if not self._tlock.acquire(timeout=self.lock_timeout_s):
+            raise self._timed_out()
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._wait_flock()
         except BaseException:
             self._tlock.release()
             raise
+        if self._stalled:
+            self._stalled = False
+            log.warning("shared-memory cache %s: the lock is free again", self.name)
         try:
             if self._h[H_DIRTY]:
                 self._recover()
@@ -290,6 +326,33 @@ class ShmCache:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._tlock.release()
             raise
+
+    def _wait_flock(self) -> None:
+        if self._stalled:
+            raise self._timed_out()
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.0001
+        while True:
+            time.sleep(delay)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise self._timed_out() from None
+                delay = min(delay * 2, 0.005)
+
+    def _timed_out(self) -> CacheLockTimeout:
+        self._h[H_LOCK_TIMEOUTS] += 1
+        if not self._stalled:
+            self._stalled = True
+            log.warning(
+                "shared-memory cache %s: lock not acquired within %.3g s (a holder is stopped or"
+                " stuck): lookups miss and writes are skipped until it is free", self.name,
+                self.lock_timeout_s)
+        return CacheLockTimeout(
+            f"shared-memory cache {self.name!r}: lock not acquired within"
+            f" {self.lock_timeout_s:.3g} s")
 
     def _unlock(self, completed: bool) -> None:
         # An operation that did not complete leaves the flag up: the next holder repairs.
@@ -313,10 +376,14 @@ class ShmCache:
         return self.put_bytes(key, encode_value(value), ttl=ttl)
 
     def get_bytes(self, key: bytes) -> bytes | None:
-        """The value stored under `key`, or None (absent, expired, or failed its CRC)."""
+        """The value stored under `key`, or None (absent, expired, failed its CRC, or the lock
+        timed out)."""
         self._check_key(key)
         now = self._clock()
-        self._lock()
+        try:
+            self._lock()
+        except CacheLockTimeout:
+            return None
         done = False
         try:
             h = self._h
@@ -349,16 +416,19 @@ class ShmCache:
     ) -> bool:
         """Store `data` as the most recent entry, evicting LRU entries until it fits.
 
-        Returns False (and changes nothing) for a value larger than `max_value_bytes`, or one
-        already expired. `expires_at` (absolute, same clock) wins over `ttl`; the default is the
-        table's TTL.
+        Returns False (and changes nothing) for a value larger than `max_value_bytes`, one
+        already expired, or when the lock timed out. `expires_at` (absolute, same clock) wins
+        over `ttl`; the default is the table's TTL.
         """
         self._check_key(key)
         now = self._clock()
         if expires_at is None:
             expires_at = now + (self.default_ttl if ttl is None else ttl)
         n = len(data)
-        self._lock()
+        try:
+            self._lock()
+        except CacheLockTimeout:
+            return False
         done = False
         try:
             h = self._h
@@ -411,22 +481,31 @@ class ShmCache:
 
     def stats(self) -> dict[str, int | float]:
         """Counters since creation, shared by every process: hits, misses, hit_rate, size,
-        evictions, expirations, puts, rejected (too large), recoveries, corrupt, bytes_used..."""
-        self._lock()
-        done = False
+        evictions, expirations, puts, rejected (too large), recoveries, corrupt, lock_timeouts,
+        bytes_used... When the lock times out, an unlocked (possibly inconsistent) snapshot."""
         try:
-            h = self._h
-            out: dict[str, int | float] = {k: h[i] for k, i in _COUNTERS.items()}
-            out["size"] = h[H_COUNT]
-            out["capacity"] = self.entries
-            out["bytes_used"] = h[H_BYTES_USED]
-            out["blocks_used"] = h[H_BLOCKS_USED]
-            out["capacity_bytes"] = self.nblocks * self.block_size
-            done = True
-        finally:
-            self._unlock(done)
+            self._lock()
+        except CacheLockTimeout:
+            out = self._counters()
+        else:
+            done = False
+            try:
+                out = self._counters()
+                done = True
+            finally:
+                self._unlock(done)
         lookups = out["hits"] + out["misses"]
         out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
+        return out
+
+    def _counters(self) -> dict[str, int | float]:
+        h = self._h
+        out: dict[str, int | float] = {k: h[i] for k, i in _COUNTERS.items()}
+        out["size"] = h[H_COUNT]
+        out["capacity"] = self.entries
+        out["bytes_used"] = h[H_BYTES_USED]
+        out["blocks_used"] = h[H_BLOCKS_USED]
+        out["capacity_bytes"] = self.nblocks * self.block_size
         return out
 
     def keys_lru(self) -> list[bytes]:

@@ -59,9 +59,11 @@ def test_a_full_hit_is_published_by_the_edge_without_the_worker(start_appliance,
     assert cache["enabled"] and cache["edge_hits"] >= 1 and cache["hits"] >= 1 and cache["misses"] >= 1
     assert 0 < cache["hit_rate"] <= 1 and cache["size"] >= 1
     assert cache["persistent_level"] == "sqlite" and cache["persistent_ok"] is True
-    # A retry of the finished task starts nothing.
-    again = app.request({"messageId": "m2", "taskId": "t2", "text": "hello world", "targetLanguage": "fr"})
-    assert again["status"] == "completed" and again["duplicate"] is True
+    # A retry of the finished task starts nothing: its event is published again.
+    again = app.request({"messageId": "m2", "taskId": "t2", "text": "hello world", "targetLanguage": "fr", "sourceLanguage": "en"})
+    assert again["status"] == "queued" and again["duplicate"] is True
+    events.wait_for(lambda evs: len([e for e in evs if e["taskId"] == "t2"]) == 2, what="the event again")
+    assert len(decoded(log, "hello world")) == 1
 
 
 def test_a_partial_hit_sends_only_the_missing_targets_to_the_worker(start_appliance, tmp_path):

@@ -6,7 +6,6 @@ import pytest
 
 from appliance import config
 from appliance.cache import deployment, table_name
-from appliance.tasks import TaskTable
 from ipc.cache_key import cache_key
 from ipc.frames import ModelInfo
 
@@ -38,17 +37,6 @@ def test_a_message_key_covers_the_exact_text_the_request_and_the_deployment():
 def test_table_name_is_stable_per_run_dir():
     assert table_name("/run/a") == table_name("/run/a") != table_name("/run/b")
     assert len(table_name("/" + "x" * 300)) < 64
-
-
-def test_admit_skips_cached_targets_and_finishes_a_full_hit_at_once():
-    table = TaskTable(max_units=2, max_attempts=3, task_timeout_s=10, recent_ids=8)
-    common = dict(message_id="m", text="t", source_language="en", model_type="auto", conversation_id=None, now=0.0)
-    record = table.admit(task_id="full", targets=("fr", "es"), done={"fr", "es"}, **common)
-    assert record.remaining == 0 and table.in_flight() == 0 and table.recently_finished("full")
-    # Hits take no capacity: two misses fit a table of two even with a third target cached.
-    record = table.admit(task_id="part", targets=("fr", "es", "de"), done={"fr"}, keys={"es": b"k" * 16}, **common)
-    assert record.remaining == 2 and table.lookup("part") is record
-    assert sorted(u.cache_key for u in table.units.values()) == [b"", b"k" * 16]
 
 
 def test_state_dir_and_persistent_url(tmp_path):

@@ -1,25 +1,35 @@
-"""The `meeshy-appliance` command against running appliances (fake runtime, and the real one)."""
+"""The `meeshy-appliance` command against running appliances (fake runtime, and the real one),
+`keygen`, and the client commands over CurveZMQ (against a small CURVE server made here)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import threading
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
+import uvloop
+import zmq
+import zmq.asyncio
+import zmq.auth
 
-from appliance import exitcodes
+from appliance import curve, exitcodes
+from appliance.config import SecuritySettings
 from tests.appliance.conftest import REPO, child_env
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 90, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "appliance", *args],
         cwd=REPO,
-        env=child_env(),
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -79,3 +89,128 @@ def test_translate_with_the_real_runtime_and_builtin_models(start_appliance, req
     result0 = reply["results"][0]
     assert result0["sourceLanguage"] == "en" and 0 < result0["confidenceScore"] <= 1
     assert result0["translatorModel"]
+
+
+@pytest.mark.timeout(60)
+def test_keygen_writes_a_key_pair_and_never_overwrites(tmp_path):
+    keys = tmp_path / "keys"
+    # keygen reads no configuration: a broken one does not stop it
+    broken = {"MEESHY_CONFIG": str(tmp_path / "missing.toml")}
+    made = cli("keygen", "--dir", str(keys), "--name", "gw1", env=broken)
+    assert made.returncode == 0, made.stderr
+    public, secret = keys / "gw1.key", keys / "gw1.key_secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert str(public) in made.stdout and str(secret) in made.stdout
+    assert "server_secret_key" in made.stdout and "client_keys_dir" in made.stdout
+    assert zmq.auth.load_certificate(public)[1] is None
+    assert zmq.auth.load_certificate(secret)[0] == zmq.auth.load_certificate(public)[0]
+
+    before = secret.read_bytes()
+    again = cli("keygen", "--dir", str(keys), "--name", "gw1")
+    assert again.returncode == exitcodes.EXIT_USAGE and "already exists" in again.stderr
+    assert secret.read_bytes() == before
+
+    default = cli("keygen", "--dir", str(keys))
+    assert default.returncode == 0 and (keys / "server.key_secret").exists()
+
+
+class CurveServer:
+    """A ROUTER secured by EdgeCurve on its own uvloop thread, answering `ping` and synchronous
+    `translation` requests the way the appliance does (the text reversed)."""
+
+    def __init__(self, security: SecuritySettings, endpoint: str) -> None:
+        self.curve = curve.EdgeCurve.load(security)
+        self.endpoint = endpoint
+        self.bound = threading.Event()
+        self.thread = threading.Thread(target=uvloop.run, args=(self._main(),), daemon=True)
+
+    def __enter__(self) -> CurveServer:
+        self.thread.start()
+        assert self.bound.wait(30), "the CURVE server did not bind"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(30)
+
+    async def _main(self) -> None:
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        ctx = zmq.asyncio.Context()
+        self.curve.start(ctx)
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        self.curve.secure(router)
+        router.bind(self.endpoint)
+        self.bound.set()
+        serving = asyncio.create_task(self._serve(router))
+        try:
+            await self.stopping.wait()
+        finally:
+            serving.cancel()
+            router.close(linger=0)
+            self.curve.stop()
+            ctx.term()
+
+    @staticmethod
+    async def _serve(router: zmq.asyncio.Socket) -> None:
+        while True:
+            *envelope, body = await router.recv_multipart()
+            request = json.loads(body)
+            if request.get("type") == "ping":
+                answer = {"state": "ready", "ready": True, "workers": {"ready": 1, "total": 1}}
+            else:
+                results = [{"targetLanguage": t, "translatedText": request["text"][::-1]} for t in request["targetLanguages"]]
+                answer = {"status": "completed", "results": results}
+            await router.send_multipart([*envelope, json.dumps(answer).encode()])
+
+
+@pytest.fixture
+def curve_server(tmp_path):
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    for name in ("server", "gw1", "stranger"):
+        assert cli("keygen", "--dir", str(keys), "--name", name).returncode == 0
+    allowed.mkdir()
+    shutil.copy(keys / "gw1.key", allowed)
+    security = SecuritySettings(curve=True, server_secret_key=str(keys / "server.key_secret"), client_keys_dir=str(allowed))
+    with CurveServer(security, f"ipc://{tmp_path}/curve.ipc") as server:
+        server.keys = keys
+        yield server
+
+
+@pytest.mark.timeout(90)
+def test_client_commands_speak_curve_with_server_and_client_keys(curve_server):
+    ep, keys = curve_server.endpoint, curve_server.keys
+    with_keys = ["--endpoint", ep, "--server-key", str(keys / "server.key"), "--client-key", str(keys / "gw1.key_secret")]
+    ping = cli("ping", *with_keys)
+    assert ping.returncode == 0 and "1/1 worker(s) ready" in ping.stdout, ping.stderr
+    translated = cli("translate", "hello", "--to", "fr", *with_keys)
+    assert translated.returncode == 0 and translated.stdout == "olleh\n", translated.stderr
+
+
+@pytest.mark.timeout(90)
+def test_client_commands_without_an_allowed_key_get_no_answer(curve_server):
+    ep, keys = curve_server.endpoint, curve_server.keys
+    stranger = cli(
+        "ping", "--endpoint", ep, "--timeout", "30",
+        "--server-key", str(keys / "server.key"), "--client-key", str(keys / "stranger.key_secret"),
+    )
+    assert stranger.returncode == exitcodes.EXIT_UNAVAILABLE and "refused this client's key" in stranger.stderr
+    plain = cli("ping", "--endpoint", ep, "--timeout", "1")
+    assert plain.returncode == exitcodes.EXIT_UNAVAILABLE and "requires CURVE" in plain.stderr
+
+
+@pytest.mark.timeout(60)
+def test_curve_flags_are_checked_before_anything_is_sent(tmp_path):
+    keys = tmp_path / "keys"
+    assert cli("keygen", "--dir", str(keys), "--name", "server").returncode == 0
+    ep = f"ipc://{tmp_path}/nobody.ipc"
+    half = cli("ping", "--endpoint", ep, "--server-key", str(keys / "server.key"))
+    assert half.returncode == exitcodes.EXIT_USAGE and "--client-key" in half.stderr
+    public_as_secret = cli(
+        "ping", "--endpoint", ep, "--server-key", str(keys / "server.key"), "--client-key", str(keys / "server.key")
+    )
+    assert public_as_secret.returncode == exitcodes.EXIT_CONFIG and "only a public key" in public_as_secret.stderr
+    leaked = cli(
+        "ping", "--endpoint", ep, "--server-key", str(keys / "server.key_secret"), "--client-key", str(keys / "server.key_secret")
+    )
+    assert leaked.returncode == exitcodes.EXIT_CONFIG and "clients get only" in leaked.stderr

@@ -178,7 +178,7 @@ def test_fan_out_one_event_per_target_with_type_first(shared_appliance):
     assert prefix.recv().startswith(b'{"type":"translation_completed"')
 
 
-def test_retry_with_the_same_task_id_starts_no_new_work(shared_appliance):
+def test_retry_with_the_same_task_id_starts_no_new_work_and_gets_the_outcomes_again(shared_appliance):
     app = shared_appliance
     events = app.subscriber()
     before = app.stats()["service"]["translation_requests"]
@@ -189,14 +189,17 @@ def test_retry_with_the_same_task_id_starts_no_new_work(shared_appliance):
     assert first["status"] == "queued" and "duplicate" not in first
     assert again["taskId"] == task_id and again["duplicate"] is True
     events.wait_for(lambda evs: len([e for e in evs if e["taskId"] == task_id]) >= 2, what="2 events")
-    late = app.request(body)
-    assert late["duplicate"] is True and late["status"] == "completed"
+    first_events = {e["targetLanguage"]: e for e in events.for_task(task_id)}
+    late = app.request(body)  # finished: its recorded outcomes are published again
+    assert late["duplicate"] is True and late["estimatedProcessingTime"] == 0
     # A marker published after everything else: once it arrives, any duplicate would have too.
     marker = f"marker-{uuid.uuid4().hex}"
     app.request(translation(taskId=marker))
     events.wait_for(lambda evs: any(e["taskId"] == marker for e in evs), what="marker")
-    assert sorted(e["targetLanguage"] for e in events.for_task(task_id)) == ["es", "fr"]
-    assert app.stats()["service"]["translation_requests"] == before + 2  # the retry's task + marker
+    again_events = events.for_task(task_id)[2:]
+    assert sorted(e["targetLanguage"] for e in again_events) == ["es", "fr"]
+    assert all(e == first_events[e["targetLanguage"]] for e in again_events)
+    assert app.stats()["service"]["translation_requests"] == before + 2  # the first + marker
 
 
 def test_ping_stats_languages(shared_appliance):

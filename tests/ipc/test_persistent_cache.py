@@ -6,7 +6,10 @@ import itertools
 import logging
 import math
 import os
+import sqlite3
+import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -242,3 +245,107 @@ def test_memory_only_tiered_cache(new_table, clock):
     stats = cache.stats()
     assert stats["persistent_level"] is None and stats["hits"] == 1
     cache.close()
+
+
+# ------------------------------------------------------------------------------- the file itself
+
+def rows_in(path) -> list[bytes]:
+    """Keys in the file now at `path`, read through a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(bytes(k) for (k,) in conn.execute("SELECT key FROM cache"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_deleted_sqlite_file_is_recreated_and_written(tmp_path, new_table, clock, caplog):
+    db = tmp_path / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    cache = TieredCache(new_table(), level, clock=clock)
+    cache.put(key(1), value(1))
+    assert cache.flush(10) and rows_in(db) == [key(1)]
+
+    db.unlink()
+    with caplog.at_level(logging.WARNING, logger="ipc.cache"):
+        cache.put(key(2), value(2))
+        assert cache.flush(10)
+        assert cache.get_persistent(key(1)) is None  # the new file is empty but for key 2
+    assert rows_in(db) == [key(2)]
+    stats = cache.stats()
+    assert stats["persistent_reopened"] == 1 and stats["persistent_ok"] is True
+    assert stats["write_behind_failed"] == 0
+    assert len([r for r in caplog.records if "deleted or replaced" in r.getMessage()]) == 1
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_replaced_sqlite_file_is_reopened_without_the_old_wal(tmp_path, new_table, clock):
+    db = tmp_path / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    cache = TieredCache(new_table(), level, clock=clock)
+    cache.put(key(1), value(1))
+    assert cache.flush(10)
+    other = tmp_path / "restored.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE unrelated (x)")
+    conn.commit()
+    conn.close()
+
+    os.replace(other, db)
+    cache.put(key(2), value(2))
+    assert cache.flush(10)
+    # Row 1 lives in the old file's WAL, which is not replayed into the new one.
+    assert rows_in(db) == [key(2)]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM unrelated").fetchone() == (0,)  # the same file
+    conn.close()
+    assert cache.stats()["persistent_reopened"] == 1
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_every_threads_connection_moves_to_the_new_file(tmp_path, clock):
+    db = tmp_path / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    reader = ThreadPoolExecutor(1)
+    level.put_many([(key(1), b"one", math.inf)])
+    assert reader.submit(level.get, key(1)).result(10) == (b"one", math.inf)
+
+    db.unlink()
+    assert reader.submit(level.get, key(1)).result(10) is None  # noticed, reopened: empty
+    level._check_interval_s = 3600.0  # the main thread no longer looks for itself
+    level.put_many([(key(2), b"two", math.inf)])  # its connection was closed for it
+    assert rows_in(db) == [key(2)]
+    assert reader.submit(level.get, key(2)).result(10) == (b"two", math.inf)
+    assert level.reopened == 1  # one event, however many connections it closed
+    reader.shutdown()
+    level.close()
+
+
+@pytest.mark.timeout(20)
+def test_the_sqlite_file_and_its_directory_are_private(tmp_path, clock):
+    db = tmp_path / "state" / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock)
+    level.put_many([(key(1), b"v", math.inf)])
+    assert stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
+    for path in (db, f"{db}-wal", f"{db}-shm"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    level.close()
+
+
+@pytest.mark.timeout(20)
+def test_an_existing_open_directory_and_file_are_made_private(tmp_path, clock, caplog):
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(state, 0o755)
+    db = state / "cache.sqlite"
+    sqlite3.connect(db).close()
+    os.chmod(db, 0o644)
+    with caplog.at_level(logging.WARNING, logger="ipc.cache"):
+        level = SqliteLevel(db, clock=clock)
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    assert len([r for r in caplog.records if "made it" in r.getMessage()]) == 2
+    level.close()

@@ -1,0 +1,261 @@
+"""CurveZMQ for the edge sockets: key files, the ZAP authenticator, and socket options.
+
+Threat model. The edge is a ROUTER (requests, 5555) and a PUB (events, 5556).
+
+- Without CURVE, whoever can reach those ports can submit work, and a SUB with an empty prefix
+  receives every client's translations; anyone on the path reads and alters traffic. Binding to
+  loopback (the default) limits "whoever" to local users.
+- With CURVE (`security.curve = true`), every connection is encrypted and authenticated
+  (Curve25519, fresh session keys per connection). A client needs the server's public key, so it
+  cannot be talked to by an impostor, and its own key pair, whose public half must be in
+  `security.client_keys_dir`. A client with an unknown key, a plain (NULL) client, or a client
+  that has the wrong server key fails the handshake: its messages never reach the ROUTER and its
+  SUB receives nothing.
+- What CURVE does not do: all allowed clients are equal (any of them may subscribe to every
+  event; a PUB prefix is not access control), and an allowed client can still send load (limits
+  and `overloaded` apply). Strangers can still open connections and make the server spend a
+  handshake's worth of CPU. The server's `.key_secret` file is the root of trust: whoever reads
+  it can impersonate the appliance. Client keys are read at start: removing a `.key` revokes that
+  client at the next restart. The HTTP API is outside CURVE (it has `security.http_token`).
+
+Fail-closed wiring. libzmq consults ZAP for a CURVE server only while a handler is bound in the
+socket's context; with no handler it admits any client that knows the server's public key. So
+`secure()` sets a ZAP domain together with ZMQ_ZAP_ENFORCE_DOMAIN (with an empty domain that
+option turns ZAP off instead), and refuses to run before `start()`. Order in the supervisor:
+
+    curve = EdgeCurve.load(settings.security)   # at boot: errors name the setting
+    curve.start(ctx)                            # on the running loop, before any bind
+    curve.secure(router); router.bind(...)      # options are copied at bind: set them first
+    curve.secure(pub); pub.bind(...)
+    ...                                         # at exit: close the sockets,
+    curve.stop()                                # then stop, then terminate the context
+
+NULL-mechanism sockets in the same context (the internal ipc:// ones) never consult ZAP.
+Key files are pyzmq's (czmq's) certificate format: `NAME.key` holds the public key,
+`NAME.key_secret` both keys (written 0600).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils import z85
+
+from appliance.config import ConfigError, SecuritySettings
+
+log = logging.getLogger("meeshy.curve")
+
+ZAP_DOMAIN = "meeshy"  # must be non-empty: see "Fail-closed wiring" above
+PUBLIC_SUFFIX = ".key"
+SECRET_SUFFIX = ".key_secret"
+
+
+class CurveError(ConfigError):
+    """A key file or key directory is missing, unreadable or not what its setting needs."""
+
+
+def generate(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write a new key pair `directory/name.key` (public, 0644) and `name.key_secret` (0600).
+
+    Never overwrites: an existing file of either name raises FileExistsError. The directory is
+    created (0700) when missing. Returns (public_file, secret_file).
+    """
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ValueError(f"key name {name!r} must be a plain file name (no directory part)")
+    directory = Path(directory)
+    public, secret = directory / f"{name}{PUBLIC_SUFFIX}", directory / f"{name}{SECRET_SUFFIX}"
+    for path in (public, secret):
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists: keygen never overwrites a key (pick another --name or --dir)")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # pyzmq writes with the umask's mode: generate in a private (0700) temporary directory, then
+    # copy into files created exclusively with their final mode, so the secret is never readable
+    # by others and a file that appeared meanwhile is not overwritten.
+    with tempfile.TemporaryDirectory(dir=directory, prefix=f".{name}.keygen-") as tmp:
+        tmp_public, tmp_secret = zmq.auth.create_certificates(tmp, name)
+        _write_exclusive(secret, Path(tmp_secret).read_bytes(), 0o600)
+        try:
+            _write_exclusive(public, Path(tmp_public).read_bytes(), 0o644)
+        except BaseException:
+            secret.unlink()
+            raise
+    return public, secret
+
+
+def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists: keygen never overwrites a key") from None
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+
+
+def _z85_key(value: bytes | None) -> bytes | None:
+    """The key if `value` is a well-formed Z85 Curve25519 key (40 characters), else None."""
+    if value is None or len(value) != 40:
+        return None
+    try:
+        return value if len(z85.decode(value)) == 32 else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def load_key_file(path: str | os.PathLike, what: str, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) Z85 keys from a key file; `what` names the setting or flag in errors.
+
+    With `secret=True` the file must hold a secret key matching its public key.
+    """
+    p = Path(path)
+    if not str(path):
+        raise CurveError(f"{what} is not set")
+    if not p.exists():
+        raise CurveError(f"{what}: no file at {p} (write a key pair with `meeshy-appliance keygen`)")
+    if p.is_dir():
+        raise CurveError(f"{what}: {p} is a directory, not a key file")
+    try:
+        public, secret_key = zmq.auth.load_certificate(p)
+    except OSError as exc:
+        raise CurveError(f"{what}: cannot read {p}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise CurveError(f"{what}: {p} is not a CurveZMQ key file (no public-key line)") from None
+    if _z85_key(public) is None:
+        raise CurveError(f"{what}: {p} has a malformed public key")
+    if not secret:
+        return public, secret_key
+    if secret_key is None:
+        hint = f" (its pair is {p.name}_secret)" if p.name.endswith(PUBLIC_SUFFIX) else ""
+        raise CurveError(f"{what}: {p} holds only a public key; this needs the secret key file{hint}")
+    if _z85_key(secret_key) is None:
+        raise CurveError(f"{what}: {p} has a malformed secret key")
+    if zmq.curve_public(secret_key) != public:
+        raise CurveError(f"{what}: {p}: the public key does not belong to the secret key")
+    return public, secret_key
+
+
+def load_client_keys(directory: str | os.PathLike, what: str = "security.client_keys_dir") -> frozenset[bytes]:
+    """The allowed clients' public keys: every `*.key` file in `directory` (at least one)."""
+    if not str(directory):
+        raise CurveError(f"{what} is not set (the directory of allowed clients' public .key files)")
+    d = Path(directory)
+    if not d.is_dir():
+        raise CurveError(f"{what}: {d} is not a directory")
+    try:
+        files = sorted(f for f in d.iterdir() if f.name.endswith(PUBLIC_SUFFIX) and f.is_file())
+    except OSError as exc:
+        raise CurveError(f"{what}: cannot list {d}: {exc.strerror or exc}") from None
+    keys = set()
+    for f in files:
+        public, secret_key = load_key_file(f, what, secret=False)
+        if secret_key is not None:
+            raise CurveError(
+                f"{what}: {f} holds a secret key; copy only a client's public {PUBLIC_SUFFIX} file there"
+            )
+        keys.add(public)
+    if not keys:
+        raise CurveError(
+            f"{what}: {d} holds no client public key (*{PUBLIC_SUFFIX}), so no client could connect; "
+            "copy each client's .key file (from `meeshy-appliance keygen --name CLIENT`) there"
+        )
+    return frozenset(keys)
+
+
+class EdgeCurve:
+    """The server side: the appliance's key pair and the ZAP handler allowing the client keys."""
+
+    def __init__(self, public_key: bytes, secret_key: bytes, client_keys_dir: Path, client_keys: frozenset[bytes]) -> None:
+        self.public_key = public_key
+        self._secret_key = secret_key
+        self.client_keys_dir = client_keys_dir
+        self.client_keys = client_keys
+        self._auth: AsyncioAuthenticator | None = None
+        self._ctx: zmq.Context | None = None
+
+    @classmethod
+    def load(cls, security: SecuritySettings) -> EdgeCurve:
+        """Read and check the key files named by `security` (call when `security.curve` is on)."""
+        path = security.server_secret_key
+        public, secret = load_key_file(path, "security.server_secret_key", secret=True)
+        assert secret is not None
+        mode = Path(path).stat().st_mode
+        if mode & 0o077:
+            log.warning("security.server_secret_key: %s is readable by other users (mode %o); chmod 600 it", path, mode & 0o777)
+        keys = load_client_keys(security.client_keys_dir)
+        return cls(public, secret, Path(security.client_keys_dir), keys)
+
+    def start(self, ctx: zmq.Context) -> None:
+        """Bind the ZAP handler in `ctx` on the running event loop; call before binding any edge socket."""
+        if self._auth is not None:
+            raise RuntimeError("EdgeCurve.start() called twice")
+        asyncio.get_running_loop()  # the handler is a task on this loop: refuse to start without one
+        auth = AsyncioAuthenticator(ctx, log=log.getChild("zap"))
+        auth.start()
+        auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.client_keys_dir))
+        if not auth.certs.get(ZAP_DOMAIN):
+            auth.stop()
+            raise CurveError(f"security.client_keys_dir: could not load the client keys in {self.client_keys_dir}")
+        self._auth, self._ctx = auth, ctx
+        log.info(
+            "CurveZMQ on: server public key %s, %d client key(s) allowed from %s",
+            self.public_key.decode(), len(auth.certs[ZAP_DOMAIN]), self.client_keys_dir,
+        )
+
+    def secure(self, sock: zmq.Socket) -> None:
+        """Make `sock` a CURVE server checked by this handler. Before bind: libzmq copies at bind."""
+        if self._auth is None or self._ctx is None:
+            raise RuntimeError("EdgeCurve.secure() before start(): start the ZAP handler first")
+        if sock.context is not None and sock.context.underlying != self._ctx.underlying:
+            raise RuntimeError("EdgeCurve.secure(): the socket is not in the context the ZAP handler serves")
+        if sock.getsockopt(zmq.LAST_ENDPOINT):
+            raise RuntimeError("EdgeCurve.secure() after bind/connect: security options apply only to later binds")
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self._secret_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+    def stop(self) -> None:
+        """Unbind the ZAP handler (idempotent): later handshakes on secured sockets fail.
+
+        libzmq's reaper unregisters the handler's endpoint shortly after; a handshake in that gap
+        waits for a reply that never comes until HANDSHAKE_IVL ends it. Nobody gets in either way.
+        """
+        if self._auth is not None:
+            self._auth.stop()
+        self._auth = self._ctx = None
+
+
+def client_options(
+    target: zmq.Socket | zmq.Context,
+    server_key: bytes | str | os.PathLike,
+    client_secret_key_file: str | os.PathLike,
+) -> None:
+    """Make a REQ/DEALER/SUB socket (before connect), or every socket a context makes, a CURVE client.
+
+    `server_key`: the server's Z85 public key as bytes, or the path of its public `.key` file.
+    `client_secret_key_file`: this client's `.key_secret` file.
+    """
+    if isinstance(server_key, bytes):
+        server_public = _z85_key(server_key)
+        if server_public is None:
+            raise CurveError("the server's public key must be 40 Z85 characters")
+    else:
+        server_public, server_secret = load_key_file(server_key, "server public key", secret=False)
+        if server_secret is not None:
+            raise CurveError(
+                f"server public key: {server_key} holds the server's secret key; clients get only its {PUBLIC_SUFFIX} file"
+            )
+    public, secret = load_key_file(client_secret_key_file, "client secret key", secret=True)
+    if isinstance(target, zmq.Socket) and target.getsockopt(zmq.LAST_ENDPOINT):
+        raise RuntimeError("client_options() after connect: security options apply only to later connects")
+    target.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    target.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    target.setsockopt(zmq.CURVE_SECRETKEY, secret)

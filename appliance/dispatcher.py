@@ -1,0 +1,338 @@
+"""The dispatcher: the supervisor's pure core. Every accepted task, from admission to its one
+published outcome, and what a retry with the same taskId gets.
+
+No sockets and no clock of its own: the shell hands it `send_task` (a Task to a slot's socket,
+False when it could not go out), `publish` (an encoded event to the PUB socket) and `now`, so
+dispatch, retries, deduplication, timeouts and drain are tested in-process
+(tests/appliance/test_dispatcher.py).
+
+    admit ──▶ RequestRecord (taskId bound to a digest of text, source and model type)
+              │ targets answered already (cache, same language, a previous attempt): published now
+              └ the rest: one unit each in the TaskTable ──dispatch──▶ least-loaded ready slot
+    Result / TaskFailed from the slot holding the unit ──▶ its outcome, published once
+    worker died ──▶ its units run again (worker_crashed after max_attempts)
+    expire(now) ──▶ timeout;  fail_all ──▶ drain deadline, halt
+    every target has an outcome ──▶ the record moves to `recent` (bounded in count and bytes)
+
+A taskId names one content. Seen again with other content it is refused (TaskIdConflict) and
+never reaches the first request's results. With the same content (a gateway's retry, perhaps
+naming only the languages it still misses), each target named gets: nothing new while it runs;
+its recorded outcome again when it finished; a new run when it failed or is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from appliance import protocol
+from appliance.config import LimitSettings
+from appliance.tasks import Outcome, RequestRecord, TaskTable, Unit, Waiter
+from ipc.frames import Result, Task, TaskFailed
+
+
+class Overloaded(Exception):
+    pass
+
+
+class TaskIdConflict(Exception):
+    pass
+
+
+class TooManyWaiters(Exception):
+    pass
+
+
+@dataclass(slots=True, eq=False)
+class Finished:
+    """A record whose targets all have outcomes, kept for retries (without its text)."""
+
+    digest: bytes
+    message_id: str
+    outcomes: dict[str, Outcome]
+    size: int
+
+
+def content_digest(text: str, source_language: str, model_type: str) -> bytes:
+    material = msgspec.msgpack.encode([text, source_language, model_type])
+    return hashlib.blake2b(material, digest_size=16).digest()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        limits: LimitSettings,
+        queue_depth: int,
+        send_task: Callable[[int, Task], bool],
+        publish: Callable[[bytes], None],
+    ) -> None:
+        self.max_units = limits.max_inflight_tasks
+        self.max_waiters = limits.max_waiters_per_task
+        self.recent_capacity = limits.recent_task_ids
+        self.recent_max_bytes = limits.recent_task_bytes
+        self.task_timeout_s = limits.task_timeout_s
+        self.max_output_chars = 2 * limits.max_text_chars  # bounds an event's size (edge.buffer_hwm)
+        self.queue_depth = queue_depth
+        self.table = TaskTable(max_attempts=limits.max_attempts, task_timeout_s=limits.task_timeout_s)
+        self.records: dict[str, RequestRecord] = {}
+        self.recent: OrderedDict[str, Finished] = OrderedDict()
+        self.recent_bytes = 0
+        self.ready_slots: list[int] = []
+        self._send_task = send_task
+        self._publish = publish
+        # Called when the last unit in the table finished (a drain waits for it).
+        self.on_idle: Callable[[], None] = lambda: None
+        # Called with each worker result before it is published (the cache stores it, metrics
+        # count it), and with each error event's code.
+        self.on_completed: Callable[[Unit, Result], None] = lambda unit, frame: None
+        self.on_failed: Callable[[str], None] = lambda code: None
+
+    # ------------------------------------------------------------------ admission
+
+    def find(self, task_id: str, digest: bytes) -> RequestRecord | Finished | None:
+        """What already holds `task_id`: a record in flight, a finished one, or None.
+        Raises TaskIdConflict when it was given to other content."""
+        known = self.records.get(task_id) or self.recent.get(task_id)
+        if known is not None and known.digest != digest:
+            raise TaskIdConflict(f"taskId {task_id!r} already names another message; use a new taskId")
+        return known
+
+    def check_capacity(self, targets: int) -> None:
+        """Every target counts, answered from the cache or not, so a flood of hits is bounded too."""
+        if len(self.table.units) + targets > self.max_units:
+            raise Overloaded(f"{len(self.table.units)} tasks in flight; the limit is {self.max_units}")
+
+    def admit(
+        self,
+        record: RequestRecord,
+        *,
+        answered: Mapping[str, dict | Outcome],
+        run: Iterable[str],
+        keys: Mapping[str, bytes],
+        now: float,
+        republish: Collection[str] = (),
+    ) -> None:
+        """Start `record`: publish the targets answered already (events; or outcomes recorded by
+        an earlier attempt of the same task, published again for the targets in `republish`),
+        and queue one unit per target in `run`."""
+        self.recent_forget(record.task_id)
+        self.records[record.task_id] = record
+        for target, answer in answered.items():
+            if isinstance(answer, Outcome):
+                record.outcomes[target] = answer
+                if target in republish:
+                    self._publish(answer.event)
+            else:
+                self._record(record, target, self._encode(answer))
+        self.table.add(record, run, now, keys)
+        self._settle(record)
+
+    def rerun(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
+        """A retry of `record` in flight: queue the targets it names that failed or are new."""
+        targets = [t for t in targets if t not in record.targets or t in record.outcomes]
+        for target in targets:
+            record.outcomes.pop(target, None)
+            if target not in record.targets:
+                record.targets.append(target)
+        self.table.add(record, targets, now, keys)
+
+    def wait(self, record: RequestRecord, targets: tuple[str, ...], reply: Callable[[RequestRecord, tuple[str, ...]], None]) -> None:
+        """Call `reply(record, targets)` once each of `targets` has an outcome (now, if they have)."""
+        if all(t in record.outcomes for t in targets):
+            reply(record, targets)
+            return
+        if len(record.waiters) >= self.max_waiters:
+            raise TooManyWaiters(f"{len(record.waiters)} requests already wait on task {record.task_id}")
+        record.waiters.append(Waiter(targets, reply))
+
+    def republish(self, outcomes: Mapping[str, Outcome], targets: Iterable[str]) -> None:
+        for target in targets:
+            if target in outcomes:
+                self._publish(outcomes[target].event)
+
+    def recent_forget(self, task_id: str) -> None:
+        finished = self.recent.pop(task_id, None)
+        if finished is not None:
+            self.recent_bytes -= finished.size
+
+    # ------------------------------------------------------------------ dispatch
+
+    def set_ready(self, slots: Iterable[int]) -> None:
+        self.ready_slots = sorted(slots)
+
+    def dispatch(self, now: float) -> bool:
+        """Hand pending units to the least-loaded ready slots, up to each slot's credit.
+        False when a send did not go out (that slot's pipe is not connected yet): retry soon."""
+        while (pick := self.table.next_assignment(self.ready_slots, self.queue_depth)) is not None:
+            unit, slot = pick
+            self.table.assign(unit, slot, now)
+            record = unit.request
+            task = Task(
+                uid=unit.uid,
+                attempt=unit.attempt,
+                text=record.text,
+                source_language=record.source_language,
+                target_language=unit.target,
+                tier=record.model_type,
+            )
+            if not self._send_task(slot, task):
+                self.table.unassign(unit)
+                return False
+        return True
+
+    # ------------------------------------------------------------------ outcomes
+
+    def on_result(self, slot: int, frame: Result) -> None:
+        """A worker's translation. Only the slot the unit was assigned to may finish it."""
+        unit = self._take(slot, frame.uid)
+        if unit is None:
+            return
+        if len(frame.text) > self.max_output_chars:
+            self._publish_failure(unit, protocol.TRANSLATION_FAILED,
+                                  f"the translation is longer than {self.max_output_chars} characters")
+            return
+        self.on_completed(unit, frame)
+        record = unit.request
+        event = protocol.completed_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=unit.target,
+            text=frame.text,
+            source=frame.source_language,
+            confidence=frame.confidence,
+            processing_ms=frame.processing_ms,
+            tier=frame.tier,
+            model=frame.model,
+            slot=frame.slot,
+            conversation_id=record.conversation_id,
+            attempts=unit.attempt,
+            queued_ms=(unit.dispatched_at - record.accepted_at) * 1000.0,
+            from_cache=frame.from_cache,
+            requested_model_type=record.model_type,
+            segments=frame.segments,
+            detection=record.detection,
+        )
+        self._publish_outcome(record, unit.target, self._encode(event))
+
+    def on_failure(self, slot: int, frame: TaskFailed) -> None:
+        unit = self._take(slot, frame.uid)
+        if unit is not None:
+            self._publish_failure(unit, frame.code, frame.message)
+
+    def _take(self, slot: int, uid: int) -> Unit | None:
+        self.table.release(slot, uid)
+        unit = self.table.units.get(uid)
+        if unit is None or unit.slot != slot:
+            return None  # already answered, expired, or not this worker's to answer
+        return self.table.finish(uid)
+
+    def worker_died(self, slot: int) -> int:
+        """Requeue what the dead slot held; fail what is out of attempts. Returns the requeued count."""
+        requeued, exhausted = self.table.slot_died(slot)
+        for unit in exhausted:
+            self.fail(unit, protocol.WORKER_CRASHED,
+                      f"the worker died each of the {unit.attempt} times this task was dispatched")
+        return len(requeued)
+
+    def expire(self, now: float) -> None:
+        for unit in self.table.expired(now):
+            self.fail(unit, protocol.TIMEOUT, f"not translated within {self.task_timeout_s:g}s")
+
+    def fail_all(self, code: str, message: str) -> int:
+        units = list(self.table.units.values())
+        for unit in units:
+            self.fail(unit, code, message)
+        return len(units)
+
+    def fail(self, unit: Unit, code: str, message: str) -> None:
+        if self.table.finish(unit.uid) is not None:
+            self._publish_failure(unit, code, message)
+
+    def _publish_failure(self, unit: Unit, code: str, message: str) -> None:
+        self.on_failed(code)
+        record = unit.request
+        event = protocol.error_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=unit.target,
+            code=code,
+            message=message,
+            conversation_id=record.conversation_id,
+        )
+        self._publish_outcome(record, unit.target, self._encode(event))
+
+    def _publish_outcome(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
+        self._record(record, target, outcome)
+        self._settle(record)
+        if not self.table.units:
+            self.on_idle()
+
+    def _record(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
+        self._publish(outcome.event)
+        record.outcomes[target] = outcome
+
+    def _settle(self, record: RequestRecord) -> None:
+        """Answer the waiters whose targets are all done; retire a record with nothing left."""
+        if record.waiters:
+            waiting = []
+            for waiter in record.waiters:
+                if all(t in record.outcomes for t in waiter.targets):
+                    waiter.reply(record, waiter.targets)
+                else:
+                    waiting.append(waiter)
+            record.waiters = waiting
+        if record.remaining == 0 and self.records.get(record.task_id) is record:
+            del self.records[record.task_id]
+            self._remember(record)
+
+    def _remember(self, record: RequestRecord) -> None:
+        if not self.recent_capacity:
+            return
+        size = 200 + len(record.task_id) + len(record.message_id) + sum(len(o.event) for o in record.outcomes.values())
+        if size > self.recent_max_bytes:
+            return
+        self.recent[record.task_id] = Finished(record.digest, record.message_id, dict(record.outcomes), size)
+        self.recent_bytes += size
+        while len(self.recent) > self.recent_capacity or self.recent_bytes > self.recent_max_bytes:
+            _, old = self.recent.popitem(last=False)
+            self.recent_bytes -= old.size
+
+    @staticmethod
+    def _encode(event: dict) -> Outcome:
+        return Outcome(event["type"] == "translation_completed", protocol.encode(event))
+
+    # ------------------------------------------------------------------ counts
+
+    def in_flight(self) -> int:
+        return len(self.table.units)
+
+    def pending(self) -> int:
+        return len(self.table.pending)
+
+
+def sync_body(record: RequestRecord, targets: tuple[str, ...]) -> dict:
+    """The synchronous reply: the outcomes of `targets`."""
+    results = []
+    errors = []
+    for target in targets:
+        outcome = record.outcomes.get(target)
+        if outcome is None:
+            continue
+        event = msgspec.json.decode(outcome.event)
+        if outcome.ok:
+            results.append(event["result"])
+        else:
+            errors.append({"targetLanguage": target, "error": event["error"]})
+    status = "completed" if not errors else ("error" if not results else "partial")
+    return {
+        "taskId": record.task_id,
+        "messageId": record.message_id,
+        "status": status,
+        "targetLanguages": list(targets),
+        "results": results,
+        "errors": errors,
+    }

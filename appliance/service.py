@@ -1,0 +1,424 @@
+"""The request service: answers every request from the edge (ZeroMQ) and the HTTP API.
+
+    respond(payload, reply) ──parse──▶ ping │ detect │ stats │ languages │ translation
+    translation ──▶ retry of a known taskId? (appliance/dispatcher.py decides what it gets)
+                ──▶ cache: each target's message key in shared memory, then (off the event
+                    loop, in the cache's thread) the persistent level
+                ──▶ source detection ("auto"), pair check, same-language targets
+                ──▶ the dispatcher: hits and same-language targets published now, the rest run
+
+`reply` is called exactly once per request: at once (queued, or an error), or, for a
+synchronous request, when each of its targets has an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+
+from appliance import protocol
+from appliance.cache import ApplianceCache, disabled_stats
+from appliance.config import Settings
+from appliance.dispatcher import (
+    Dispatcher,
+    Finished,
+    Overloaded,
+    TaskIdConflict,
+    TooManyWaiters,
+    content_digest,
+    sync_body,
+)
+from appliance.langid import LanguageDetector
+from appliance.languages import canonical
+from appliance.pool import SlotState, WorkerPool
+from appliance.protocol import RequestError
+from appliance.stats import Metrics
+from appliance.tasks import Outcome, RequestRecord, Unit
+from ipc.cache_key import CachedTranslation, Detection
+from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
+
+log = logging.getLogger("meeshy.service")
+
+STARTING, SERVING, DRAINING, STOPPED = "starting", "serving", "draining", "stopped"
+
+Reply = Callable[[dict], None]
+Hit = tuple[CachedTranslation, float]  # the cached value, lookup milliseconds
+
+
+class RequestService:
+    def __init__(
+        self,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        pool: WorkerPool,
+        cache: ApplianceCache | None,
+        publish: Callable[[dict], None],
+    ) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.pool = pool
+        self.cache = cache
+        self.publish = publish
+        self.metrics = Metrics()
+        self.state = STARTING
+        self.catalog: protocol.Catalog | None = None
+        self.detector: LanguageDetector | None = None
+        self.models: list[ModelInfo] = []
+        self.edge_counters: Callable[[], dict] = dict
+        self._lookups: set[asyncio.Task] = set()  # requests waiting on the persistent cache
+        dispatcher.on_completed = self._completed
+        dispatcher.on_failed = lambda code: self._count_failed()
+
+    # ------------------------------------------------------------------ models
+
+    def models_loaded(self, frame: Ready) -> None:
+        """The first worker's Ready: what the appliance serves. Later ones are compared with it."""
+        if self.catalog is None:
+            self.catalog = protocol.Catalog(frame.languages)
+            self.detector = LanguageDetector(sorted(self.catalog.languages))
+            if self.detector.unsupported:
+                log.warning("language detection cannot recognize %s: give sourceLanguage for them",
+                            ", ".join(self.detector.unsupported))
+            self.models = list(frame.models)
+            if self.cache is not None:
+                self.cache.set_models(frame.models)
+        elif [(m.name, m.revision) for m in frame.models] != [(m.name, m.revision) for m in self.models]:
+            log.warning("worker %d loaded other models than its peers; cache keys follow the first", frame.slot)
+        elif protocol.Catalog(frame.languages).pairs != self.catalog.pairs:
+            log.warning("worker %d serves different languages than its peers", frame.slot)
+
+    # ------------------------------------------------------------------ requests
+
+    def count_request(self) -> None:
+        self.metrics.count_request()
+
+    def respond(self, payload: bytes, reply: Reply, *, force_sync: bool = False, only_type: str | None = None) -> None:
+        """Answer one request payload: now, or (synchronous mode) when its targets are done.
+        `only_type` (HTTP routes): the one request type accepted, and the default."""
+        limits = self.settings.limits
+        try:
+            req = protocol.parse(
+                payload,
+                max_request_bytes=limits.max_request_bytes,
+                max_text_chars=limits.max_text_chars,
+                max_targets=limits.max_targets,
+                max_id_bytes=limits.max_id_bytes,
+                default_type=only_type or "translation",
+                only_type=only_type,
+            )
+            if isinstance(req, protocol.Ping):
+                reply(self.ping(req.message_id))
+            elif isinstance(req, protocol.DetectRequest):
+                reply(self.detect(req))
+            elif isinstance(req, protocol.StatsRequest):
+                reply(self.stats() | _with_id(req.message_id))
+            elif isinstance(req, protocol.LanguagesRequest):
+                reply(self.languages() | _with_id(req.message_id))
+            else:
+                self.translate(dataclasses.replace(req, sync=True) if force_sync else req, reply)
+        except RequestError as exc:
+            self._refuse(exc, reply)
+        except Exception as exc:  # a bug must still get the client an answer
+            log.exception("unexpected error answering a request")
+            self.metrics.request_errors += 1
+            reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+
+    def _refuse(self, exc: RequestError, reply: Reply) -> None:
+        self.metrics.request_errors += 1
+        reply(protocol.error_body(exc.code, exc.message, exc.message_id, exc.task_id))
+
+    def translate(self, req: protocol.TranslateRequest, reply: Reply) -> None:
+        self._check_serving(req)
+        self.catalog.check(req)
+        digest = content_digest(req.text, req.source_language, req.model_type)
+        if req.task_id is not None and self._retry(req, digest, reply):
+            return
+        self._check_capacity(req)
+        keys, hits = self._memory_lookup(req)
+        missing = [keys[t] for t in req.targets if t in keys and t not in hits]
+        if missing and self.cache is not None and self.cache.has_persistent:
+            lookup = asyncio.get_running_loop().create_task(self._admit_after_lookup(req, digest, keys, hits, missing, reply))
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookups.discard)
+            return
+        self._admit(req, digest, keys, hits, reply)
+
+    def _check_serving(self, req: protocol.TranslateRequest) -> None:
+        if self.state in (DRAINING, STOPPED):
+            raise RequestError(protocol.SHUTTING_DOWN, "the appliance is shutting down", req.message_id, req.task_id)
+        if self.catalog is None or self.state != SERVING:
+            raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id, req.task_id)
+
+    def _check_capacity(self, req: protocol.TranslateRequest) -> None:
+        """Requests waiting on the persistent cache count too: each holds its text."""
+        try:
+            self.dispatcher.check_capacity(len(req.targets) + len(self._lookups))
+        except Overloaded as exc:
+            raise RequestError(protocol.OVERLOADED, f"over capacity ({exc}); retry later", req.message_id, req.task_id) from None
+
+    def _retry(self, req: protocol.TranslateRequest, digest: bytes, reply: Reply) -> bool:
+        """A request whose taskId is known: True when answered here (the task is in flight)."""
+        try:
+            known = self.dispatcher.find(req.task_id, digest)
+        except TaskIdConflict as exc:
+            raise RequestError(protocol.TASK_ID_CONFLICT, str(exc), req.message_id, req.task_id) from None
+        if known is None or isinstance(known, Finished):
+            return False  # new, or finished: admitted below with its recorded outcomes
+        self.metrics.duplicate_requests += 1
+        record = known
+        # Running: nothing new. Finished: its outcome again. Failed, or not asked before: run it.
+        rerun = [t for t in req.targets if t not in record.targets or (t in record.outcomes and not record.outcomes[t].ok)]
+        if rerun:
+            self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)))
+            for target in rerun:
+                self.catalog.check_pair(record.source_language, target, req.message_id, detected=record.detection is not None)
+            keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type) for t in rerun} if self.cache else {}
+            self.dispatcher.rerun(record, rerun, time.monotonic(), keys)
+        self._answer(record, req, reply, duplicate=True)
+        if not req.sync:
+            self.dispatcher.republish(record.outcomes, [t for t in req.targets if t not in rerun])
+        if rerun:
+            self._dispatch()
+        return True
+
+    def _memory_lookup(self, req: protocol.TranslateRequest) -> tuple[dict[str, bytes], dict[str, Hit]]:
+        """Each target's cache key, and the targets the shared-memory table answers."""
+        keys: dict[str, bytes] = {}
+        hits: dict[str, Hit] = {}
+        if self.cache is None:
+            return keys, hits
+        for target in req.targets:
+            key = self.cache.key(req.text, req.source_language, target, req.model_type)
+            if not key:
+                continue
+            keys[target] = key
+            started = time.perf_counter()
+            value = self.cache.lookup_memory(key)
+            if value is not None:
+                hits[target] = (value, (time.perf_counter() - started) * 1000.0)
+        return keys, hits
+
+    async def _admit_after_lookup(self, req, digest, keys, hits, missing, reply) -> None:
+        try:
+            started = time.perf_counter()
+            found = await self.cache.lookup_persistent(missing)
+            ms = (time.perf_counter() - started) * 1000.0
+            hits.update({t: (found[k], ms) for t, k in keys.items() if k in found and t not in hits})
+            self._check_serving(req)
+            if req.task_id is not None and self._retry(req, digest, reply):
+                return  # the same task arrived while this one was looking up
+            self._admit(req, digest, keys, hits, reply)
+        except RequestError as exc:
+            self._refuse(exc, reply)
+        except Exception as exc:
+            log.exception("unexpected error answering a request")
+            self.metrics.request_errors += 1
+            reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", req.message_id, req.task_id))
+
+    def _admit(self, req, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
+        task_id = req.task_id or uuid.uuid4().hex
+        previous = self.dispatcher.recent.get(task_id)
+        answered: dict[str, dict | Outcome] = {}
+        if previous is not None:  # a retry of a finished task: what finished is answered again
+            self.metrics.duplicate_requests += 1
+            answered.update({t: o for t, o in previous.outcomes.items() if o.ok})
+        source, detection = req.source_language, None
+        if source == protocol.AUTO and any(t not in hits and t not in answered for t in req.targets):
+            source, detection = self._detect_source(req.text)
+        for target in req.targets:
+            if target not in hits and target not in answered and target != source:
+                self.catalog.check_pair(source, target, req.message_id, detected=detection is not None)
+        self._check_capacity(req)
+        record = RequestRecord(
+            task_id=task_id,
+            digest=digest,
+            message_id=req.message_id,
+            text=req.text,
+            source_language=source,
+            model_type=req.model_type,
+            conversation_id=req.conversation_id,
+            targets=list(dict.fromkeys([*req.targets, *answered])),
+            accepted_at=time.monotonic(),
+            detection=detection,
+        )
+        for target in req.targets:
+            if target in answered:
+                continue
+            if target in hits:
+                answered[target] = self._hit_event(record, target, hits[target])
+            elif target == source:
+                answered[target] = self._same_language_event(record, target)
+        run = [t for t in req.targets if t not in answered]
+        republish = [] if req.sync else [t for t in req.targets if isinstance(answered.get(t), Outcome)]
+        self.dispatcher.admit(record, answered=answered, run=run, keys=keys, now=time.monotonic(), republish=republish)
+        if previous is None:
+            self.metrics.translation_requests += 1
+        self._answer(record, req, reply, duplicate=previous is not None, estimate=bool(run))
+        if run:
+            self._dispatch()
+
+    def _answer(self, record: RequestRecord, req, reply: Reply, *, duplicate: bool, estimate: bool = True) -> None:
+        targets = tuple(req.targets)
+        if req.sync:
+            try:
+                self.dispatcher.wait(record, targets, lambda r, t: reply(sync_body(r, t)))
+            except TooManyWaiters as exc:
+                raise RequestError(protocol.OVERLOADED, f"{exc}; retry later", req.message_id, req.task_id) from None
+        else:
+            reply(protocol.queued_body(record.task_id, record.message_id, self._estimate_ms() if estimate else 0.0,
+                                       list(targets), duplicate))
+
+    def _dispatch(self) -> None:
+        if not self.dispatcher.dispatch(time.monotonic()):
+            self.retry_dispatch()
+
+    retry_dispatch: Callable[[], None] = lambda self: None  # set by the supervisor: dispatch again shortly
+
+    def _detect_source(self, text: str) -> tuple[str, Detection]:
+        """The source of an "auto" request: the detected language, or the configured default
+        below the confidence threshold."""
+        ranked = self.detector.detect(text) if self.detector is not None else []
+        language, confidence = ranked[0] if ranked else ("", 0.0)
+        settings = self.settings.languages
+        if ranked and confidence >= settings.min_detection_confidence:
+            return language, Detection(language, confidence)
+        return canonical(settings.default_source), Detection(language, confidence, defaulted=True)
+
+    def _hit_event(self, record: RequestRecord, target: str, hit: Hit) -> dict:
+        value, lookup_ms = hit
+        self.cache.count_edge_hit()
+        return protocol.completed_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=target,
+            text=value.translated_text,
+            source=value.source_language,
+            confidence=value.confidence,
+            processing_ms=lookup_ms,
+            tier=value.tier,
+            model=value.model,
+            slot=None,
+            conversation_id=record.conversation_id,
+            attempts=0,
+            queued_ms=0.0,
+            from_cache=True,
+            requested_model_type=record.model_type,
+            segments=value.segments,
+            detection=value.detection,
+        )
+
+    def _same_language_event(self, record: RequestRecord, target: str) -> dict:
+        """A message already in the target language comes back unchanged, without a worker."""
+        return protocol.completed_event(
+            task_id=record.task_id,
+            message_id=record.message_id,
+            target=target,
+            text=record.text,
+            source=target,
+            confidence=1.0,
+            processing_ms=0.0,
+            tier="",
+            model="",
+            slot=None,
+            conversation_id=record.conversation_id,
+            attempts=0,
+            queued_ms=0.0,
+            requested_model_type=record.model_type,
+            detection=record.detection,
+            same_language=True,
+        )
+
+    def _completed(self, unit: Unit, frame: Result) -> None:
+        self.metrics.count_completed(frame.processing_ms)
+        if self.cache is not None:
+            self.cache.on_result(unit.cache_key, frame, unit.request.detection)
+
+    def _count_failed(self) -> None:
+        self.metrics.tasks_failed += 1
+
+    def _estimate_ms(self) -> float:
+        ready = max(1, self.pool.count(SlotState.READY))
+        per_task = self.metrics.processing_ms_ewma or 100.0
+        waves = 1 + self.dispatcher.pending() / (ready * self.settings.workers.max_batch_size)
+        return per_task * waves
+
+    # ------------------------------------------------------------------ other request types
+
+    def detect(self, req: protocol.DetectRequest) -> dict:
+        if self.detector is None:
+            raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id)
+        ranked = self.detector.detect(req.text)
+        body: dict = {"type": "detection", **_with_id(req.message_id)}
+        body["detectedLanguage"] = ranked[0][0] if ranked else None
+        body["confidence"] = round(ranked[0][1], 4) if ranked else 0.0
+        body["reliable"] = bool(ranked) and ranked[0][1] >= self.settings.languages.min_detection_confidence
+        body["languages"] = [{"language": lang, "confidence": round(conf, 4)} for lang, conf in ranked]
+        return body
+
+    def ready(self) -> bool:
+        return self.state == SERVING and self.pool.count(SlotState.READY) > 0
+
+    def healthy(self) -> bool:
+        return self.state in (SERVING, DRAINING) and self.pool.count(
+            SlotState.READY, SlotState.BOOTING, SlotState.BACKOFF
+        ) > 0
+
+    def ping(self, message_id: str | None) -> dict:
+        ready = self.pool.count(SlotState.READY)
+        body: dict = {"type": "pong", "status": "ok", "state": self.state}
+        body.update(_with_id(message_id))
+        body.update(
+            ready=self.ready(),
+            workers={"ready": ready, "total": len(self.pool.slots)},
+            protocolVersion=PROTOCOL_VERSION,
+            timestamp=time.time(),
+        )
+        return body
+
+    def languages(self) -> dict:
+        return {
+            "type": "languages",
+            "languages": self.catalog.as_json() if self.catalog else {},
+            "pivot": self.catalog.pivot_json() if self.catalog else {"via": "en", "pairs": []},
+            "models": [msgspec.structs.asdict(m) for m in self.models],
+        }
+
+    def stats(self) -> dict:
+        d = self.dispatcher
+        return {
+            "type": "stats",
+            "service": self.metrics.service(self.state),
+            "cache": self.cache.stats() if self.cache is not None else disabled_stats(),
+            "workers": {
+                "max_workers": len(self.pool.slots),
+                "active_workers": self.pool.count(SlotState.READY),
+                "slots": [s.as_json(d.table.assigned_to(s.index)) for s in self.pool.slots],
+            },
+            "tasks": {
+                "in_flight": d.in_flight(),
+                "pending": d.pending(),
+                "completed": self.metrics.tasks_completed,
+                "failed": self.metrics.tasks_failed,
+                "redispatched": d.table.redispatched,
+                "capacity": d.max_units,
+                "recent": len(d.recent),
+                "recent_bytes": d.recent_bytes,
+            },
+            "edge": self.edge_counters(),
+        }
+
+    def status_line(self) -> str:
+        return (
+            f"serving: {self.pool.count(SlotState.READY)}/{len(self.pool.slots)} worker(s) ready, "
+            f"{self.dispatcher.in_flight()} task(s) in flight, {self.metrics.tasks_completed} done"
+        )
+
+
+def _with_id(message_id: str | None) -> dict:
+    return {"messageId": message_id} if message_id is not None else {}

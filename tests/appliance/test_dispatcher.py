@@ -1,0 +1,257 @@
+"""The dispatcher in-process: dispatch, re-dispatch after a death, attempts, expiry, drain,
+taskId binding and retries, starvation, waiters, and exactly-once outcomes."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appliance import protocol
+from appliance.config import LimitSettings
+from appliance.dispatcher import Dispatcher, Finished, Overloaded, TaskIdConflict, TooManyWaiters, content_digest, sync_body
+from appliance.tasks import RequestRecord
+from ipc.frames import Result, TaskFailed
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Harness:
+    """A dispatcher whose sends and publications are recorded."""
+
+    def __init__(self, depth: int = 4, **limits) -> None:
+        self.sent: list[tuple[int, object]] = []
+        self.events: list[dict] = []
+        self.connected = True
+        self.d = Dispatcher(LimitSettings(**limits), depth, self._send, self._publish)
+        self.d.set_ready([0, 1])
+
+    def _send(self, slot, task) -> bool:
+        if self.connected:
+            self.sent.append((slot, task))
+        return self.connected
+
+    def _publish(self, data: bytes) -> None:
+        self.events.append(msgspec.json.decode(data))
+
+    def admit(self, task_id="t1", targets=("fr",), text="hello", now=0.0, answered=None) -> RequestRecord:
+        record = RequestRecord(
+            task_id=task_id, digest=content_digest(text, "en", "auto"), message_id=f"m-{task_id}", text=text,
+            source_language="en", model_type="auto", conversation_id=None, targets=list(targets), accepted_at=now,
+        )
+        answered = answered or {}
+        self.d.admit(record, answered=answered, run=[t for t in targets if t not in answered], keys={}, now=now)
+        return record
+
+    def answer(self, slot: int, task, text="bonjour", pid=1) -> None:
+        self.d.on_result(slot, Result(task.uid, task.attempt, slot, pid, text, "en", task.target_language, 0.9, "m", "basic", 1.0))
+
+    def fail(self, slot: int, task, code="translation_failed") -> None:
+        self.d.on_failure(slot, TaskFailed(task.uid, task.attempt, slot, 1, code, "it broke"))
+
+    def outcomes(self, task_id: str) -> list[tuple[str, str]]:
+        return [(e["targetLanguage"], e["type"]) for e in self.events if e["taskId"] == task_id]
+
+
+def test_dispatch_spreads_over_slots_within_credit_oldest_first():
+    h = Harness(depth=2)
+    h.admit("a", ["fr", "es", "de"])
+    h.admit("b", ["it", "pt"])
+    h.d.dispatch(0.0)
+    assert [(slot, t.target_language) for slot, t in h.sent] == [(0, "fr"), (1, "es"), (0, "de"), (1, "it")]
+    assert h.d.pending() == 1
+    slot, task = h.sent[0]
+    h.answer(slot, task)
+    h.d.dispatch(0.0)
+    assert h.sent[-1][1].target_language == "pt"  # the oldest waiting unit, on the freed credit
+
+
+def test_a_send_that_does_not_go_out_keeps_the_unit_first_and_its_attempt():
+    h = Harness()
+    h.admit("a", ["fr"])
+    h.connected = False
+    assert h.d.dispatch(0.0) is False
+    h.connected = True
+    assert h.d.dispatch(0.0) is True
+    assert [t.attempt for _, t in h.sent] == [1]
+
+
+def test_a_dead_worker_s_units_run_again_first_and_publish_once():
+    h = Harness()
+    h.admit("a", ["fr", "es"])
+    h.d.set_ready([0])
+    h.d.dispatch(0.0)
+    (_, fr), (_, es) = h.sent
+    h.admit("b", ["de"])
+    assert h.d.worker_died(0) == 2
+    h.d.set_ready([1])
+    h.d.dispatch(0.0)
+    assert [(s, t.target_language, t.attempt) for s, t in h.sent[2:]] == [(1, "fr", 2), (1, "es", 2), (1, "de", 1)]
+    h.answer(0, fr)  # the dead worker's late answer is not its to give
+    assert h.outcomes("a") == []
+    for slot, task in h.sent[2:]:
+        h.answer(slot, task)
+    h.answer(1, h.sent[2][1])  # a duplicate answer is dropped
+    assert sorted(h.outcomes("a")) == [("es", "translation_completed"), ("fr", "translation_completed")]
+
+
+def test_a_result_from_a_slot_the_unit_was_not_assigned_to_is_dropped():
+    h = Harness()
+    h.admit("a", ["fr"])
+    h.d.set_ready([0])
+    h.d.dispatch(0.0)
+    _, task = h.sent[0]
+    h.answer(1, task, text="forged")
+    assert h.events == []
+    h.answer(0, task)
+    assert [e["result"]["translatedText"] for e in h.events] == ["bonjour"]
+
+
+def test_units_out_of_attempts_fail_with_worker_crashed():
+    h = Harness(max_attempts=2)
+    h.admit("a", ["fr"])
+    for _ in range(2):
+        h.d.dispatch(0.0)
+        h.d.worker_died(h.sent[-1][0])
+    assert [e["error"]["code"] for e in h.events] == [protocol.WORKER_CRASHED]
+    assert h.d.in_flight() == 0
+
+
+def test_expiry_times_out_and_credit_is_held_until_the_worker_answers():
+    h = Harness(depth=1, task_timeout_s=5.0)
+    h.d.set_ready([0])
+    h.admit("a", ["fr"], now=0.0)
+    h.d.dispatch(0.0)
+    h.d.expire(4.9)
+    assert h.events == []
+    h.d.expire(5.0)
+    assert [e["error"]["code"] for e in h.events] == [protocol.TIMEOUT]
+    h.admit("b", ["fr"], now=5.0)
+    h.d.dispatch(5.0)
+    assert len(h.sent) == 1  # slot 0 is still busy with the expired unit
+    h.answer(0, h.sent[0][1])  # its late answer frees the credit and publishes nothing
+    h.d.dispatch(5.0)
+    assert len(h.sent) == 2 and len(h.events) == 1
+
+
+def test_drain_fails_what_is_left_once_and_reports_idle():
+    h = Harness()
+    idle = []
+    h.d.on_idle = lambda: idle.append(True)
+    h.admit("a", ["fr", "es"])
+    h.d.dispatch(0.0)
+    h.answer(*h.sent[0])
+    assert h.d.fail_all(protocol.SHUTTING_DOWN, "bye") == 1
+    assert h.d.fail_all(protocol.SHUTTING_DOWN, "bye") == 0
+    assert sorted(h.outcomes("a")) == [("es", "translation_error"), ("fr", "translation_completed")]
+    assert idle == [True]
+
+
+def test_capacity_counts_every_target_cached_or_not():
+    h = Harness(max_inflight_tasks=3)
+    h.admit("a", ["fr", "es"])
+    with pytest.raises(Overloaded):
+        h.d.check_capacity(2)
+    h.d.check_capacity(1)
+
+
+def test_answered_targets_are_published_at_once_and_take_no_unit():
+    h = Harness()
+    hit = {"type": "translation_completed", "taskId": "a", "targetLanguage": "fr", "result": {}}
+    record = h.admit("a", ["fr"], answered={"fr": hit})
+    assert h.outcomes("a") == [("fr", "translation_completed")] and h.d.in_flight() == 0
+    assert "a" in h.d.recent and "a" not in h.d.records
+    record = h.admit("b", ["fr", "es"], answered={"fr": dict(hit, taskId="b")})
+    assert record.remaining == 1 and h.d.in_flight() == 1
+
+
+def test_a_task_id_names_one_content():
+    h = Harness()
+    h.admit("a", ["fr"], text="victim")
+    with pytest.raises(TaskIdConflict):
+        h.d.find("a", content_digest("attacker", "en", "auto"))
+    assert isinstance(h.d.find("a", content_digest("victim", "en", "auto")), RequestRecord)
+    h.d.dispatch(0.0)
+    h.answer(*h.sent[0])
+    with pytest.raises(TaskIdConflict):  # still bound once finished
+        h.d.find("a", content_digest("attacker", "en", "auto"))
+    assert isinstance(h.d.find("a", content_digest("victim", "en", "auto")), Finished)
+
+
+def test_a_retry_in_flight_runs_only_what_failed_or_is_new():
+    h = Harness()
+    record = h.admit("a", ["fr", "es"])
+    h.d.dispatch(0.0)
+    (s1, fr), (s2, es) = h.sent
+    h.fail(s1, fr)
+    h.d.rerun(record, ["fr", "es", "de"], 0.0, {})  # fr failed, es runs, de is new
+    h.d.dispatch(0.0)
+    assert sorted((t.target_language, t.attempt) for _, t in h.sent[2:]) == [("de", 1), ("fr", 1)]
+    assert record.targets == ["fr", "es", "de"]
+
+
+def test_waiters_get_their_targets_and_are_capped():
+    h = Harness(max_waiters_per_task=2)
+    record = h.admit("a", ["fr", "es"])
+    replies = []
+    h.d.wait(record, ("fr",), lambda r, t: replies.append(sync_body(r, t)))
+    h.d.wait(record, ("fr", "es"), lambda r, t: replies.append(sync_body(r, t)))
+    with pytest.raises(TooManyWaiters):
+        h.d.wait(record, ("es",), lambda r, t: None)
+    h.d.dispatch(0.0)
+    h.answer(*h.sent[0])
+    assert [r["targetLanguages"] for r in replies] == [["fr"]]
+    h.fail(*h.sent[1])
+    assert replies[1]["status"] == "partial" and replies[1]["errors"][0]["targetLanguage"] == "es"
+
+
+def test_recent_tasks_are_bounded_in_bytes():
+    h = Harness(recent_task_bytes=20_000)
+    for i in range(40):
+        h.admit(f"t{i}", ["fr"], text=f"text {i}")
+        h.d.dispatch(0.0)
+        h.answer(*h.sent[-1], text="x" * 1000)
+    assert h.d.recent_bytes <= 20_000 and 0 < len(h.d.recent) < 40
+    assert "t39" in h.d.recent and "t0" not in h.d.recent
+
+
+@given(st.lists(st.tuples(st.sampled_from(["admit", "dispatch", "answer", "fail", "die", "expire"]), st.integers(0, 2)), max_size=60))
+def test_every_admitted_target_gets_exactly_one_outcome(ops):
+    """Whatever the interleaving of deaths, failures and expiry, each target is published once."""
+    h = Harness(depth=3, max_attempts=1000, task_timeout_s=50.0)
+    h.d.set_ready([0, 1, 2])
+    admitted: list[tuple[str, str]] = []
+    now = 0.0
+    for n, (op, slot) in enumerate(ops):
+        now += 1.0
+        if op == "admit":
+            targets = ["fr", "es"][: 1 + n % 2]
+            h.admit(f"r{n}", targets, now=now)
+            admitted += [(f"r{n}", t) for t in targets]
+        elif op == "dispatch":
+            h.d.dispatch(now)
+        elif op in ("answer", "fail"):
+            held = sorted(h.d.table.held.get(slot, ()))
+            if held:
+                unit = h.d.table.units.get(held[0])
+                task = next((t for s, t in reversed(h.sent) if t.uid == held[0]), None)
+                if unit is not None and task is not None:
+                    (h.answer if op == "answer" else h.fail)(slot, task)
+                else:
+                    h.d.table.release(slot, held[0])
+        elif op == "die":
+            h.d.worker_died(slot)
+        else:
+            h.d.expire(now)
+    h.d.set_ready([9])
+    for slot in range(3):
+        h.d.worker_died(slot)
+    while h.d.in_flight():
+        h.d.dispatch(now)
+        for uid in sorted(h.d.table.held.get(9, ())):
+            task = next(t for s, t in reversed(h.sent) if t.uid == uid and s == 9)
+            h.answer(9, task)
+    published = sorted((e["taskId"], e["targetLanguage"]) for e in h.events)
+    assert published == sorted(admitted)
+    assert not h.d.records

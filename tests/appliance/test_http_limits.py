@@ -1,0 +1,369 @@
+"""The HTTP API's limits, through a real appliance and raw sockets: the connection cap, the
+deadline on a request head (slowloris), the header byte budget, framing that could smuggle a
+request (Transfer-Encoding, duplicate Content-Length), the bearer token, and the supervisor's RSS
+under a flood of oversized header blocks."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import zmq
+
+from tests.appliance.conftest import Appliance, base_config, merge
+from tests.fakes.waiting import poll_until
+
+pytestmark = pytest.mark.timeout(120)
+
+TOKEN = "s3cret-token"
+HEADER_TIMEOUT_S = 1.0
+MAX_CONNECTIONS = 4
+TRANSLATE = json.dumps({"messageId": "h1", "text": "abc", "targetLanguage": "fr"}).encode()
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """An appliance with a small connection cap, a short head deadline and a bearer token."""
+    ctx = zmq.Context()
+    tmp = tmp_path_factory.mktemp("http_limits")
+    extra = {
+        "http": {"max_connections": MAX_CONNECTIONS, "header_timeout_s": HEADER_TIMEOUT_S},
+        "security": {"http_token": TOKEN},
+    }
+    app = Appliance(tmp, merge(base_config(tmp / "run"), extra), {}, ctx)
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.close()
+        ctx.destroy(linger=0)
+
+
+# ------------------------------------------------------------------ raw HTTP
+
+
+def connect(app, timeout: float = 20.0) -> socket.socket:
+    url = urlsplit(app.endpoints["http"])
+    return socket.create_connection((url.hostname, url.port), timeout=timeout)
+
+
+class Conn:
+    """A raw connection read through a buffer, so pipelined responses are not lost."""
+
+    def __init__(self, app) -> None:
+        self.sock = connect(app)
+        self.file = self.sock.makefile("rb")
+
+    def __enter__(self) -> "Conn":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """One response: status, headers (lower-cased names), body."""
+        status_line = self.file.readline()
+        assert status_line.startswith(b"HTTP/1.1 "), f"no response, got {status_line!r}"
+        headers = {}
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.file.read(int(headers["content-length"]))
+        return int(status_line.split(b" ")[1]), headers, body
+
+    def rest(self) -> bytes:
+        """Everything the server still sends until it closes (EOF or reset); the socket timeout
+        fails a server that never does."""
+        try:
+            return self.file.read()
+        except ConnectionResetError:
+            return b""
+
+
+def request_bytes(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: test"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def exchange(app, data: bytes) -> tuple[int, dict[str, str], dict | bytes, bytes]:
+    """Send raw bytes on a fresh connection: the first response, and whatever came after it before
+    the server closed."""
+    with Conn(app) as conn:
+        conn.send(data)
+        status, headers, body = conn.response()
+        after = conn.rest()
+    if headers.get("content-type", "").startswith("application/json"):
+        body = json.loads(body)
+    return status, headers, body, after
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# ------------------------------------------------------------------ connection cap
+
+
+def test_connections_beyond_the_cap_get_503_and_are_closed_unread(limited):
+    held: list[Conn] = []
+
+    def hold_one_more() -> bool:
+        # A connection the server closed a moment ago may still count: retry until it is gone.
+        conn = Conn(limited)
+        conn.send(request_bytes("GET", "/health"))
+        if conn.response()[0] == 200:
+            held.append(conn)
+            return True
+        conn.close()
+        return False
+
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            poll_until(hold_one_more, 20, what="a held connection")
+        with Conn(limited) as extra:  # sends nothing: it is answered without being read
+            status, headers, body = extra.response()
+            assert status == 503 and headers["connection"] == "close"
+            error = json.loads(body)["error"]
+            assert error["code"] == "overloaded" and "connection" in error["message"]
+            assert extra.rest() == b""
+        for conn in held:  # the held ones are still served
+            conn.send(request_bytes("GET", "/health"))
+            assert conn.response()[0] == 200
+    finally:
+        for conn in held:
+            conn.close()
+
+    def served() -> bool:
+        with Conn(limited) as conn:
+            conn.send(request_bytes("GET", "/ready", {**auth(), "Connection": "close"}))
+            return conn.response()[0] == 200
+
+    poll_until(served, 20, what="a connection served once the others closed")
+
+
+# ------------------------------------------------------------------ head deadline
+
+
+def trickle_until_closed(app, pieces: list[bytes], every_s: float = 0.2, deadline: float = 90.0) -> bytes:
+    """Send one piece per `every_s` on a fresh connection until the server closes it; what it sent
+    back. Fails if every piece went out first."""
+    got = bytearray()
+    sent = [0]
+    with connect(app) as sock:
+
+        def cut_off() -> bool:
+            assert sent[0] < len(pieces), "the server still held the connection after the whole head"
+            try:
+                sock.sendall(pieces[sent[0]])
+            except (BrokenPipeError, ConnectionResetError):
+                return True
+            sent[0] += 1
+            if select.select([sock], [], [], every_s)[0]:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    return True
+                got.extend(chunk)
+                return not chunk
+            return False
+
+        poll_until(cut_off, deadline, interval=0, what="the server to cut a slow request head off")
+    return bytes(got)
+
+
+def bytes_of(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+# Each trickled head below is complete and takes ~20 s to send, less than the idle timeout of a
+# line (30 s): a server without a deadline on the whole head would serve it, and the test fails.
+
+
+def test_a_head_trickled_byte_by_byte_is_cut_off(limited):
+    line = b"GET /stats HTTP/1.1\r\n"
+    got = trickle_until_closed(limited, [line, *bytes_of(b"X-Slow: " + b"a" * 90 + b"\r\n\r\n")])
+    assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
+
+
+def test_the_deadline_covers_the_whole_head_not_each_line(limited):
+    with Conn(limited) as keep_alive:
+        keep_alive.send(request_bytes("GET", "/stats", auth()))
+        assert keep_alive.response()[0] == 200
+        # Whole header lines, each far inside the idle timeout of a line.
+        lines = [b"GET /stats HTTP/1.1\r\n", *(b"X-Line-%d: b\r\n" % i for i in range(98)), b"\r\n"]
+        got = trickle_until_closed(limited, lines)
+        assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
+        # More than header_timeout_s has passed since its last request, but an idle keep-alive
+        # connection has no head in progress: it is still served.
+        keep_alive.send(request_bytes("GET", "/stats", auth()))
+        assert keep_alive.response()[0] == 200
+
+
+def test_a_trickled_request_line_is_cut_off(limited):
+    got = trickle_until_closed(limited, bytes_of(b"GET /" + b"a" * 80 + b" HTTP/1.1\r\n\r\n"))
+    assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
+
+
+# ------------------------------------------------------------------ bearer token
+
+
+def test_bearer_token_guards_every_route_but_health(limited):
+    for headers in ({}, auth("wrong"), auth(TOKEN + "x"), {"Authorization": "Basic czNjcmV0LXRva2Vu"}, {"Authorization": TOKEN}):
+        for method, path in (("GET", "/stats"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/nowhere")):
+            status, resp_headers, body, _ = exchange(limited, request_bytes(method, path, {**headers, "Connection": "close"}))
+            assert status == 401 and resp_headers["www-authenticate"].startswith("Bearer"), (headers, path)
+            assert body["error"]["code"] == "unauthorized"
+    # A refused POST is answered before its body is read, and the connection closed.
+    status, resp_headers, body, after = exchange(limited, request_bytes("POST", "/translate", {}, TRANSLATE))
+    assert status == 401 and resp_headers["connection"] == "close" and after == b""
+
+    status, _, body, _ = exchange(limited, request_bytes("GET", "/health", {"Connection": "close"}))
+    assert status == 200 and body["status"] == "ok"
+    status, _, body, _ = exchange(limited, request_bytes("GET", "/stats", {**auth(), "Connection": "close"}))
+    assert status == 200 and "workers" in body
+    status, _, body, _ = exchange(limited, request_bytes("POST", "/translate", {**auth(), "Connection": "close"}, TRANSLATE))
+    assert status == 200 and body["results"][0]["translatedText"] == "cba"
+    status, _, body, _ = exchange(limited, request_bytes("GET", "/stats", {"authorization": f"bearer {TOKEN}", "Connection": "close"}))
+    assert status == 200
+
+
+def test_a_401_keeps_a_bodyless_keep_alive_connection(limited):
+    with Conn(limited) as conn:
+        conn.send(request_bytes("GET", "/stats"))
+        status, headers, _ = conn.response()
+        assert status == 401 and headers["connection"] == "keep-alive"
+        conn.send(request_bytes("GET", "/stats", auth()))
+        assert conn.response()[0] == 200
+
+
+# ------------------------------------------------------------------ framing and header budget (defaults)
+
+
+def header_block(count: int, size: int) -> str:
+    return "".join(f"X-Filler-{i}: {'a' * size}\r\n" for i in range(count))
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        # Transfer-Encoding is refused, whatever it says; the chunk after it is never a request.
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+         b"0\r\n\r\nGET /stats HTTP/1.1\r\nHost: t\r\n\r\n", 501),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}", 501),
+        (b"GET /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        # Two Content-Length headers, equal or not.
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\n{}", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: 1_0\r\n\r\n0123456789", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", 413),
+        # Malformed header lines, a name with a space before its colon, a folded line.
+        (b"GET /health HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n", 400),
+        (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Length : 2\r\n\r\n{}", 400),
+        (b"GET /health HTTP/1.1\r\nHost: t\r\n folded: line\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /health\r\n\r\n", 400),
+        (b"GET /health HTTP/2.0\r\n\r\n", 505),
+        # The header budget: one line, the header count, the whole block.
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (f"GET /health HTTP/1.1\r\n{header_block(101, 1)}\r\n".encode(), 431),
+        (f"GET /health HTTP/1.1\r\n{header_block(5, 8000)}\r\n".encode(), 431),
+    ],
+    ids=[
+        "chunked", "te-identity", "te-list", "cl-differ", "cl-same", "cl-list", "cl-underscore", "cl-plus",
+        "cl-huge", "no-colon", "space-before-colon", "folded", "two-hosts", "no-version", "http2",
+        "long-request-line", "long-header", "101-headers", "40k-head",
+    ],
+)
+def test_refused_framing_answers_once_and_closes(shared_appliance, data, status):
+    got, headers, body, after = exchange(shared_appliance, data)
+    assert got == status and headers["connection"] == "close", body
+    assert body["status"] == "error" and body["error"]["message"]
+    assert b"HTTP/1.1" not in after  # nothing after the refusal was served as a request
+
+
+def test_a_head_under_the_budget_is_served(shared_appliance):
+    status, _, body, _ = exchange(
+        shared_appliance, f"GET /health HTTP/1.1\r\nConnection: close\r\n{header_block(3, 8000)}\r\n".encode()
+    )
+    assert status == 200 and body["status"] == "ok"
+
+
+def test_keep_alive_survives_a_404_and_pipelining(shared_appliance):
+    with Conn(shared_appliance) as conn:
+        conn.send(request_bytes("GET", "/nowhere") + request_bytes("GET", "/health") + request_bytes("POST", "/translate", {}, TRANSLATE))
+        assert conn.response()[0] == 404
+        assert conn.response()[0] == 200
+        status, _, body = conn.response()
+        assert status == 200 and json.loads(body)["status"] == "completed"
+
+
+# ------------------------------------------------------------------ memory under a header flood
+
+
+def test_rss_stays_bounded_under_a_flood_of_oversized_heads(start_appliance):
+    """200 connections, each sending 99 headers of 8 KB and never ending the block: the server
+    must drop each one at its header budget instead of holding ~800 KB per connection."""
+    app = start_appliance()  # the default limits
+    proc = psutil.Process(app.proc.pid)
+    assert "serve" in proc.cmdline()  # the supervisor itself, not a wrapper
+    exchange(app, request_bytes("GET", "/health", {"Connection": "close"}))  # warm the code path
+    before = proc.memory_info().rss
+
+    payload = (b"GET /health HTTP/1.1\r\nHost: t\r\n" + header_block(99, 8 * 1024 - 20).encode())
+    socks = [connect(app) for _ in range(200)]
+    sent = {s: 0 for s in socks}
+    open_socks = set(socks)
+    peak = [before]
+    try:
+        for sock in socks:
+            sock.setblocking(False)
+
+        def all_closed() -> bool:
+            _, writable, _ = select.select([], [s for s in open_socks if sent[s] < len(payload)], [], 0)
+            for sock in writable:
+                try:
+                    sent[sock] += sock.send(payload[sent[sock] : sent[sock] + 256 * 1024])
+                except (BrokenPipeError, ConnectionResetError):
+                    open_socks.discard(sock)
+                except BlockingIOError:
+                    pass
+            readable, _, _ = select.select(list(open_socks), [], [], 0.05)
+            for sock in readable:
+                try:
+                    if not sock.recv(65536):
+                        open_socks.discard(sock)
+                except ConnectionResetError:
+                    open_socks.discard(sock)
+                except BlockingIOError:
+                    pass
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            return not open_socks
+
+        poll_until(all_closed, 90, interval=0, what="the server to close every flooding connection")
+    finally:
+        for sock in socks:
+            sock.close()
+    after = proc.memory_info().rss
+    growth_mib = (max(peak[0], after) - before) / 2**20
+    print(f"supervisor RSS before {before / 2**20:.1f} MiB, peak {peak[0] / 2**20:.1f} MiB, "
+          f"after {after / 2**20:.1f} MiB, growth {growth_mib:.1f} MiB")
+    assert growth_mib < 60
+    status, _, body, _ = exchange(app, request_bytes("GET", "/health", {"Connection": "close"}))
+    assert status == 200 and body["status"] == "ok"
