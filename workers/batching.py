@@ -4,9 +4,10 @@ A worker drains every task waiting on its socket, then asks `plan` for the next 
 
   1. group by (tier, target language): one model decodes one target language per batch;
   2. take the group holding the oldest task (FIFO across groups, so no group starves);
-  3. sort that group by length, longest first, and cut the first batch so that
-     (tasks in batch) x (longest task's tokens) stays within the token budget: the padded
-     size is what a decoder step pays for. A task longer than the budget goes alone.
+  3. the oldest task is always in the batch (so no task starves, however short or long);
+     the rest of its group joins longest first while (tasks in batch) x (longest task's
+     tokens) stays within the token budget: the padded size is what a decoder step pays for.
+     A task longer than the budget goes alone.
 
 Token counts are estimates (`approx_tokens`): a subword tokenizer makes roughly one token per
 four characters of Latin text. The budget bounds memory and step latency, not correctness.
@@ -40,12 +41,15 @@ def plan(queued: Sequence[T], token_budget: int, max_batch_size: int) -> list[T]
         return []
     first = queued[0]
     key = (first.tier, first.target_language)
-    group = [t for t in queued if (t.tier, t.target_language) == key]
-    group.sort(key=lambda t: approx_tokens(t.text), reverse=True)
-    batch = [group[0]]
-    longest = approx_tokens(group[0].text)
-    for task in group[1:]:
-        if len(batch) >= max_batch_size or (len(batch) + 1) * longest > token_budget:
+    others = [t for t in queued[1:] if (t.tier, t.target_language) == key]
+    others.sort(key=lambda t: approx_tokens(t.text), reverse=True)
+    batch = [first]
+    longest = approx_tokens(first.text)
+    for task in others:
+        if len(batch) >= max_batch_size:
             break
-        batch.append(task)
+        width = max(longest, approx_tokens(task.text))
+        if (len(batch) + 1) * width <= token_budget:
+            batch.append(task)
+            longest = width
     return batch

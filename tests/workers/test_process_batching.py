@@ -17,9 +17,18 @@ def task(uid, text="x" * 20, tgt="fr", tier="basic"):
 
 
 def test_batch_takes_the_oldest_tasks_group_and_sorts_by_length():
-    queued = [task(1, "aaaa", "es"), task(2, "b" * 40), task(3, "c" * 400, "es"), task(4, "d", "es", "medium")]
+    queued = [task(1, "aaaa", "es"), task(2, "b" * 40), task(3, "c" * 400, "es"), task(5, "e" * 40, "es"),
+              task(4, "d", "es", "medium")]
     batch = plan(queued, token_budget=10_000, max_batch_size=32)
-    assert [t.uid for t in batch] == [3, 1]
+    assert [t.uid for t in batch] == [1, 3, 5]
+
+
+def test_the_oldest_task_is_always_in_the_next_batch():
+    """A short old task is not passed over by a full batch of longer, newer ones."""
+    old = task(1, "short")
+    newer = [task(i, "y" * 400) for i in range(2, 40)]
+    batch = plan([old, *newer], token_budget=101 * 4, max_batch_size=4)
+    assert batch[0] is old and len(batch) == 4
 
 
 def test_token_budget_counts_padding_and_a_long_task_goes_alone():
@@ -40,7 +49,7 @@ def test_plan_properties(items, budget, max_size):
     batch = plan(queued, budget, max_size)
     assert batch and 1 <= len(batch) <= max_size
     assert len({(t.tier, t.target_language) for t in batch}) == 1
-    assert (batch[0].tier, batch[0].target_language) == (queued[0].tier, queued[0].target_language)
+    assert batch[0] is queued[0]
     longest = max(approx_tokens(t.text) for t in batch)
     assert len(batch) == 1 or len(batch) * longest <= budget
     assert len({t.uid for t in batch}) == len(batch)
