@@ -572,7 +572,8 @@ HEADER = (f"{'elapsed':>8} {'sup MiB':>8} {'(anon)':>7}  {'workers MiB':<22} {'o
 def print_sample(s: dict) -> None:
     sup = s["supervisor"]
     workers = " ".join(f"{w['rss']:.1f}" if "rss" in w else "-" for w in s["workers"])
-    print(f"{s['t']:7.0f}s {sup.get('rss', 0):8.1f} {sup.get('anon', 0):7.1f}  {workers:<22} {s['other_rss']:6.1f} "
+    rss = f"{sup['rss']:8.1f} {sup.get('anon', 0):7.1f}" if "rss" in sup else f"{'-':>8} {'-':>7}"
+    print(f"{s['t']:7.0f}s {rss}  {workers:<22} {s['other_rss']:6.1f} "
           f"{s['sent']:7} {s['accepted']:8} {s['done']:7} {s['events']:7} {s['kills']:5} {s['respawns']:8}",
           flush=True)
 
@@ -591,46 +592,57 @@ def run(app: SoakAppliance, opts) -> dict:
     next_watch = float("inf")
     next_alive = t0
     drain_until = None
+    died = None
     print(HEADER, flush=True)
-    while True:
-        now = time.monotonic()
-        if now >= next_alive:
-            app._alive()
-            next_alive = now + 1.0
-        if drain_until is None and now >= end:
-            drain_until = now + opts.drain
-            print(f"[{now - t0:7.1f}s] traffic stopped; waiting up to {opts.drain:.0f}s for replies and events",
-                  flush=True)
-        if drain_until is None:
-            while now >= next_send:
-                if now - next_send > 1.0:  # fell behind (a slow stats call): skip, do not burst
-                    next_send = now
-                soak.send_one(now)
-                next_send += interval
-            if now >= next_kill:
-                mon.kill(now)
-                next_kill += opts.kill_every
-                next_watch = now + 0.5
-        if now >= next_sample:
-            print_sample(mon.sample(soak, now))
-            next_sample += opts.sample_every
-        if now >= next_watch:
-            next_watch = now + 0.5 if mon.watch(now) else float("inf")
-        if drain_until is not None:
-            respawning = any(k["respawn_s"] is None for k in mon.kills)
-            if (soak.settled() and not respawning) or now >= drain_until:
-                break
-        deadline = min(next_send if drain_until is None else drain_until, next_sample, next_watch,
-                       next_kill if drain_until is None else float("inf"), next_alive)
-        soak.pump(min(0.2, max(0.0, deadline - time.monotonic())))
-    late_until = time.monotonic() + 1.0  # late duplicates would show up here
+    interrupted = False
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= next_alive:
+                if app.proc.poll() is not None:  # a finding, not a crash of the soak: report what came before
+                    died = app.proc.returncode
+                    print(f"[{now - t0:7.1f}s] the appliance exited with code {died}", flush=True)
+                    break
+                next_alive = now + 1.0
+            if drain_until is None and now >= end:
+                drain_until = now + opts.drain
+                print(f"[{now - t0:7.1f}s] traffic stopped; waiting up to {opts.drain:.0f}s for replies and events",
+                      flush=True)
+            if drain_until is None:
+                while now >= next_send:
+                    if now - next_send > 1.0:  # fell behind (a slow stats call): skip, do not burst
+                        next_send = now
+                    soak.send_one(now)
+                    next_send += interval
+                if now >= next_kill:
+                    mon.kill(now)
+                    next_kill += opts.kill_every
+                    next_watch = now + 0.5
+            if now >= next_sample:
+                print_sample(mon.sample(soak, now))
+                next_sample += opts.sample_every
+            if now >= next_watch:
+                next_watch = now + 0.5 if mon.watch(now) else float("inf")
+            if drain_until is not None:
+                respawning = any(k["respawn_s"] is None for k in mon.kills)
+                if (soak.settled() and not respawning) or now >= drain_until:
+                    break
+            deadline = min(next_send if drain_until is None else drain_until, next_sample, next_watch,
+                           next_kill if drain_until is None else float("inf"), next_alive)
+            soak.pump(min(0.2, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:  # Ctrl-C: stop here and report what was seen so far
+        interrupted = True
+    late_until = time.monotonic() + (0 if interrupted else 1.0)  # late duplicates would show up here
     while time.monotonic() < late_until:
         soak.pump(0.1)
     now = time.monotonic()
-    mon.watch(now)
-    print_sample(mon.sample(soak, now))
-    final_stats = mon.stats()
-    return {"soak": soak, "monitor": mon, "stats": final_stats, "elapsed_s": now - t0}
+    final_stats = {}
+    if died is None and not interrupted:
+        mon.watch(now)
+        print_sample(mon.sample(soak, now))
+        final_stats = mon.stats()
+    return {"soak": soak, "monitor": mon, "stats": final_stats, "elapsed_s": now - t0, "died": died,
+            "interrupted": interrupted}
 
 
 def summarize(opts, result: dict, exit_code, boot_s: float) -> tuple[dict, list[str]]:
@@ -683,7 +695,11 @@ def summarize(opts, result: dict, exit_code, boot_s: float) -> tuple[dict, list[
         problems.append(f"{len(not_back)} killed worker(s) not respawned: slots {[k['slot'] for k in not_back]}")
     if mon.restarts() < len(kills):
         problems.append(f"stats counted {mon.restarts()} restart(s) for {len(kills)} kill(s)")
-    if exit_code != 0:
+    if result["interrupted"]:
+        problems.insert(0, "interrupted: the run is partial (tasks in flight at the interruption count as lost)")
+    if result["died"] is not None:
+        problems.append(f"the appliance exited with code {result['died']} during the run (log tail below)")
+    elif exit_code != 0:
         problems.append(f"exit code after SIGTERM: {exit_code}")
     dropped = stats.get("edge", {})
     if any(dropped.values()):
@@ -710,7 +726,8 @@ def summarize(opts, result: dict, exit_code, boot_s: float) -> tuple[dict, list[
         "workers_rss_mib": workers,
         "samples": samples,
         "final_stats": stats,
-        "exit_code_after_sigterm": exit_code,
+        "exit_code_after_sigterm": exit_code if result["died"] is None else None,
+        "died_with_code": result["died"],
         "problems": problems,
     }
     return report, problems
@@ -754,6 +771,8 @@ def print_summary(report: dict) -> None:
     st = report["final_stats"]
     print(f"appliance: cache {st.get('cache', {}).get('hit_rate')} hit rate, tasks {st.get('tasks')}, "
           f"edge {st.get('edge')}; exit code after SIGTERM {report['exit_code_after_sigterm']}")
+    if report["died_with_code"] is not None:
+        print(f"appliance log tail:\n{report['appliance_log_tail'][-2500:]}")
     for p in report["problems"]:
         print(f"PROBLEM: {p}")
     if not report["problems"]:
@@ -803,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ready in {boot_s:.1f}s; endpoints {app.endpoints}", flush=True)
         result = run(app, opts)
         known = result["monitor"].known
+        if result["interrupted"]:
+            print("\ninterrupted: stopping the appliance", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the appliance", file=sys.stderr, flush=True)
         monitor = getattr(app, "monitor", None)
@@ -830,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.out.parent.mkdir(parents=True, exist_ok=True)
         opts.out.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
         print(f"wrote {opts.out}")
+    if result["interrupted"]:
+        return 130
     return 1 if problems else 0
 
 

@@ -15,6 +15,7 @@ four characters of Latin text. The budget bounds memory and step latency, not co
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -41,7 +42,7 @@ def plan(queued: Sequence[T], token_budget: int, max_batch_size: int) -> list[T]
         return []
     first = queued[0]
     key = (first.tier, first.target_language)
-    others = [t for t in queued[1:] if (t.tier, t.target_language) == key]
+    others = [t for t in itertools.islice(queued, 1, None) if (t.tier, t.target_language) == key]
     others.sort(key=lambda t: approx_tokens(t.text), reverse=True)
     batch = [first]
     longest = approx_tokens(first.text)

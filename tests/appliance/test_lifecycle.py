@@ -245,3 +245,38 @@ def test_a_second_appliance_on_the_same_run_dir_is_refused_and_leaves_the_first_
     assert "another appliance" in second.log()
     assert (first.run_dir / "endpoints.json").exists()
     assert first.request({"messageId": "m", "text": "still here", "targetLanguage": "fr", "sync": True})["status"] == "completed"
+
+
+def test_sigterm_during_startup_stops_the_workers_and_exits_0(start_appliance):
+    app = start_appliance(config={"workers": {"count": 2}}, env={"FAKE_RUNTIME_LOAD": "hang"}, wait=False)
+    app.wait_endpoints()
+    poll_until(lambda: len(psutil.Process(app.proc.pid).children()) >= 2, 30, what="2 workers spawned")
+    workers = psutil.Process(app.proc.pid).children()
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit(30) == exitcodes.EXIT_OK
+    assert "SIGTERM during startup" in app.log()
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_run_directory_others_may_write_into_is_refused(start_appliance, tmp_path):
+    run_dir = tmp_path / "shared-run"
+    run_dir.mkdir(mode=0o777)
+    os.chmod(run_dir, 0o777)
+    app = start_appliance(config={"server": {"run_dir": str(run_dir)}}, wait=False)
+    assert app.wait_exit(30) == exitcodes.EXIT_BIND_ERROR
+    assert "others may write into it" in app.log()
+
+
+def test_a_run_directory_of_another_user_is_refused(start_appliance, tmp_path):
+    run_dir = tmp_path / "theirs"
+    run_dir.mkdir(mode=0o700)
+    os.chown(run_dir, 65534, 65534)  # nobody (the tests run as root)
+    app = start_appliance(config={"server": {"run_dir": str(run_dir)}}, wait=False)
+    assert app.wait_exit(30) == exitcodes.EXIT_BIND_ERROR
+    assert "belongs to uid 65534" in app.log()
+
+
+def test_the_run_directory_is_private(start_appliance):
+    app = start_appliance()
+    assert (os.stat(app.run_dir).st_mode & 0o777) == 0o700

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +29,7 @@ def test_the_oldest_task_is_always_in_the_next_batch():
     """A short old task is not passed over by a full batch of longer, newer ones."""
     old = task(1, "short")
     newer = [task(i, "y" * 400) for i in range(2, 40)]
-    batch = plan([old, *newer], token_budget=101 * 4, max_batch_size=4)
+    batch = plan(deque([old, *newer]), token_budget=101 * 4, max_batch_size=4)  # the worker's queue
     assert batch[0] is old and len(batch) == 4
 
 
