@@ -210,6 +210,7 @@ class RequestService:
             found = await self.cache.lookup_persistent(missing)
             ms = (time.perf_counter() - started) * 1000.0
             hits.update({t: (found[k], ms) for t, k in keys.items() if k in found and t not in hits})
+            self._lookups.discard(asyncio.current_task())  # no longer waiting: counted as a task below
             self._check_serving(req)
             if req.task_id is not None and self._retry(req, digest, reply):
                 return  # the same task arrived while this one was looking up

@@ -769,8 +769,9 @@ def print_summary(report: dict) -> None:
     print(f"kills {len(report['kills'])}, respawned {sum(r is not None for r in respawn)} "
           f"(seconds to ready: {respawn}), restarts counted in stats {report['respawns_in_stats']}")
     st = report["final_stats"]
-    print(f"appliance: cache {st.get('cache', {}).get('hit_rate')} hit rate, tasks {st.get('tasks')}, "
-          f"edge {st.get('edge')}; exit code after SIGTERM {report['exit_code_after_sigterm']}")
+    if st:
+        print(f"appliance: cache {st.get('cache', {}).get('hit_rate')} hit rate, tasks {st.get('tasks')}, "
+              f"edge {st.get('edge')}; exit code after SIGTERM {report['exit_code_after_sigterm']}")
     if report["died_with_code"] is not None:
         print(f"appliance log tail:\n{report['appliance_log_tail'][-2500:]}")
     for p in report["problems"]:
