@@ -163,7 +163,7 @@ def request(endpoint: str, body: dict, timeout: float, keys: tuple[str, str] | N
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         end = time.monotonic() + timeout
-        failure = ""
+        failures: list[dict] = []
         while (left := end - time.monotonic()) > 0:
             ready = dict(poller.poll(int(left * 1000) + 1))
             if sock in ready:
@@ -175,8 +175,9 @@ def request(endpoint: str, body: dict, timeout: float, keys: tuple[str, str] | N
                         f"{endpoint} refused this client's key (ZAP status {event['value']}): its public .key "
                         "must be in the appliance's security.client_keys_dir"
                     )
-                failure = _handshake_hint(event, bool(keys))
-        raise NoAnswer(f"no answer from {endpoint} within {timeout:g}s" + (f" ({failure})" if failure else ""))
+                failures.append(event)
+        hint = _handshake_hint(failures, curve_on=bool(keys))
+        raise NoAnswer(f"no answer from {endpoint} within {timeout:g}s" + (f" ({hint})" if hint else ""))
     finally:
         sock.disable_monitor()
         monitor.close(linger=0)
@@ -184,14 +185,18 @@ def request(endpoint: str, body: dict, timeout: float, keys: tuple[str, str] | N
         ctx.term()
 
 
-def _handshake_hint(event: dict, curve_on: bool) -> str:
-    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and event["value"] == _MECHANISM_MISMATCH:
+def _handshake_hint(failures: list[dict], curve_on: bool) -> str:
+    """Why the handshakes failed, best guess. Which side notices a CURVE/NULL mismatch first
+    varies: the other side then just sees the connection close."""
+    if not failures:
+        return ""
+    if any(e["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and e["value"] == _MECHANISM_MISMATCH for e in failures):
         if curve_on:
-            return "the handshake failed: this endpoint does not use CURVE; drop --server-key/--client-key"
-        return "the handshake failed: the appliance requires CURVE; pass --server-key and --client-key"
+            return "this endpoint does not use CURVE: drop --server-key and --client-key"
+        return "the appliance requires CURVE: pass --server-key and --client-key"
     if curve_on:
         return "the CURVE handshake failed: is --server-key this appliance's public key?"
-    return "the handshake failed"
+    return "the handshake failed: does the appliance require CURVE (--server-key, --client-key)?"
 
 
 def _client(args: argparse.Namespace, settings: config.Settings) -> int:

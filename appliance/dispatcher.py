@@ -290,7 +290,7 @@ class Dispatcher:
             self._remember(record)
 
     def _remember(self, record: RequestRecord) -> None:
-        if not self.recent_capacity:
+        if not self.recent_capacity or not record.remember:
             return
         size = 200 + len(record.task_id) + len(record.message_id) + sum(len(o.event) for o in record.outcomes.values())
         if size > self.recent_max_bytes:

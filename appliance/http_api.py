@@ -14,23 +14,25 @@ Every error is a JSON body {"status": "error", "error": {"code", "message"}}.
 
 Limits, so that a slow or hostile client cannot hold memory or connections:
 
-    connections   at most http.max_connections at once; one more is answered 503 "overloaded"
-                  and closed at once, unread.
-    idle          a keep-alive connection waits IDLE_TIMEOUT_S for the first byte of its next
-                  request, then is closed.
+    connections   at most http.max_connections (256) at once; one more is answered 503
+                  "overloaded" and closed at once, unread.
+    idle          a keep-alive connection waits IDLE_TIMEOUT_S (30 s) for the first byte of its
+                  next request, then is closed.
     head          once that first byte came, the request line and the whole header block must
-                  arrive within http.header_timeout_s (else 408, closed). A line holds at most
-                  MAX_LINE bytes (414 / 431), the block at most MAX_HEAD bytes and MAX_HEADERS
-                  headers (431).
+                  arrive within http.header_timeout_s (10 s), else 408 and closed. A line holds at
+                  most MAX_LINE (8 KiB: 414 for the request line, 431 for a header), the block at
+                  most MAX_HEAD (32 KiB) and MAX_HEADERS (100) headers (431).
     framing       a body is framed by Content-Length only, 0..limits.max_request_bytes (else 413).
-                  Transfer-Encoding is refused (501), and so are a duplicated Content-Length,
-                  Host, Connection or Authorization header, a malformed header line or a
-                  malformed Content-Length (400): each closes the connection, so no byte of an
-                  unparsed body is ever read as a request.
-    body          must arrive within IDLE_TIMEOUT_S; a reply must be taken within IDLE_TIMEOUT_S.
+                  Transfer-Encoding of any kind is refused (501); a duplicated Content-Length,
+                  Host, Connection or Authorization, a malformed header line or Content-Length,
+                  or a version other than HTTP/1.0 and 1.1 is a 400 (505). Each closes the
+                  connection, so no byte of an unparsed body is ever read as a request.
+    body, reply   the body must arrive, and the reply be taken, within IDLE_TIMEOUT_S.
+    memory        besides the parsed head and the body, a connection's reader holds about
+                  2 x RECV_BUFFER (the accepted socket's SO_RCVBUF, 32 KiB) at most.
     auth          when security.http_token is set, every request but GET /health needs
                   `Authorization: Bearer <token>`, else 401 "unauthorized" with
-                  `WWW-Authenticate: Bearer` (an unread body then closes the connection).
+                  `WWW-Authenticate: Bearer` (a request with an unread body is then closed).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import asyncio
 import hmac
 import logging
 import re
-from typing import Protocol
+import socket
+from typing import NamedTuple, Protocol
 
 from appliance import protocol
 from appliance.config import Settings
@@ -50,6 +53,7 @@ log = logging.getLogger("meeshy.http")
 MAX_LINE = 8192
 MAX_HEAD = 32 * 1024
 MAX_HEADERS = 100
+RECV_BUFFER = 32 * 1024  # SO_RCVBUF of accepted sockets (Linux doubles it)
 IDLE_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
 REASONS = {
@@ -87,14 +91,11 @@ class HttpError(Exception):
         self.code = code
 
 
-class Request:
-    __slots__ = ("method", "path", "version", "headers")
-
-    def __init__(self, method: str, path: str, version: str, headers: dict[str, str]) -> None:
-        self.method = method
-        self.path = path
-        self.version = version
-        self.headers = headers
+class Request(NamedTuple):
+    method: str
+    path: str
+    version: str
+    headers: dict[str, str]  # lower-cased names
 
 
 class HttpApi:
@@ -110,8 +111,13 @@ class HttpApi:
         self._full_logged = False
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        # `limit` bounds one line and, at twice that, what a connection's reader buffers.
-        return await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
+        # `limit` bounds one line, and the reader pauses its transport past twice that; but one read
+        # hands it all the kernel holds for the socket (~128 KiB by default). Accepted sockets
+        # inherit the listener's smaller receive buffer, which bounds that read.
+        server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
+        for sock in server.sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+        return server
 
     # -------------------------------------------------------------- connection
 

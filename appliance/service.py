@@ -247,6 +247,7 @@ class RequestService:
             targets=list(dict.fromkeys([*req.targets, *answered])),
             accepted_at=time.monotonic(),
             detection=detection,
+            remember=req.task_id is not None,  # a taskId we made up is retried by no one
         )
         for target in req.targets:
             if target in answered:

@@ -53,6 +53,7 @@ class RequestRecord:
     remaining: int = 0  # units in the table
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
+    remember: bool = True  # kept for retries once finished (the client chose the taskId)
     waiters: list[Waiter] = field(default_factory=list)
 
 

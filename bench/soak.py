@@ -17,10 +17,11 @@ REQ on the requests port; one SUB reads every event. Each request is drawn from 
                   models) from en/fr/es/de to another of them; a quarter with sourceLanguage auto
     multi         a new sentence to every other language, a third also to its own (answered at
                   the edge); a quarter with sourceLanguage auto
-    retry         an accepted request of the last 30 s sent again with its taskId: must get
-                  `duplicate: true` and start no new work; the targets that had finished may get
-                  their event again (DESIGN.md: "gets finished targets' outcomes again"), so a
-                  retried task may have one more event per target per retry, never more
+    retry         an accepted request of the last 30 s (of the last 2048 requests at high rates)
+                  sent again with its taskId: must get `duplicate: true` and start no new work;
+                  targets already finished may get their event again (DESIGN.md: a retry "gets
+                  finished targets' outcomes again"), so a retried task may have one more event
+                  per target per retry, never more
     unsupported   a target no model serves (unsupported_language, no events)
     invalid_json  a truncated JSON frame (invalid_json)
     too_long      a text one character over max_text_chars (text_too_long)
@@ -73,7 +74,8 @@ MIB = 1024 * 1024
 MAX_TEXT_CHARS = 5000
 HIT_SEED = 4242
 MISS_SEED = 7000
-RETRY_WINDOW_S = 30.0  # well within recent_task_ids (4096) at soak rates
+RETRY_WINDOW_S = 30.0
+RETRY_WINDOW_IDS = 2048  # half of [limits] recent_task_ids: a retried task is still remembered
 UNSERVED = ("ja", "sw", "ko")
 BASE_MIX = {"hit": 35, "miss": 25, "multi": 15, "retry": 5, "unsupported": 5, "invalid_json": 5,
             "too_long": 5, "fail": 5}
@@ -293,7 +295,8 @@ class Soak:
     def send_one(self, now: float) -> None:
         category = self.rng.choices(self.categories, self.weights)[0]
         if category == "retry":
-            while self.recent and now - self.recent[0][0] > RETRY_WINDOW_S:
+            window = min(RETRY_WINDOW_S, RETRY_WINDOW_IDS / self.opts.rate)
+            while self.recent and now - self.recent[0][0] > window:
                 self.recent.popleft()
             if not self.recent:
                 category = "hit"
@@ -372,7 +375,11 @@ class Soak:
         self._check_complete(mid, now)
 
     def on_event(self, raw: bytes, now: float) -> None:
-        event = json.loads(raw)
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            self._unexpected(f"unreadable event {raw[:120]!r}")
+            return
         task_id = event.get("taskId", "")
         if not task_id.startswith(self.prefix):
             self.foreign_events += 1  # connect_clients' probes
@@ -620,7 +627,7 @@ def run(app: SoakAppliance, opts) -> dict:
                     next_watch = now + 0.5
             if now >= next_sample:
                 print_sample(mon.sample(soak, now))
-                next_sample += opts.sample_every
+                next_sample = max(next_sample + opts.sample_every, now)  # no burst after a slow stats call
             if now >= next_watch:
                 next_watch = now + 0.5 if mon.watch(now) else float("inf")
             if drain_until is not None:

@@ -196,7 +196,8 @@ def test_client_commands_without_an_allowed_key_get_no_answer(curve_server):
     )
     assert stranger.returncode == exitcodes.EXIT_UNAVAILABLE and "refused this client's key" in stranger.stderr
     plain = cli("ping", "--endpoint", ep, "--timeout", "1")
-    assert plain.returncode == exitcodes.EXIT_UNAVAILABLE and "requires CURVE" in plain.stderr
+    # the hint depends on which side notices the mechanism mismatch first; both name CURVE
+    assert plain.returncode == exitcodes.EXIT_UNAVAILABLE and "CURVE" in plain.stderr
 
 
 @pytest.mark.timeout(60)

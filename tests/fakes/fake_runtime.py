@@ -8,6 +8,7 @@ inherit from the appliance process:
     FAKE_RUNTIME_LOAD       "ok" (default) | "fail" (raise at load) | "exit:N" | "hang"
     FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
     FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
+    FAKE_RUNTIME_ERROR_FLAG a path: while that file exists, every job fails with translation_failed
     FAKE_RUNTIME_JOB_LOG    a path: every job the fake decodes (not a cache hit, not a repeat in its
                             batch) appends one JSON line {"text", "source", "target", "tier",
                             "pid"} (see `jobs_logged`), so a test can count what was decoded
@@ -103,7 +104,8 @@ class FakeRuntime:
                 os._exit(13)
             while "__hang__" in job.text:
                 time.sleep(3600)
-            if "__error__" in job.text:
+            flag = os.environ.get("FAKE_RUNTIME_ERROR_FLAG")
+            if "__error__" in job.text or (flag and os.path.exists(flag)):
                 out.append(TranslationError("translation_failed", "fake error"))
                 continue
             source = job.source_language
