@@ -24,7 +24,8 @@ from pathlib import Path
 
 import msgspec
 
-TIERS = ("basic", "medium", "premium")
+from ipc.tiers import TIERS
+
 
 
 class ConfigError(ValueError):

@@ -73,7 +73,9 @@ def generate(directory: Path, name: str) -> tuple[Path, Path]:
     public, secret = directory / f"{name}{PUBLIC_SUFFIX}", directory / f"{name}{SECRET_SUFFIX}"
     for path in (public, secret):
         if os.path.lexists(path):
-            raise FileExistsError(f"{path} already exists: keygen never overwrites a key (pick another --name or --dir)")
+            raise FileExistsError(
+                f"{path} already exists: keygen never overwrites a key (pick another --name or --dir)"
+            )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # pyzmq writes with the umask's mode: generate in a private (0700) temporary directory, then
     # copy into files created exclusively with their final mode, so the secret is never readable
@@ -171,7 +173,9 @@ def load_client_keys(directory: str | os.PathLike, what: str = "security.client_
 class EdgeCurve:
     """The server side: the appliance's key pair and the ZAP handler allowing the client keys."""
 
-    def __init__(self, public_key: bytes, secret_key: bytes, client_keys_dir: Path, client_keys: frozenset[bytes]) -> None:
+    def __init__(
+        self, public_key: bytes, secret_key: bytes, client_keys_dir: Path, client_keys: frozenset[bytes]
+    ) -> None:
         self.public_key = public_key
         self._secret_key = secret_key
         self.client_keys_dir = client_keys_dir
@@ -187,7 +191,9 @@ class EdgeCurve:
         assert secret is not None
         mode = Path(path).stat().st_mode
         if mode & 0o077:
-            log.warning("security.server_secret_key: %s is readable by other users (mode %o); chmod 600 it", path, mode & 0o777)
+            log.warning(
+                "security.server_secret_key: %s is readable by other users (mode %o); chmod 600 it", path, mode & 0o777
+            )
         keys = load_client_keys(security.client_keys_dir)
         return cls(public, secret, Path(security.client_keys_dir), keys)
 
@@ -251,7 +257,8 @@ def client_options(
         server_public, server_secret = load_key_file(server_key, "server public key", secret=False)
         if server_secret is not None:
             raise CurveError(
-                f"server public key: {server_key} holds the server's secret key; clients get only its {PUBLIC_SUFFIX} file"
+                f"server public key: {server_key} holds the server's secret key; "
+                f"clients get only its {PUBLIC_SUFFIX} file"
             )
     public, secret = load_key_file(client_secret_key_file, "client secret key", secret=True)
     if isinstance(target, zmq.Socket) and target.getsockopt(zmq.LAST_ENDPOINT):

@@ -107,7 +107,6 @@ class HttpApi:
         self.header_timeout_s = settings.http.header_timeout_s
         self.token = settings.security.http_token.encode()
         self.active = 0
-        self.rejected = 0
         self._full_logged = False
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
@@ -141,7 +140,6 @@ class HttpApi:
 
     def _reject(self, writer: asyncio.StreamWriter) -> None:
         """Over the cap: a fixed 503 into an empty send buffer, then close, reading nothing."""
-        self.rejected += 1
         if not self._full_logged:
             self._full_logged = True
             log.warning("HTTP connection limit reached (http.max_connections = %d): refusing", self.max_connections)

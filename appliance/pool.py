@@ -68,6 +68,8 @@ class Slot:
             "held": held,
             "tasks": self.stats.tasks if self.stats else 0,
             "batches": self.stats.batches if self.stats else 0,
+            "failures": self.stats.failures if self.stats else 0,
+            "busy_s": round(self.stats.busy_s, 3) if self.stats else 0.0,
             "rss_bytes": self.stats.rss_bytes if self.stats else 0,
         }
 

@@ -21,8 +21,8 @@ import msgspec
 
 from appliance.languages import canonical
 from ipc.cache_key import Detection, Segments
+from ipc.tiers import MODEL_TYPES
 
-MODEL_TYPES = ("basic", "medium", "premium", "auto")
 AUTO = "auto"
 
 INVALID_JSON = "invalid_json"

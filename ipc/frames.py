@@ -5,7 +5,7 @@ Two channels, one tagged union per direction, every frame one msgpack message:
     supervisor ──PUSH tasks-<slot>.ipc──▶ worker <slot>       ToWorker   = Task | Drain
     supervisor ◀──PULL results.ipc────── every worker         FromWorker = Ready | Result
                                                                           | TaskFailed | Heartbeat
-                                                                          | Stats | Fatal | Stopped
+                                                                          | Stats | Fatal
 
 Every struct is `array_like=True` (the tag is element 0, then the fields in order), so the field
 order *is* the wire format: only ever append fields, with defaults. Decoders ignore trailing
@@ -27,7 +27,8 @@ import msgspec
 
 from ipc.cache_key import Segments
 
-PROTOCOL_VERSION = 2  # 2: messages segmented by the worker, Result.segments, no Task.cache_key
+PROTOCOL_VERSION = 3  # 2: messages segmented by the worker, Result.segments, no Task.cache_key;
+# 3: no Stopped frame, Heartbeat without `queued`
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,7 +71,7 @@ class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
 
 
 class Drain(msgspec.Struct, tag="drain", array_like=True, gc=False, frozen=True):
-    """Finish every task already received, answer them, send Stopped, exit 0."""
+    """Finish every task already received, answer them, exit 0."""
 
 
 ToWorker = Task | Drain
@@ -134,7 +135,6 @@ class Heartbeat(msgspec.Struct, tag="heartbeat", array_like=True, gc=False, froz
 
     slot: int
     pid: int
-    queued: int  # tasks received but not yet answered
 
 
 class Stats(msgspec.Struct, tag="stats", array_like=True, gc=False, frozen=True):
@@ -159,12 +159,4 @@ class Fatal(msgspec.Struct, tag="fatal", array_like=True, gc=False, frozen=True)
     exit_code: int
 
 
-class Stopped(msgspec.Struct, tag="stopped", array_like=True, gc=False, frozen=True):
-    """Answer to Drain: every received task has been answered; the worker exits 0."""
-
-    slot: int
-    pid: int
-    tasks: int
-
-
-FromWorker = Ready | Result | TaskFailed | Heartbeat | Stats | Fatal | Stopped
+FromWorker = Ready | Result | TaskFailed | Heartbeat | Stats | Fatal

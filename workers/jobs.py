@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-AUTO = "auto"
+from ipc.tiers import AUTO
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ Lifecycle (entry point `main`, started by the supervisor with the `spawn` method
     serve: drain queued Task frames ─▶ plan a batch (workers.batching)
            ─▶ runtime.translate(batch, cache=the shared table) ─▶ one Result / TaskFailed per task
            ─▶ repeat; Heartbeat when idle, Stats every few.
-    Drain frame: answer everything received, send Stopped, exit EXIT_OK.
+    Drain frame: answer everything received, exit EXIT_OK.
 
 The shared cache (`spec.cache_name`, attached, never created: the supervisor owns it) is the
 runtime's segment cache: the runtime looks each segment up by the token ids its model would
@@ -51,7 +51,6 @@ from ipc.frames import (
     Ready,
     Result,
     Stats,
-    Stopped,
     Task,
     TaskFailed,
     WorkerSpec,
@@ -66,7 +65,7 @@ log = logging.getLogger("meeshy.worker")
 
 STATS_EVERY_HEARTBEATS = 5
 DRAIN_MAX_FRAMES = 1024  # frames read per drain, so a flood cannot starve decoding
-CLOSE_LINGER_MS = 2000  # the last frames (Stopped, Fatal) must reach the supervisor
+CLOSE_LINGER_MS = 2000  # the last frames (answers to a Drain, Fatal) must reach the supervisor
 PR_SET_PDEATHSIG = 1
 
 
@@ -173,7 +172,6 @@ class WorkerProcess:
                 )
             )
             self._serve(runtime)
-            self._send(Stopped(slot=spec.slot, pid=self.pid, tasks=self.tasks_done))
             return EXIT_OK
         except Orphaned:
             return EXIT_ORPHANED
@@ -332,7 +330,7 @@ class WorkerProcess:
             return
         if spec.supervisor_pid and os.getppid() != spec.supervisor_pid:
             raise Orphaned
-        self._send(Heartbeat(slot=spec.slot, pid=self.pid, queued=len(self.queued)))
+        self._send(Heartbeat(slot=spec.slot, pid=self.pid))
         self.heartbeats += 1
         if self.heartbeats % STATS_EVERY_HEARTBEATS == 0:
             self._send(

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-TIERS = ("basic", "medium", "premium")
-AUTO = "auto"
+from ipc.tiers import AUTO, TIERS
+
 PIVOT = "en"
 
 

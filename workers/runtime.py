@@ -33,9 +33,10 @@ import numpy as np
 
 from ipc.cache_key import CachedTranslation, Segments, segment_key
 from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
-from workers.jobs import AUTO, Translation, TranslationError, TranslationJob
+from ipc.tiers import AUTO, TIERS
+from workers.jobs import Translation, TranslationError, TranslationJob
 from workers.manifest import ManifestError, ModelSpec, load_specs
-from workers.registry import TIERS, AutoTiers, Registry, Route
+from workers.registry import AutoTiers, Registry, Route
 from workers.segmenter import Piece, reassemble, segment, split_to_fit
 from workers.tokenizer import load_tokenizer
 

@@ -159,7 +159,8 @@ class CurveServer:
             if request.get("type") == "ping":
                 answer = {"state": "ready", "ready": True, "workers": {"ready": 1, "total": 1}}
             else:
-                results = [{"targetLanguage": t, "translatedText": request["text"][::-1]} for t in request["targetLanguages"]]
+                text = request["text"][::-1]
+                results = [{"targetLanguage": t, "translatedText": text} for t in request["targetLanguages"]]
                 answer = {"status": "completed", "results": results}
             await router.send_multipart([*envelope, json.dumps(answer).encode()])
 
@@ -171,7 +172,9 @@ def curve_server(tmp_path):
         assert cli("keygen", "--dir", str(keys), "--name", name).returncode == 0
     allowed.mkdir()
     shutil.copy(keys / "gw1.key", allowed)
-    security = SecuritySettings(curve=True, server_secret_key=str(keys / "server.key_secret"), client_keys_dir=str(allowed))
+    security = SecuritySettings(
+        curve=True, server_secret_key=str(keys / "server.key_secret"), client_keys_dir=str(allowed)
+    )
     with CurveServer(security, f"ipc://{tmp_path}/curve.ipc") as server:
         server.keys = keys
         yield server
@@ -180,7 +183,9 @@ def curve_server(tmp_path):
 @pytest.mark.timeout(90)
 def test_client_commands_speak_curve_with_server_and_client_keys(curve_server):
     ep, keys = curve_server.endpoint, curve_server.keys
-    with_keys = ["--endpoint", ep, "--server-key", str(keys / "server.key"), "--client-key", str(keys / "gw1.key_secret")]
+    with_keys = [
+        "--endpoint", ep, "--server-key", str(keys / "server.key"), "--client-key", str(keys / "gw1.key_secret")
+    ]
     ping = cli("ping", *with_keys)
     assert ping.returncode == 0 and "1/1 worker(s) ready" in ping.stdout, ping.stderr
     translated = cli("translate", "hello", "--to", "fr", *with_keys)
@@ -212,6 +217,7 @@ def test_curve_flags_are_checked_before_anything_is_sent(tmp_path):
     )
     assert public_as_secret.returncode == exitcodes.EXIT_CONFIG and "only a public key" in public_as_secret.stderr
     leaked = cli(
-        "ping", "--endpoint", ep, "--server-key", str(keys / "server.key_secret"), "--client-key", str(keys / "server.key_secret")
+        "ping", "--endpoint", ep,
+        "--server-key", str(keys / "server.key_secret"), "--client-key", str(keys / "server.key_secret"),
     )
     assert leaked.returncode == exitcodes.EXIT_CONFIG and "clients get only" in leaked.stderr

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from ipc.cache_key import CachedTranslation, cache_key
-from workers.jobs import AUTO, Translation, TranslationError, TranslationJob
+from ipc.tiers import AUTO
+from workers.jobs import Translation, TranslationError, TranslationJob
 
 LANGUAGES = {
     "basic": [("en", "fr")],

@@ -17,7 +17,6 @@ from ipc.frames import (
     Ready,
     Result,
     Stats,
-    Stopped,
     Task,
     TaskFailed,
     WorkerSpec,
@@ -29,10 +28,9 @@ FROM_WORKER = [
     Ready(PROTOCOL_VERSION, 0, 42, {"basic": [("en", "fr")]}, [ModelInfo("m", "marian", "basic", "int8", ["en-fr"])]),
     Result(1, 1, 0, 42, "le chat", "en", "fr", 0.9, "m", "basic", 12.5),
     TaskFailed(1, 2, 0, 42, "unsupported_language", "no"),
-    Heartbeat(0, 42, 3),
+    Heartbeat(0, 42),
     Stats(0, 42, 10, 1, 4, 0.5, 1 << 20),
     Fatal(0, 42, "model_load_error", "missing manifest", 3),
-    Stopped(0, 42, 10),
 ]
 
 
@@ -47,7 +45,7 @@ def test_to_worker_round_trip(frame):
 
 
 def test_tag_is_first_element_of_an_array():
-    assert msgspec.msgpack.decode(codec.encode(Heartbeat(1, 2, 3))) == ["heartbeat", 1, 2, 3]
+    assert msgspec.msgpack.decode(codec.encode(Heartbeat(1, 2))) == ["heartbeat", 1, 2]
 
 
 def test_ready_from_a_newer_protocol_still_decodes_so_it_can_be_refused():
@@ -58,7 +56,7 @@ def test_ready_from_a_newer_protocol_still_decodes_so_it_can_be_refused():
 
 def test_directions_do_not_mix():
     with pytest.raises(codec.FrameError):
-        codec.decode_to_worker(codec.encode(Heartbeat(0, 1, 0)))
+        codec.decode_to_worker(codec.encode(Heartbeat(0, 1)))
     with pytest.raises(codec.FrameError):
         codec.decode_from_worker(codec.encode(Drain()))
 
