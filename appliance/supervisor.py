@@ -45,7 +45,8 @@ import zmq.asyncio
 
 from appliance import exitcodes, pool, protocol
 from appliance.cache import ApplianceCache
-from appliance.config import Settings
+from appliance.config import Settings, is_loopback
+from appliance.curve import CurveError, EdgeCurve
 from appliance.dispatcher import Dispatcher
 from appliance.edge import Edge, buffer_hwm
 from appliance.pool import Slot, SlotState, WorkerPool
@@ -134,7 +135,20 @@ class Supervisor:
         self.run_dir: RunDir | None = None
         self.cache: ApplianceCache | None = None
         self.pool: WorkerPool | None = None
+        self.curve: EdgeCurve | None = None
         try:
+            if self.settings.security.curve:
+                try:
+                    self.curve = EdgeCurve.load(self.settings.security)
+                except CurveError as exc:
+                    log.error("%s", exc)
+                    return exitcodes.EXIT_CONFIG
+                self.curve.start(self.ctx)
+            elif not is_loopback(self.settings.server.bind_address):
+                log.warning(
+                    "requests and events on %s are open to anyone who can reach it: enable [security] curve "
+                    "(docs/operations.md, Security)", self.settings.server.bind_address,
+                )
             try:
                 self._open()
                 await self._open_http()
@@ -173,14 +187,18 @@ class Supervisor:
             for i in range(n)
         ]
         router_hwm, pub_hwm = buffer_hwm(s)
+        secure = self.curve.secure if self.curve is not None else None
         router = self._socket(
             Role.REQUESTS,
             tcp(s.server.bind_address, s.server.zmq_port),
             router_hwm,
             ipc.edge_linger_ms,
             max_msg_size=2 * s.limits.max_request_bytes,
+            configure=secure,
         )
-        pub = self._socket(Role.EVENTS, tcp(s.server.bind_address, s.server.zmq_pub_port), pub_hwm, ipc.edge_linger_ms)
+        pub = self._socket(
+            Role.EVENTS, tcp(s.server.bind_address, s.server.zmq_pub_port), pub_hwm, ipc.edge_linger_ms, configure=secure
+        )
         self._open_cache()
         self.pool = WorkerPool(s, endpoints, task_socks, lambda slot, pid: self.events.put_nowait(WorkerExited(slot, pid)))
         self.pool.cache_name = self.cache.name if self.cache else ""
@@ -208,7 +226,7 @@ class Supervisor:
         except (OSError, ValueError) as exc:
             log.error("cannot create the shared-memory cache (%s): running without a cache", exc)
 
-    def _socket(self, role: Role, endpoint: str, hwm: int, linger_ms: int, **kw: int) -> zmq.asyncio.Socket:
+    def _socket(self, role: Role, endpoint: str, hwm: int, linger_ms: int, **kw) -> zmq.asyncio.Socket:
         sock = make_socket(self.ctx, role, endpoint, hwm=hwm, linger_ms=linger_ms, **kw)
         self.sockets.append(sock)
         return sock
@@ -243,6 +261,8 @@ class Supervisor:
             self.loop.remove_signal_handler(sig)
         for sock in self.sockets:
             sock.close()
+        if self.curve is not None:
+            self.curve.stop()
         self.ctx.term()
         self.notifier.close()
         if self.cache is not None:

@@ -21,6 +21,7 @@ The factory works with a plain `zmq.Context` and a `zmq.asyncio.Context` alike.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import TypeVar
 
 import zmq
@@ -56,11 +57,13 @@ def make_socket(
     hwm: int,
     linger_ms: int,
     max_msg_size: int | None = None,
+    configure: Callable[[zmq.Socket], None] | None = None,
 ) -> S:
     """Create, configure and bind or connect a socket for `role`.
 
     `max_msg_size` caps what a peer may send (a bigger message drops that peer's connection):
     the edge uses it so no client can make the appliance buffer an arbitrary payload.
+    `configure` sets further options before the bind (security options take effect only then).
     """
     if hwm <= 0:
         raise ValueError(f"hwm must be positive (0 would mean unbounded), got {hwm}")
@@ -77,6 +80,8 @@ def make_socket(
             sock.setsockopt(zmq.IPV6, 1)
         if role is Role.SUBSCRIBER:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if configure is not None:
+            configure(sock)
         if role.binds:
             sock.bind(endpoint)
         else:

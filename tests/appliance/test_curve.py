@@ -9,6 +9,7 @@ arrived" is asserted after the refusal happened, not after a guessed delay.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from appliance import curve
 from appliance.config import SecuritySettings
+from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -377,3 +379,52 @@ def test_client_options_check_their_keys(keys, tmp_path):
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def test_a_curve_appliance_serves_allowed_clients_only(start_appliance, tmp_path):
+    """Through the real appliance: an unauthenticated REQ and SUB get nothing, an allowed one is served."""
+    server_public, server_secret = curve.generate(tmp_path / "keys", "server")
+    good_public, good_secret = curve.generate(tmp_path / "keys", "good")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    shutil.copy(good_public, allowed / good_public.name)
+    app = start_appliance(
+        config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
+        wait=False,
+    )
+    endpoints = app.wait_endpoints()
+    ctx = zmq.Context()
+    try:
+        def client(kind: int, endpoint: str, secure: bool) -> zmq.Socket:
+            sock = ctx.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            if secure:
+                curve.client_options(sock, server_public, good_secret)
+            if kind == zmq.SUB:
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(endpoint)
+            return sock
+
+        plain_req = client(zmq.REQ, endpoints["requests"], secure=False)
+        plain_sub = client(zmq.SUB, endpoints["events"], secure=False)
+        good_req = client(zmq.DEALER, endpoints["requests"], secure=True)
+        good_sub = client(zmq.SUB, endpoints["events"], secure=True)
+        plain_req.send(b'{"type": "ping"}')
+
+        def ready() -> bool:
+            good_req.send(b'{"type": "ping"}')
+            return good_req.poll(1000) and json.loads(good_req.recv()).get("ready") is True
+
+        poll_until(ready, 60, what="the allowed client's ping")
+        while good_req.poll(200):
+            good_req.recv()
+
+        def published() -> bool:
+            good_req.send(b'{"messageId": "c", "taskId": "curve-1", "text": "secret", "targetLanguage": "fr", "sourceLanguage": "en"}')
+            return good_sub.poll(1000) and b"curve-1" in good_sub.recv()
+
+        poll_until(published, 30, what="an event for the allowed subscriber")
+        # The plain clients' messages were never read: no reply, no event.
+        assert not plain_req.poll(QUIET_MS) and not plain_sub.poll(QUIET_MS)
+    finally:
+        ctx.destroy(linger=0)
