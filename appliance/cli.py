@@ -27,7 +27,8 @@ from pathlib import Path
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from appliance import config, curve, exitcodes
+from appliance import config, curve
+from ipc import exitcodes
 from ipc.endpoints import tcp
 from ipc.sockets import Role, make_socket
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 
-from appliance import exitcodes, pool, protocol
+from appliance import pool, protocol
 from appliance.cache import ApplianceCache
 from appliance.config import Settings, is_loopback
 from appliance.curve import CurveError, EdgeCurve
@@ -53,7 +53,7 @@ from appliance.pool import Slot, SlotState, WorkerPool
 from appliance.rundir import RunDir, RunDirError
 from appliance.sdnotify import Notifier
 from appliance.service import DRAINING, SERVING, STARTING, STOPPED, RequestService
-from ipc import codec, exitcodes as worker_exits
+from ipc import codec, exitcodes
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
 from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Ready, Result, Stats, TaskFailed
 from ipc.sockets import Role, bound_endpoint, make_socket
@@ -304,7 +304,7 @@ class Supervisor:
                     await self._await_fatal(slot)
                     code = self.pool.reap(slot)
                     log.error("%s", self._boot_failure(slot, code))
-                    self._status(f"failed: worker {slot.index} {worker_exits.describe(code)} while loading models")
+                    self._status(f"failed: worker {slot.index} {exitcodes.describe(code)} while loading models")
                     return exitcodes.EXIT_BOOT_ERROR
                 case ProtocolMismatch():
                     return exitcodes.EXIT_PROTOCOL_MISMATCH
@@ -324,17 +324,17 @@ class Supervisor:
             await asyncio.sleep(0.02)
 
     def _boot_failure(self, slot: Slot, code: int | None) -> str:
-        what = worker_exits.describe(code)
+        what = exitcodes.describe(code)
         detail = f": {slot.last_fatal.message}" if slot.last_fatal else ""
         w = self.settings.workers
-        if code == worker_exits.EXIT_BOOT_ERROR:
+        if code == exitcodes.EXIT_BOOT_ERROR:
             hint = (
                 f"check the models directory {w.models_dir} ([workers] models_dir or MEESHY_MODELS_DIR; "
                 f"build the built-in models with `python export_models.py --builtin`) and [workers] tiers"
             )
         elif code is not None and code < 0:
             hint = "it was killed; if the kernel killed it for memory (see `dmesg`), lower TRANSLATION_WORKERS"
-        elif code == worker_exits.EXIT_BAD_SPEC:
+        elif code == exitcodes.EXIT_BAD_SPEC:
             hint = "the worker and supervisor code are out of step: reinstall, then restart"
         else:
             hint = f"see the worker's log above; the entry point is [workers] entrypoint = {w.entrypoint!r}"
@@ -391,7 +391,7 @@ class Supervisor:
             return None
         now = time.monotonic()
         delay = pool.record_crash(slot, self.settings, now)
-        reason = worker_exits.describe(code) + (f" ({slot.last_fatal.message})" if slot.last_fatal else "")
+        reason = exitcodes.describe(code) + (f" ({slot.last_fatal.message})" if slot.last_fatal else "")
         if delay is None:
             r = self.settings.respawn
             return self._halt(

@@ -1,17 +1,37 @@
-"""Exit codes of a worker process: part of the worker -> supervisor contract.
+"""Exit codes, of both processes: one home, so two meanings never share a name.
 
-The supervisor reads a dead worker's exit code to say what happened and what to change; a
-negative code (from `multiprocessing`) means the worker was killed by that signal.
+The appliance's (the supervisor process: for systemd, scripts and the operations guide):
+`systemd/meeshy-appliance.service` lists the ones a restart cannot fix in
+`RestartPreventExitStatus=`, so a broken configuration or model directory fails once, loudly,
+instead of restarting in a loop. Sysexits values where one fits.
+
+A worker's (part of the worker -> supervisor contract): the supervisor reads a dead worker's exit
+code to say what happened and what to change; a negative code (from `multiprocessing`) means the
+worker was killed by that signal.
 """
 
 from __future__ import annotations
 
 import signal
 
-EXIT_OK = 0  # drained on request
+# ---------------------------------------------------------------- the appliance process
+
+EXIT_OK = 0  # served and drained (SIGTERM/SIGINT), or a client command succeeded; a worker: drained
+EXIT_FAILURE = 1  # an unexpected error (a bug): the traceback is in the log
+EXIT_USAGE = 64  # bad command line (EX_USAGE)
+EXIT_UNAVAILABLE = 69  # CLI: no appliance answered at the endpoint (EX_UNAVAILABLE)
+EXIT_CONFIG = 78  # bad config file or environment override (EX_CONFIG)
+EXIT_BOOT_ERROR = 3  # a worker failed while loading its models (the worker's code and the appliance's)
+EXIT_PROTOCOL_MISMATCH = 4  # a worker speaks another internal protocol version
+EXIT_CRASH_LOOP = 5  # a worker slot kept crashing; the appliance halted
+EXIT_STARTUP_TIMEOUT = 6  # workers did not all report ready within workers.startup_timeout_s
+EXIT_BIND_ERROR = 7  # a port or the run directory could not be bound
+EXIT_REQUEST_FAILED = 8  # CLI: the appliance answered with an error
+
+# ---------------------------------------------------------------- a worker process
+
 EXIT_UNEXPECTED = 1  # an uncaught exception (a bug): the traceback is on stderr
 EXIT_BAD_SPEC = 2  # the start arguments did not decode (supervisor and worker out of step)
-EXIT_BOOT_ERROR = 3  # the runtime failed to load its models: see the Fatal frame's message
 EXIT_ORPHANED = 4  # the supervisor went away
 
 _NAMES = {
@@ -24,7 +44,7 @@ _NAMES = {
 
 
 def describe(exitcode: int | None) -> str:
-    """'exit code 3 (EXIT_BOOT_ERROR)', 'killed by SIGKILL', ... for log lines."""
+    """A worker's exit: 'exit code 3 (EXIT_BOOT_ERROR)', 'killed by SIGKILL', ... for log lines."""
     if exitcode is None:
         return "still running"
     if exitcode < 0:

@@ -18,7 +18,8 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
-from appliance import curve, exitcodes
+from appliance import curve
+from ipc import exitcodes
 from appliance.config import SecuritySettings
 from tests.appliance.conftest import REPO, child_env
 

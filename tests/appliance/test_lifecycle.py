@@ -12,7 +12,7 @@ import psutil
 import pytest
 import zmq
 
-from appliance import exitcodes
+from ipc import exitcodes
 from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(120)
