@@ -102,7 +102,7 @@ class ShutdownSettings(_Section):
 
 class IpcSettings(_Section):
     internal_hwm: int = 10000
-    edge_buffer_bytes: int = 64 * 1024 * 1024
+    edge_buffer_bytes: int = 256 * 1024 * 1024
     pub_buffer_bytes: int = 64 * 1024 * 1024
     linger_ms: int = 0
     edge_linger_ms: int = 500

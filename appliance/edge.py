@@ -79,6 +79,9 @@ class Edge:
         # Plain sockets sharing the asyncio sockets' underlying ZeroMQ sockets (same thread).
         self._router = zmq.Socket.shadow(router.underlying)
         self._pub = zmq.Socket.shadow(pub.underlying)
+        # A reply that cannot be queued (the client's budget is full, or it is gone) raises
+        # instead of vanishing, so it is counted in dropped_replies.
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.dropped_replies = 0
         self.dropped_events = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,7 +143,7 @@ class Edge:
     def _send(self, frames: list[bytes]) -> None:
         try:
             self._router.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.ZMQError:  # EAGAIN at the HWM; EHOSTUNREACH never (ROUTER_MANDATORY is off)
+        except zmq.ZMQError:  # EAGAIN: the client's budget is full; EHOSTUNREACH: it left
             self.dropped_replies += 1
         if not self._in_drain:
             self._schedule_drain()  # this send may have consumed the FD's signal

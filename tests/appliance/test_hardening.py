@@ -152,7 +152,7 @@ def test_waiters_on_one_task_are_capped(start_appliance):
             assert dealer.poll(30_000), "a reply is missing"
             replies.append(json.loads(dealer.recv()))
     while len(replies) < 3000:
-        assert dealer.poll(30_000), "a waiter's reply is missing"
+        assert dealer.poll(30_000), f"a waiter's reply is missing: {len(replies)} replies, {app.stats()['edge']}"
         replies.append(json.loads(dealer.recv()))
     completed = [r for r in replies if r["status"] == "completed"]
     refused = [r for r in replies if r["status"] == "error"]
