@@ -472,7 +472,7 @@ def percentiles(values: list[float]) -> dict:
     return {"n": len(v), "p50_ms": v[len(v) // 2], "p99_ms": v[min(len(v) - 1, int(len(v) * 0.99))], "max_ms": v[-1]}
 
 
-# ----------------------------------------------------------------------------- main loop
+# ----------------------------------------------------------------------------- monitor and main loop
 
 
 class Monitor:
@@ -488,7 +488,6 @@ class Monitor:
         self.slots: list[dict] = []
         self.kill_turn = 0
         self.restarts0: int | None = None
-        self.halted: str | None = None
 
     def stats(self) -> dict:
         stats = self.app.request({"type": "stats"}, timeout=5.0) or {}
@@ -520,7 +519,8 @@ class Monitor:
         worker_pids = set()
         for slot in self.slots:
             pid = slot.get("pid")
-            mem = memory(self._proc(pid)) if pid and self._proc(pid) else None
+            proc = self._proc(pid) if pid else None
+            mem = memory(proc) if proc else None
             if pid:
                 worker_pids.add(pid)
             workers.append({"slot": slot["slot"], "pid": pid, "state": slot.get("state"), **(mem or {})})
