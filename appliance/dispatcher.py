@@ -31,7 +31,7 @@ import msgspec
 
 from appliance import protocol
 from appliance.config import LimitSettings
-from appliance.tasks import Outcome, RequestRecord, TaskTable, Unit, Waiter
+from appliance.tasks import Outcome, RequestRecord, TaskTable, TargetTask, Waiter
 from ipc.frames import Result, Task, TaskFailed
 
 
@@ -88,7 +88,7 @@ class Dispatcher:
         self.on_idle: Callable[[], None] = lambda: None
         # Called with each worker result before it is published (the cache stores it, metrics
         # count it), and with each error event's code.
-        self.on_completed: Callable[[Unit, Result], None] = lambda unit, frame: None
+        self.on_completed: Callable[[TargetTask, Result], None] = lambda unit, frame: None
         self.on_failed: Callable[[str], None] = lambda code: None
 
     # ------------------------------------------------------------------ admission
@@ -223,7 +223,7 @@ class Dispatcher:
         if unit is not None:
             self._publish_failure(unit, frame.code, frame.message)
 
-    def _take(self, slot: int, uid: int) -> Unit | None:
+    def _take(self, slot: int, uid: int) -> TargetTask | None:
         self.table.release(slot, uid)
         unit = self.table.units.get(uid)
         if unit is None or unit.slot != slot:
@@ -248,11 +248,11 @@ class Dispatcher:
             self.fail(unit, code, message)
         return len(units)
 
-    def fail(self, unit: Unit, code: str, message: str) -> None:
+    def fail(self, unit: TargetTask, code: str, message: str) -> None:
         if self.table.finish(unit.uid) is not None:
             self._publish_failure(unit, code, message)
 
-    def _publish_failure(self, unit: Unit, code: str, message: str) -> None:
+    def _publish_failure(self, unit: TargetTask, code: str, message: str) -> None:
         self.on_failed(code)
         record = unit.request
         event = protocol.error_event(

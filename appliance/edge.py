@@ -85,25 +85,25 @@ class Edge:
         self.dropped_replies = 0
         self.dropped_events = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_drain = False
-        self._drain_scheduled = False
+        self._reading = False
+        self._read_scheduled = False
 
     async def serve(self) -> None:
         """Receive and answer requests until cancelled."""
         self._loop = asyncio.get_running_loop()
         fd = self._router.getsockopt(zmq.FD)
-        self._loop.add_reader(fd, self._drain)
+        self._loop.add_reader(fd, self._read_requests)
         try:
-            self._drain()  # whatever arrived before the reader was added
+            self._read_requests()  # whatever arrived before the reader was added
             await asyncio.get_running_loop().create_future()
         finally:
             self._loop.remove_reader(fd)
             self._loop = None
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
+    def _read_requests(self) -> None:
+        self._read_scheduled = False
         recv = self._router.recv_multipart
-        self._in_drain = True
+        self._reading = True
         try:
             for _ in range(RECV_BATCH):
                 try:
@@ -114,14 +114,14 @@ class Edge:
                     self.handle(frames)
                 except Exception:  # one request must never stop the edge
                     log.exception("unexpected error handling a request")
-            self._schedule_drain()  # more is queued: go on after the loop's other callbacks
+            self._schedule_read()  # more is queued: go on after the loop's other callbacks
         finally:
-            self._in_drain = False
+            self._reading = False
 
-    def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and self._loop is not None:
-            self._drain_scheduled = True
-            self._loop.call_soon(self._drain)
+    def _schedule_read(self) -> None:
+        if not self._read_scheduled and self._loop is not None:
+            self._read_scheduled = True
+            self._loop.call_soon(self._read_requests)
 
     def handle(self, frames: list[bytes]) -> None:
         identity, envelope, body = split_envelope(frames)
@@ -145,8 +145,8 @@ class Edge:
             self._router.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:  # EAGAIN: the client's budget is full; EHOSTUNREACH: it left
             self.dropped_replies += 1
-        if not self._in_drain:
-            self._schedule_drain()  # this send may have consumed the FD's signal
+        if not self._reading:
+            self._schedule_read()  # this send may have consumed the FD's signal
 
     def publish(self, event: dict) -> None:
         self.publish_bytes(protocol.encode(event))

@@ -39,7 +39,7 @@ from appliance.languages import canonical
 from appliance.pool import SlotState, WorkerPool
 from appliance.protocol import RequestError
 from appliance.stats import Metrics
-from appliance.tasks import Outcome, RequestRecord, Unit
+from appliance.tasks import Outcome, RequestRecord, TargetTask
 from ipc.cache_key import CachedTranslation, Detection
 from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
@@ -336,7 +336,7 @@ class RequestService:
             same_language=True,
         )
 
-    def _completed(self, unit: Unit, frame: Result) -> None:
+    def _completed(self, unit: TargetTask, frame: Result) -> None:
         self.metrics.count_completed(frame.processing_ms)
         if self.cache is not None:
             self.cache.on_result(unit.cache_key, frame, unit.request.detection)

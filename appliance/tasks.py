@@ -3,15 +3,16 @@
 Pure bookkeeping (no sockets, no clock of its own: callers pass `now`); the dispatcher
 (appliance/dispatcher.py) owns it and adds the request records, outcomes and retries.
 
-    record ──add──▶ one Unit per target language to run (uid) ──▶ pending (FIFO)
-    pending ──assign──▶ held by a slot (least-loaded slot with credit; attempt += 1)
+    record ──add──▶ one TargetTask per target language to run (uid) ──▶ pending (FIFO)
+    pending ──assign──▶ outstanding at a slot (least-loaded slot with credit; attempt += 1)
     answer from the slot holding it ──finish──▶ the unit leaves the table: one outcome
     slot died ──slot_died──▶ its units go back to the front of pending (or are reported out of
                              attempts after max_attempts dispatches)
     deadline passed ──expired──▶ the dispatcher finishes it with a timeout error
 
-A slot's credit is counted from what it holds (`held[slot]`), which outlives a unit that expired
-or was answered by another worker: the worker is still busy with it until it answers or dies.
+A unit (TargetTask) is one target language of one request. A slot's credit is counted from what
+is outstanding there (`outstanding[slot]`: sent, not yet answered), which outlives a unit that
+expired: the worker is still busy with it until it answers or dies.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class RequestRecord:
 
 
 @dataclass(slots=True, eq=False)
-class Unit:
+class TargetTask:
     uid: int
     request: RequestRecord
     target: str
@@ -73,9 +74,9 @@ class TaskTable:
     def __init__(self, *, max_attempts: int, task_timeout_s: float) -> None:
         self.max_attempts = max_attempts
         self.task_timeout_s = task_timeout_s
-        self.units: dict[int, Unit] = {}
+        self.units: dict[int, TargetTask] = {}
         self.pending: deque[int] = deque()
-        self.held: dict[int, set[int]] = {}
+        self.outstanding: dict[int, set[int]] = {}
         self._next_uid = 1
         self.redispatched = 0
 
@@ -84,16 +85,16 @@ class TaskTable:
         for target in targets:
             uid = self._next_uid
             self._next_uid += 1
-            self.units[uid] = Unit(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""))
+            self.units[uid] = TargetTask(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""))
             self.pending.append(uid)
             record.remaining += 1
 
     # ------------------------------------------------------------------ dispatch
 
     def load(self, slot: int) -> int:
-        return len(self.held.get(slot, ()))
+        return len(self.outstanding.get(slot, ()))
 
-    def next_assignment(self, ready_slots: Iterable[int], depth: int) -> tuple[Unit, int] | None:
+    def next_assignment(self, ready_slots: Iterable[int], depth: int) -> tuple[TargetTask, int] | None:
         """The oldest pending unit and the least-loaded ready slot with credit, or None."""
         while self.pending and self.pending[0] not in self.units:
             self.pending.popleft()  # expired while pending
@@ -105,7 +106,7 @@ class TaskTable:
         _, slot = min(candidates)
         return self.units[self.pending[0]], slot
 
-    def assign(self, unit: Unit, slot: int, now: float) -> None:
+    def assign(self, unit: TargetTask, slot: int, now: float) -> None:
         if self.pending and self.pending[0] == unit.uid:
             self.pending.popleft()
         else:
@@ -113,12 +114,12 @@ class TaskTable:
         unit.attempt += 1
         unit.slot = slot
         unit.dispatched_at = now
-        self.held.setdefault(slot, set()).add(unit.uid)
+        self.outstanding.setdefault(slot, set()).add(unit.uid)
 
-    def unassign(self, unit: Unit) -> None:
+    def unassign(self, unit: TargetTask) -> None:
         """A send that did not go out: the unit goes back to the front, the attempt is not spent."""
         if unit.slot is not None:
-            self.held.get(unit.slot, set()).discard(unit.uid)
+            self.outstanding.get(unit.slot, set()).discard(unit.uid)
         unit.slot = None
         unit.attempt -= 1
         self.pending.appendleft(unit.uid)
@@ -127,23 +128,23 @@ class TaskTable:
 
     def release(self, slot: int, uid: int) -> None:
         """The worker in `slot` answered `uid`: it no longer holds it."""
-        self.held.get(slot, set()).discard(uid)
+        self.outstanding.get(slot, set()).discard(uid)
 
-    def finish(self, uid: int) -> Unit | None:
+    def finish(self, uid: int) -> TargetTask | None:
         """Take a unit out of the table for publishing; None if it already left (drop the answer)."""
         unit = self.units.pop(uid, None)
         if unit is not None:
             unit.request.remaining -= 1
         return unit
 
-    def slot_died(self, slot: int) -> tuple[list[Unit], list[Unit]]:
-        """Units the dead slot held: (requeued at the front of pending, out of attempts)."""
-        requeued: list[Unit] = []
-        exhausted: list[Unit] = []
-        for uid in sorted(self.held.pop(slot, set())):
+    def slot_died(self, slot: int) -> tuple[list[TargetTask], list[TargetTask]]:
+        """Units the dead slot outstanding: (requeued at the front of pending, out of attempts)."""
+        requeued: list[TargetTask] = []
+        exhausted: list[TargetTask] = []
+        for uid in sorted(self.outstanding.pop(slot, set())):
             unit = self.units.get(uid)
             if unit is None or unit.slot != slot:
-                continue  # already answered, expired, or now held elsewhere
+                continue  # already answered, expired, or now outstanding elsewhere
             unit.slot = None
             if unit.attempt >= self.max_attempts:
                 exhausted.append(unit)
@@ -158,11 +159,11 @@ class TaskTable:
         """The targets of `record` with a unit in the table."""
         return {u.target for u in self.units.values() if u.request is record}
 
-    def expired(self, now: float) -> list[Unit]:
+    def expired(self, now: float) -> list[TargetTask]:
         return [u for u in self.units.values() if u.deadline <= now]
 
     def in_flight(self) -> int:
         return len(self.units)
 
     def assigned_to(self, slot: int) -> int:
-        return sum(1 for uid in self.held.get(slot, ()) if uid in self.units)
+        return sum(1 for uid in self.outstanding.get(slot, ()) if uid in self.units)

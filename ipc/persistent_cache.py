@@ -8,7 +8,7 @@ Levels (one small interface, `PersistentLevel`; keys and values are the opaque b
   first); `recent()` hands the newest rows back on start so a restarted appliance is warm. The
   file (and so its -wal/-shm side files) is 0600, a directory it creates 0700. An open SQLite
   handle keeps working on a file that was deleted or renamed over, so before a read or a write
-  (at most every `check_interval_s` per thread) the level compares the path's inode with the
+  (every time, by default: one stat call) the level compares the path's inode with the
   one its connection opened; on a mismatch it closes every thread's connection and reopens the
   path (a fresh file and schema if it is gone), counting `reopened`.
 - `RedisLevel`: for several appliances behind the same gateways (a `redis://` URL in config).
@@ -135,7 +135,7 @@ class SqliteLevel:
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = 5.0,
-        check_interval_s: float = 1.0,
+        check_interval_s: float = 0.0,
     ):
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")

@@ -7,6 +7,7 @@ translate it" is asserted by counting lines, not inferred from timings.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import urllib.request
 from pathlib import Path
@@ -136,6 +137,28 @@ def test_translations_cached_before_a_restart_are_hits_after_it(start_appliance,
     assert all(r["fromCache"] for r in after.values())
     assert {t: r["translatedText"] for t, r in after.items()} == {t: r["translatedText"] for t, r in before.items()}
     assert len(decoded(log, "see you tomorrow")) == 2
+
+
+def test_a_deleted_sqlite_file_is_noticed_and_what_follows_survives_a_restart(start_appliance, tmp_path):
+    state = tmp_path / "state"
+    config = {"server": {"state_dir": str(state)}}
+    first = start_appliance(config=config)
+    translate(first, "d1", "before the delete", ["fr"], sourceLanguage="en")
+    db = state / "cache.sqlite3"
+    poll_until(lambda: first.stats()["cache"]["persistent_written"] >= 1, 20, what="the first write")
+    assert (os.stat(state).st_mode & 0o777, os.stat(db).st_mode & 0o777) == (0o700, 0o600)
+    for path in state.glob("cache.sqlite3*"):
+        path.unlink()
+    translate(first, "d2", "after the delete", ["fr"], sourceLanguage="en")
+    poll_until(lambda: first.stats()["cache"]["persistent_reopened"] >= 1, 20, what="the reopen")
+    poll_until(lambda: db.exists() and first.stats()["cache"]["persistent_written"] >= 2, 20, what="a write to the new file")
+    assert first.stats()["cache"]["persistent_ok"] is True
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+
+    second = start_appliance(config=config)
+    hit = translate(second, "d3", "after the delete", ["fr"], sourceLanguage="en")
+    assert hit["fr"]["fromCache"] is True  # written to the new file, not to the unlinked one
 
 
 def test_an_unusable_persistent_level_leaves_the_memory_level_serving(start_appliance, tmp_path):

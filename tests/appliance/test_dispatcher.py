@@ -232,14 +232,14 @@ def test_every_admitted_target_gets_exactly_one_outcome(ops):
         elif op == "dispatch":
             h.d.dispatch(now)
         elif op in ("answer", "fail"):
-            held = sorted(h.d.table.held.get(slot, ()))
-            if held:
-                unit = h.d.table.units.get(held[0])
-                task = next((t for s, t in reversed(h.sent) if t.uid == held[0]), None)
+            outstanding = sorted(h.d.table.outstanding.get(slot, ()))
+            if outstanding:
+                unit = h.d.table.units.get(outstanding[0])
+                task = next((t for s, t in reversed(h.sent) if t.uid == outstanding[0]), None)
                 if unit is not None and task is not None:
                     (h.answer if op == "answer" else h.fail)(slot, task)
                 else:
-                    h.d.table.release(slot, held[0])
+                    h.d.table.release(slot, outstanding[0])
         elif op == "die":
             h.d.worker_died(slot)
         else:
@@ -249,7 +249,7 @@ def test_every_admitted_target_gets_exactly_one_outcome(ops):
         h.d.worker_died(slot)
     while h.d.in_flight():
         h.d.dispatch(now)
-        for uid in sorted(h.d.table.held.get(9, ())):
+        for uid in sorted(h.d.table.outstanding.get(9, ())):
             task = next(t for s, t in reversed(h.sent) if t.uid == uid and s == 9)
             h.answer(9, task)
     published = sorted((e["taskId"], e["targetLanguage"]) for e in h.events)

@@ -91,6 +91,15 @@ def test_ids_are_bounded_in_bytes(start_appliance):
     assert ok["status"] == "queued" and ok["taskId"] == "y" * 256
 
 
+def test_deeply_nested_json_is_invalid_json_without_a_traceback(start_appliance):
+    app = start_appliance()
+    for _ in range(3):
+        reply = app.request(b'{"messageId": "n", "text": "hi", "targetLanguage": "fr", "x": ' + b"[" * 30_000 + b"}")
+        assert reply["status"] == "error" and reply["error"]["code"] == "invalid_json"
+    assert app.request({"type": "ping"})["ready"] is True
+    assert "Traceback" not in app.log() and "RecursionError" not in app.log()
+
+
 def wait_rss_below(app, limit: int, what: str) -> int:
     """RSS comes back once a client leaves: within a minute (ZeroMQ frees the pipe, and the
     supervisor trims its heap when idle)."""
