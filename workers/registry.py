@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-from ipc.tiers import AUTO, TIERS
+from ipc.tiers import TIERS
 
 PIVOT = "en"
 

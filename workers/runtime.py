@@ -25,7 +25,6 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 

@@ -8,6 +8,7 @@ killed; every socket is closed with linger=0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -262,16 +263,23 @@ def start_appliance(tmp_path, zctx):
         app.close()
 
 
-@pytest.fixture(scope="module")
-def shared_appliance(tmp_path_factory):
-    """One appliance (2 workers, fake runtime) for the read-mostly edge tests of a module."""
+@contextlib.contextmanager
+def module_appliance(tmp_path_factory, name: str, extra: dict[str, dict], env: dict[str, str] | None = None):
+    """A ready appliance shared by a module's tests (a fixture of scope "module" yields it)."""
     ctx = zmq.Context()
-    tmp = tmp_path_factory.mktemp("shared")
-    config = merge(base_config(tmp / "run"), {"workers": {"count": 2}, "limits": {"max_targets": 4, "max_text_chars": 200}})
-    app = Appliance(tmp, config, {"FAKE_RUNTIME_DELAY_MS": "1"}, ctx)
+    tmp = tmp_path_factory.mktemp(name)
+    app = Appliance(tmp, merge(base_config(tmp / "run"), extra), env or {}, ctx)
     try:
         app.wait_ready()
         yield app
     finally:
         app.close()
         ctx.destroy(linger=0)
+
+
+@pytest.fixture(scope="module")
+def shared_appliance(tmp_path_factory):
+    """One appliance (2 workers, fake runtime) for the read-mostly edge tests of a module."""
+    extra = {"workers": {"count": 2}, "limits": {"max_targets": 4, "max_text_chars": 200}}
+    with module_appliance(tmp_path_factory, "shared", extra, {"FAKE_RUNTIME_DELAY_MS": "1"}) as app:
+        yield app

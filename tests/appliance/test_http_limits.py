@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-import zmq
 
-from tests.appliance.conftest import Appliance, base_config, merge
+from tests.appliance.conftest import module_appliance
 from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,19 +28,12 @@ TRANSLATE = json.dumps({"messageId": "h1", "text": "abc", "targetLanguage": "fr"
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     """An appliance with a small connection cap, a short head deadline and a bearer token."""
-    ctx = zmq.Context()
-    tmp = tmp_path_factory.mktemp("http_limits")
     extra = {
         "http": {"max_connections": MAX_CONNECTIONS, "header_timeout_s": HEADER_TIMEOUT_S},
         "security": {"http_token": TOKEN},
     }
-    app = Appliance(tmp, merge(base_config(tmp / "run"), extra), {}, ctx)
-    try:
-        app.wait_ready()
+    with module_appliance(tmp_path_factory, "http_limits", extra) as app:
         yield app
-    finally:
-        app.close()
-        ctx.destroy(linger=0)
 
 
 # ------------------------------------------------------------------ raw HTTP
