@@ -71,6 +71,7 @@ class RequestService:
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
         self.edge_counters: Callable[[], dict] = dict
+        self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
         self._lookups: set[asyncio.Task] = set()  # requests waiting on the persistent cache
         dispatcher.on_completed = self._completed
         dispatcher.on_failed = lambda code: self._count_failed()
@@ -239,7 +240,7 @@ class RequestService:
         record = RequestRecord(
             task_id=task_id,
             digest=digest,
-            message_id=req.message_id,
+            message_id=previous.message_id if previous is not None else req.message_id,
             text=req.text,
             source_language=source,
             model_type=req.model_type,
@@ -279,8 +280,6 @@ class RequestService:
     def _dispatch(self) -> None:
         if not self.dispatcher.dispatch(time.monotonic()):
             self.retry_dispatch()
-
-    retry_dispatch: Callable[[], None] = lambda self: None  # set by the supervisor: dispatch again shortly
 
     def _detect_source(self, text: str) -> tuple[str, Detection]:
         """The source of an "auto" request: the detected language, or the configured default
