@@ -96,6 +96,8 @@ def prometheus(stats: dict) -> str:
     metric("tasks_redispatched_total", "counter", "Tasks dispatched again after a worker died.", tasks["redispatched"])
     metric("tasks_in_flight", "gauge", "Accepted targets not yet published.", tasks["in_flight"])
     metric("tasks_pending", "gauge", "Accepted targets waiting for a worker.", tasks["pending"])
+    edge = stats["edge"]
+    metric("dropped_replies_total", "counter", "Replies dropped: the client's budget was full or it left.", edge["dropped_replies"])
     metric("cache_hits_total", "counter", "Targets answered from the cache (edge or worker).", cache["hits"])
     metric("cache_misses_total", "counter", "Targets a worker had to translate.", cache["misses"])
     metric("cache_entries", "gauge", "Entries in the shared-memory cache.", cache["size"])
@@ -104,9 +106,11 @@ def prometheus(stats: dict) -> str:
         metric("cache_evictions_total", "counter", "Cache entries evicted (LRU).", cache["evictions"])
         metric("cache_expirations_total", "counter", "Cache entries dropped at their TTL.", cache["expirations"])
         metric("cache_bytes", "gauge", "Value bytes in the shared-memory cache.", cache["bytes_used"])
+        metric("cache_lock_timeouts_total", "counter", "Cache lookups given up on a lock held too long.", cache["lock_timeouts"])
         if cache["persistent_level"] is not None:
             metric("cache_persistent_ok", "gauge", "1 while the persistent cache level works.", bool(cache["persistent_ok"]))
             metric("cache_persistent_errors_total", "counter", "Persistent cache level failures.", cache["persistent_errors"])
+            metric("cache_persistent_reopened_total", "counter", "Persistent cache file found deleted or replaced and reopened.", cache["persistent_reopened"])
     metric("workers_max", "gauge", "Configured worker processes.", workers["max_workers"])
     metric("workers_active", "gauge", "Worker processes ready to serve.", workers["active_workers"])
     per_slot = (
