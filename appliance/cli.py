@@ -31,6 +31,7 @@ from appliance import config, curve
 from ipc import exitcodes
 from ipc.endpoints import tcp
 from ipc.sockets import Role, make_socket
+from ipc.tiers import AUTO, MODEL_TYPES
 
 COMMANDS = ("serve", "ping", "stats", "languages", "translate", "keygen")
 
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("text")
     tr.add_argument("--to", nargs="+", required=True, metavar="LANG", help="target language(s)")
     tr.add_argument("--from", dest="source", default="auto", metavar="LANG", help="source language (default auto)")
-    tr.add_argument("--model", default="auto", choices=["basic", "medium", "premium", "auto"], help="model tier")
+    tr.add_argument("--model", default=AUTO, choices=MODEL_TYPES, help="model tier")
     tr.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     kg = sub.add_parser("keygen", help="write a CurveZMQ key pair (for the appliance or a client)")
     kg.add_argument("--dir", default=".", help="where to write NAME.key and NAME.key_secret (default: .)")
