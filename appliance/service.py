@@ -103,6 +103,7 @@ class RequestService:
         """Answer one request payload: now, or (synchronous mode) when its targets are done.
         `only_type` (HTTP routes): the one request type accepted, and the default."""
         limits = self.settings.limits
+        req = None
         try:
             req = protocol.parse(
                 payload,
@@ -124,11 +125,15 @@ class RequestService:
             else:
                 self.translate(dataclasses.replace(req, sync=True) if force_sync else req, reply)
         except RequestError as exc:
+            if isinstance(req, protocol.TranslateRequest):  # every error names the request's ids
+                exc.message_id = exc.message_id or req.message_id
+                exc.task_id = exc.task_id or req.task_id
             self._refuse(exc, reply)
         except Exception as exc:  # a bug must still get the client an answer
             log.exception("unexpected error answering a request")
             self.metrics.request_errors += 1
-            reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            ids = (req.message_id, req.task_id) if isinstance(req, protocol.TranslateRequest) else (None, None)
+            reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *ids))
 
     def _refuse(self, exc: RequestError, reply: Reply) -> None:
         self.metrics.request_errors += 1

@@ -80,6 +80,19 @@ def test_a_retry_after_a_failure_runs_again_and_a_finished_target_is_answered_ag
     assert event["targetLanguage"] == "fr" and event["result"]["translatedText"] == "gninrom doog"
 
 
+def test_every_error_reply_names_the_request_s_task_id(start_appliance):
+    app = start_appliance()
+    for body, code in [
+        (translation(taskId="e1", targetLanguage="xx"), "unsupported_language"),
+        (translation(taskId="e2", text="x" * 6000), "text_too_long"),
+        (translation(taskId="e3", modelType="huge"), "unsupported_model"),
+        ({"messageId": "m", "taskId": "e4", "text": "hi"}, "invalid_request"),
+    ]:
+        reply = app.request(body)
+        assert reply["error"]["code"] == code and reply["taskId"] == body["taskId"], reply
+        assert reply["messageId"] == body["messageId"]
+
+
 def test_ids_are_bounded_in_bytes(start_appliance):
     app = start_appliance()
     for field in ("messageId", "taskId", "conversationId"):
