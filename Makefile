@@ -1,8 +1,10 @@
 # The two commands of the README: `make run` and `make test`. Everything else is a step they take.
 VENV := .venv
 PY := $(VENV)/bin/python
+# Apertium, the rule-based engine behind the `fallback` tier, and its en<->es and fr<->es data.
+APERTIUM_PACKAGES := apertium apertium-eng-spa apertium-fr-es
 
-.PHONY: run test setup models system-deps
+.PHONY: run test setup models system-deps apertium
 
 # The venv is rebuilt when pyproject.toml changes. torch comes from the pinned CPU wheel (see pyproject).
 $(VENV)/.installed: pyproject.toml
@@ -14,14 +16,24 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Trains (first time, a few minutes), exports and verifies the built-in models; cached afterwards.
+# Then registers the installed Apertium modes (en<->es, fr<->es) as the rule-based fallback tier.
 models: setup
 	$(PY) export_models.py --builtin
+	@if command -v apertium >/dev/null; then $(PY) export_models.py --apertium; else \
+		echo "Apertium not installed: only the built-in models are served (apt-get install $(APERTIUM_PACKAGES))"; fi
 
-run: models
+run: apertium models
 	$(VENV)/bin/meeshy-appliance serve
 
+# The Debian packages missing from APERTIUM_PACKAGES, installed when we may (root + apt), as redis-server.
+apertium:
+	@missing=$$(for p in $(APERTIUM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "Apertium packages not installed ($$missing): the rule-based fallback and its tests are skipped"
+
 # redis-server backs the Redis cache-level tests; installed when missing and we may (root + apt).
-system-deps:
+system-deps: apertium
 	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 		echo "redis-server not installed: the Redis cache tests will be skipped"

@@ -5,6 +5,7 @@
     python export_models.py facebook/nllb-200-distilled-600M --languages en fr es de --tier medium
     python export_models.py --builtin        # the built-in models, trained here, offline
     python export_models.py --synthetic opus-mt-base --quantize int8           # benchmark model
+    python export_models.py --apertium       # the installed Apertium modes (rule-based fallback)
 
 Every export takes the same path: optimum writes the encoder, the decoder and the
 decoder-with-past graphs (`text2text-generation-with-past`); the tokenizer files are saved beside
@@ -14,6 +15,13 @@ must equal the HF tokenizer's, and its greedy output must equal PyTorch's token 
 An int8 export (`--quantize int8`, onnxruntime dynamic quantization of the MatMuls) is written
 beside the fp32 one as `<name>-int8`, with its agreement and chrF against PyTorch recorded.
 Only a verified export reaches `models/manifest.json`.
+
+`--apertium [MODE ...]` registers installed Apertium modes instead (Debian packages apertium,
+apertium-eng-spa, apertium-fr-es, ...): one entry per plain translation mode, its pair in our
+language codes (eng-spa -> en-es, fr-es -> fr-es), tier `fallback`, the checksums of the mode
+file and every data file it reads (the revision caches key on), and a sample translated through
+the engine as its verification. Variants (`eco-fr-es`, `spa-eng_US`) are left out; entries of
+modes no longer installed are removed.
 
 torch, transformers and optimum are needed here only; the runtime never imports them.
 """
@@ -28,7 +36,16 @@ import time
 from pathlib import Path
 
 from appliance.languages import canonical, three_letter_codes
-from workers.manifest import Framing, file_checksums, spec_from_entry, write_entry
+from workers.manifest import (
+    APERTIUM,
+    Framing,
+    file_checksums,
+    read_manifest,
+    remove_entries,
+    sha256_file,
+    spec_from_entry,
+    write_entry,
+)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODELS_DIR = ROOT / "models"
@@ -379,13 +396,16 @@ def export_checkpoint(
 def export_builtin(models_dir: Path, quantize: str | None) -> list[str]:
     """Train the stale built-in recipes in parallel processes; export each one as its training ends."""
     from modelbuild.builtin import RECIPES, build_checkpoints, recipe_digest, sample_texts
-    from workers.manifest import read_manifest
 
     names, stale = [], []
     for recipe in RECIPES:
         wanted = [recipe.name] + ([f"{recipe.name}-int8"] if quantize else [])
         if _up_to_date(models_dir, wanted, recipe_digest(recipe), read_manifest):
             log(f"{recipe.name}: exported model is up to date")
+            models = read_manifest(models_dir)["models"]
+            for name in wanted:  # an entry written before the vocabulary was recorded gets it
+                if "vocabulary" not in models[name]:
+                    write_entry(models_dir, name, {**models[name], "vocabulary": builtin_vocabulary(recipe)})
             names += wanted
         else:
             stale.append(recipe)
@@ -398,9 +418,27 @@ def export_builtin(models_dir: Path, quantize: str | None) -> list[str]:
         samples = {lang: sample_texts(lang) for pair in recipe.pairs for lang in pair}
         names += export_checkpoint(
             str(checkpoint), models_dir, recipe.name, recipe.tier, pairs=list(recipe.pairs), quantize=quantize,
-            samples=samples, source_label=f"builtin:{recipe.name}", extra={"build_digest": recipe_digest(recipe)},
+            samples=samples, source_label=f"builtin:{recipe.name}",
+            extra={"build_digest": recipe_digest(recipe), "vocabulary": builtin_vocabulary(recipe)},
         )
     return names
+
+
+def builtin_vocabulary(recipe) -> dict[str, list[str]]:
+    """The words a built-in model was trained on, per source language, case-folded: its whole
+    domain. The runtime hands a segment with any other word to the next route (an Apertium pair
+    when one serves it), since the model could only guess; on in-domain text it stays first."""
+    import regex
+
+    from modelbuild.builtin import SEED
+    from modelbuild.corpus import generate_corpus
+
+    rows = generate_corpus(recipe.corpus_size, seed=SEED)  # the training corpus
+    word = regex.compile(r"[\p{L}\p{M}]+")
+    return {
+        lang: sorted({w.lower() for row in rows for w in word.findall(row[lang])})
+        for lang in sorted({src for src, _ in recipe.pairs})
+    }
 
 
 def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) -> bool:
@@ -431,12 +469,93 @@ def export_synthetic(shape_name: str, models_dir: Path, quantize: str | None) ->
     )
 
 
+# --- Apertium modes -----------------------------------------------------------------------------
+
+
+def export_apertium(models_dir: Path, only: list[str] | None = None) -> list[str]:
+    """Register the installed Apertium modes (all plain ones, or `only`) as fallback-tier entries."""
+    from ipc.tiers import FALLBACK
+    from workers.apertium import (
+        DEBIAN_PACKAGES, ApertiumError, ApertiumModel, data_dir, data_files, install_hint, installed_modes,
+        mode_languages, mode_packages, read_stages,
+    )
+
+    if shutil.which("apertium") is None and shutil.which("lt-proc") is None:
+        raise ExportError(f"Apertium is not installed: {install_hint(DEBIAN_PACKAGES)}")
+    modes = installed_modes()
+    if only:
+        absent = [m for m in only if m not in modes]
+        if absent:
+            raise ExportError(f"Apertium modes {absent} are not installed in {data_dir() / 'modes'} "
+                              f"(installed: {sorted(modes) or 'none'}): {install_hint(DEBIAN_PACKAGES)}")
+    wanted = {m: path for m, path in modes.items() if (m in only if only else mode_languages(m) is not None)}
+    if not wanted:
+        raise ExportError(f"no Apertium language pair is installed in {data_dir() / 'modes'}: "
+                          f"{install_hint(DEBIAN_PACKAGES)}")
+    names, taken = [], set()
+    for mode, mode_file in sorted(wanted.items()):
+        codes = mode_languages(mode) or tuple(mode.split("-", 1))
+        pair = (canonical(codes[0]), canonical(codes[-1]))
+        if pair in taken or pair[0] == pair[1]:
+            log(f"apertium-{mode}: {pair[0]}-{pair[1]} is served by another mode already; skipped")
+            continue
+        try:
+            stages = read_stages(mode_file)
+        except ApertiumError as exc:
+            raise ExportError(str(exc)) from exc
+        files = [mode_file, *sorted(set(data_files(stages)))]
+        name = f"apertium-{mode}"
+        entry = {
+            "path": str(mode_file.parent),
+            "family": APERTIUM,
+            "tier": FALLBACK,
+            "quantization": "none",
+            "source": f"apertium:{mode}",
+            "mode": mode,
+            "pairs": [list(pair)],
+            "packages": mode_packages(stages),
+            "files": {str(p): sha256_file(p) for p in files if p.is_file()},
+        }
+        sample = FALLBACK_SAMPLES.get(pair[0], FALLBACK_SAMPLES["en"])[0]
+        try:
+            engine = ApertiumModel(spec_from_entry(name, models_dir, entry))
+            try:
+                output = engine.translate([sample])[0]
+            finally:
+                engine.close()
+        except ApertiumError as exc:
+            raise ExportError(f"{name}: {exc}") from exc
+        if not output.strip():
+            raise ExportError(f"{name}: Apertium translated {sample!r} to nothing; check the {mode} mode")
+        entry["verification"] = {"sample": sample, "output": output}
+        write_entry(models_dir, name, entry)
+        log(f"{name}: {pair[0]} -> {pair[1]} registered, tier {FALLBACK}: {sample!r} -> {output!r}")
+        names.append(name)
+        taken.add(pair)
+    if not only:
+        stale = _stale_apertium_entries(models_dir, names)
+        remove_entries(models_dir, stale)
+        for name in stale:
+            log(f"{name}: its mode is no longer installed; removed from the manifest")
+    return names
+
+
+def _stale_apertium_entries(models_dir: Path, keep: list[str]) -> list[str]:
+    try:
+        models = read_manifest(models_dir)["models"]
+    except Exception:
+        return []
+    return [name for name, entry in models.items() if entry.get("family") == APERTIUM and name not in keep]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("checkpoint", nargs="?", help="Hugging Face hub id or local checkpoint directory")
     what.add_argument("--builtin", action="store_true", help="train and export the built-in models, offline")
     what.add_argument("--synthetic", metavar="SHAPE", help="random-weight benchmark model: opus-mt-base or nllb-600m")
+    what.add_argument("--apertium", nargs="*", metavar="MODE",
+                      help="register the installed Apertium modes (every plain pair, or those named) as the fallback tier")
     parser.add_argument("--name", help="manifest name (default: the checkpoint's folder or repo name)")
     parser.add_argument("--tier", default="basic", choices=("basic", "medium", "premium"))
     parser.add_argument("--pairs", nargs="+", metavar="SRC-TGT", help="language pairs served, e.g. en-fr")
@@ -450,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
             names = export_builtin(args.models_dir, args.quantize)
         elif args.synthetic:
             names = export_synthetic(args.synthetic, args.models_dir, args.quantize)
+        elif args.apertium is not None:
+            names = export_apertium(args.models_dir, args.apertium)
         else:
             name = args.name or Path(args.checkpoint.rstrip("/")).name
             pairs = parse_pairs(args.pairs, args.languages, args.checkpoint, "marian") if (args.pairs or args.languages) else None

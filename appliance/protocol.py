@@ -3,7 +3,8 @@
 Every external message is one UTF-8 JSON object. `parse` turns a request payload into one typed
 request or raises `RequestError(code, message)`; it never lets a malformed request through and
 never raises anything else. `Catalog` checks languages and model tiers against what the workers
-reported in their Ready frames: directly per tier, or through English. Language codes are folded
+reported in their Ready frames: directly per tier, or through a pivot language that joins two
+legs (English preferred; `ipc.tiers.pivot_routes`, the workers' routing order). Language codes are folded
 onto ISO 639-1 (`appliance.languages`). The builders below give replies and events their
 documented shapes, with `type` as the first key of every event so a SUB prefix filter works.
 
@@ -21,7 +22,7 @@ import msgspec
 
 from appliance.languages import canonical
 from ipc.cache_key import Detection, Segments
-from ipc.tiers import MODEL_TYPES
+from ipc.tiers import MODEL_TYPES, PIVOT, pivot_routes
 
 AUTO = "auto"
 
@@ -242,16 +243,15 @@ def _check_translation(
 
 
 class Catalog:
-    """The language pairs the workers serve: per tier directly (their Ready frames), and through
-    English where one model translates into it and another out of it."""
+    """The language pairs the workers serve: per tier directly (their Ready frames, the rule-based
+    `fallback` tier included), and through any language that joins two legs, English preferred."""
 
-    def __init__(self, languages: dict[str, list[tuple[str, str]]], pivot: str = "en") -> None:
+    def __init__(self, languages: dict[str, list[tuple[str, str]]], pivot: str = PIVOT) -> None:
         self.pairs = {tier: {(s, t) for s, t in pairs} for tier, pairs in languages.items() if pairs}
         direct = set().union(*self.pairs.values()) if self.pairs else set()
-        into = {s for s, t in direct if t == pivot}
-        out_of = {t for s, t in direct if s == pivot}
         self.pivot = pivot
-        self.pivot_pairs = {(s, t) for s in into for t in out_of if s != t} - direct
+        self.via = pivot_routes(self.pairs)  # (source, target) -> the pivot its first route takes
+        self.pivot_pairs = set(self.via)
         self.served = direct | self.pivot_pairs
         self.sources = {s for s, _ in self.served}
         self.languages = self.sources | {t for _, t in self.served}
@@ -283,7 +283,7 @@ class Catalog:
         what = f"{source} (detected)" if detected else source
         raise RequestError(
             UNSUPPORTED_LANGUAGE,
-            f"no model translates {what} -> {target}, directly or through {self.pivot}; pairs: {self._listing()}",
+            f"no model translates {what} -> {target}, directly or through another language; pairs: {self._listing()}",
             message_id,
         )
 
@@ -291,7 +291,12 @@ class Catalog:
         return {tier: [[s, t] for s, t in sorted(pairs)] for tier, pairs in sorted(self.pairs.items())}
 
     def pivot_json(self) -> dict:
-        return {"via": self.pivot, "pairs": [[s, t] for s, t in sorted(self.pivot_pairs)]}
+        """`via` is the pivot tried first; `through` names the pivot each pair's first route takes."""
+        return {
+            "via": self.pivot,
+            "pairs": [[s, t] for s, t in sorted(self.pivot_pairs)],
+            "through": {f"{s}-{t}": p for (s, t), p in sorted(self.via.items())},
+        }
 
 
 # ---------------------------------------------------------------- replies and events
@@ -389,6 +394,10 @@ def _result_details(
             details["requestedModelType"] = requested_model_type
         if segments.pivot:
             details["pivot"] = segments.pivot
+        if segments.engine:
+            details["engine"] = segments.engine
+            if "apertium" in segments.engine:
+                details["unknownWords"] = segments.unknown_words
     if detection is not None:
         details["detectedLanguage"] = detection.language or None  # None: no letters to detect from
         details["detectionConfidence"] = round(detection.confidence, 4)

@@ -44,6 +44,8 @@ class Segments(msgspec.Struct, array_like=True, gc=False, frozen=True):
     cached: int = 0  # answered from the segment cache
     fallback: bool = False  # served by another tier than the one the request named
     pivot: str = ""  # the language translated through ("en"), or ""
+    engine: str = ""  # the engines that produced the text ("onnx", "apertium", "onnx+apertium")
+    unknown_words: int = 0  # words the rule-based engine did not know
 
 
 class Detection(msgspec.Struct, array_like=True, gc=False, frozen=True):

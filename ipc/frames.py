@@ -27,8 +27,9 @@ import msgspec
 
 from ipc.cache_key import Segments
 
-PROTOCOL_VERSION = 3  # 2: messages segmented by the worker, Result.segments, no Task.cache_key;
-# 3: no Stopped frame, Heartbeat without `queued`
+PROTOCOL_VERSION = 4  # 2: messages segmented by the worker, Result.segments, no Task.cache_key;
+# 3: no Stopped frame, Heartbeat without `queued`; 4: Segments.engine and .unknown_words, tier
+# "fallback" in Ready.languages, Task.tier "rule-based"
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,7 +60,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
     """Translate the message `text` into `target_language`; answered by exactly one Result or
     TaskFailed. `source_language` is a language code, never "auto" (the edge detects it); `tier`
-    is the requested model type (basic, medium, premium or auto)."""
+    is the requested model type (basic, medium, premium, rule-based or auto)."""
 
     uid: int
     attempt: int
@@ -113,7 +114,7 @@ class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=Tru
     target_language: str
     confidence: float
     model: str  # "a+b" when translated through a pivot language
-    tier: str  # the tier that served it
+    tier: str  # the tier that served it ("fallback": the rule-based engine)
     processing_ms: float  # wall time of the batch that produced it
     from_cache: bool = False  # every segment answered from the shared cache: nothing decoded
     segments: Segments | None = None  # how the message was segmented and routed

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,57 @@ def test_a_multi_target_opus_mt_model_gets_its_target_token_as_its_vocabulary_sp
     with pytest.raises(ExportError, match=">>de<<, >>deu<<, >>ger<<"):
         marian_target_tokens(vocab, [("en", "de")])
     assert parse_pairs(["EN-fr", "eng-deu"], None, "x", "marian") == [("en", "fr"), ("en", "de")]
+
+
+def test_builtin_entries_record_their_closed_vocabulary(builtin_models_dir):
+    models = read_manifest(builtin_models_dir)["models"]
+    assert set(models["builtin-m2m-to-en"]["vocabulary"]) == {"fr", "es", "de"}
+    english = set(models["builtin-marian-en-fr"]["vocabulary"]["en"])
+    assert {"the", "cat", "sees", "dog", "hello"} <= english and "neighbour" not in english
+
+
+APERTIUM_MODES = Path(os.environ.get("APERTIUM_DATADIR") or "/usr/share/apertium") / "modes"
+APERTIUM_MISSING = [m for m in ("eng-spa", "spa-eng", "fr-es", "es-fr") if not (APERTIUM_MODES / f"{m}.mode").exists()]
+
+
+@pytest.mark.skipif(bool(APERTIUM_MISSING), reason=f"Apertium modes {APERTIUM_MISSING} not installed: "
+                    "apt-get install apertium apertium-eng-spa apertium-fr-es (make system-deps does it as root)")
+def test_apertium_modes_are_registered_as_the_fallback_tier_with_checksums(tmp_path):
+    models_dir = tmp_path / "models"
+    result = export("--apertium", "--models-dir", str(models_dir))
+    assert result.returncode == 0, result.stderr
+    models = read_manifest(models_dir)["models"]
+    assert sorted(models) == ["apertium-eng-spa", "apertium-es-fr", "apertium-fr-es", "apertium-spa-eng"]
+    entry = models["apertium-eng-spa"]
+    assert (entry["family"], entry["tier"], entry["mode"]) == ("apertium", "fallback", "eng-spa")
+    assert entry["pairs"] == [["en", "es"]]
+    assert models["apertium-spa-eng"]["pairs"] == [["es", "en"]] and models["apertium-fr-es"]["pairs"] == [["fr", "es"]]
+    assert entry["packages"] == ["apertium", "apertium-eng-spa"]
+    mode_file = str(Path(entry["path"]) / "eng-spa.mode")
+    assert mode_file in entry["files"] and any(f.endswith("eng-spa.automorf.bin") for f in entry["files"])
+    assert entry["verification"]["output"] == "Hola, cómo eres?"
+    assert "eco-fr-es" not in result.stdout  # variants are not registered
+    # A mode whose package went away leaves the manifest on the next registration.
+    stale = {**entry, "mode": "xxx-yyy", "source": "apertium:xxx-yyy"}
+    from workers.manifest import write_entry
+
+    write_entry(models_dir, "apertium-xxx-yyy", stale)
+    assert export("--apertium", "--models-dir", str(models_dir)).returncode == 0
+    assert "apertium-xxx-yyy" not in read_manifest(models_dir)["models"]
+    only = export("--apertium", "fr-es", "--models-dir", str(tmp_path / "one"))
+    assert only.returncode == 0 and list(read_manifest(tmp_path / "one")["models"]) == ["apertium-fr-es"]
+
+
+def test_registering_apertium_without_its_packages_names_them(tmp_path):
+    empty = tmp_path / "no-apertium"
+    empty.mkdir()
+    result = export("--apertium", "--models-dir", str(tmp_path / "models"),
+                    env={"PATH": str(empty), "APERTIUM_DATADIR": str(empty)})
+    assert result.returncode == 2
+    assert "Apertium is not installed" in result.stderr
+    assert "apt-get install apertium apertium-eng-spa apertium-fr-es" in result.stderr
+    assert not (tmp_path / "models").exists()
+    # No language data (with or without the programs): the same advice.
+    for modes in ([], ["xx-yy"]):
+        result = export("--apertium", *modes, "--models-dir", str(tmp_path / "models"), env={"APERTIUM_DATADIR": str(empty)})
+        assert result.returncode == 2 and "apt-get install apertium apertium-eng-spa apertium-fr-es" in result.stderr

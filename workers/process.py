@@ -320,6 +320,8 @@ class WorkerProcess:
                     cached=out.cached_segments,
                     fallback=out.fallback,
                     pivot=out.pivot,
+                    engine=out.engine,
+                    unknown_words=out.unknown_words,
                 ),
             )
         )

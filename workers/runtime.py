@@ -4,19 +4,25 @@
 (never an exception). One job is one message into one target language:
 
     message ─segment─▶ pieces: translatable segments + kept parts (workers.segmenter)
-    routes = registry.routes(source, target, tier)        direct per tier, then through English
+    routes = registry.routes(source, target, tier)   neural direct, neural pivots, then the
+                                                     rule-based fallback (workers.registry)
     every segment of every job ─▶ leg 1 of its route ─▶ (pivot) leg 2 ─▶ reassemble with kept parts
                     │ a segment too long for the model is split to fit (clauses, then words)
-                    │ a model that fails on a segment (exception, non-finite scores): the segment
-                    │ moves to the job's next route; with none left, the job fails and says why
+                    │ a model that fails on a segment (exception, non-finite scores, a dead
+                    │ pipeline): the segment moves to the job's next route; with none left, the
+                    │ job fails and says why
                     ▼
-    one decode round per leg: chunks grouped by (model, source, target, beam), deduplicated,
-    looked up in the segment cache, the misses sorted by length and decoded in batches under a
-    row and token budget, padded to a multiple of `LENGTH_BUCKET` (few distinct shapes: flat memory)
+    one round per leg: chunks grouped by (model, source, target, beam), deduplicated, looked up
+    in the segment cache, the misses handed to the model's engine:
+      seq2seq (`Model`, ONNX Runtime): sorted by length and decoded in batches under a row and
+        token budget, padded to a multiple of `LENGTH_BUCKET` (few distinct shapes: flat memory)
+      rule-based (`workers.apertium.ApertiumModel`): pipelined through the mode's Apertium chain
 
-All segments of all jobs go through the same rounds, so a message's segments share batches. The
-segment cache (`SegmentCache`, the worker's shared table) is keyed by the token ids the model
-receives (`ipc.cache_key.segment_key`). The source language must be given: the edge detects it.
+An engine is anything with `spec`, `engine`, `fit`, `chunk`, `run` and `close` (`Engine`). All
+segments of all jobs go through the same rounds, so a message's segments share batches. The
+segment cache (`SegmentCache`, the worker's shared table) is keyed by what the engine receives
+(token ids, or the bytes written to the pipeline; `ipc.cache_key.segment_key`). The source
+language must be given: the edge detects it.
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import regex
 
 from ipc.cache_key import CachedTranslation, Segments, segment_key
+from ipc.tiers import AUTO, FALLBACK, MODEL_TYPES, TIERS, tier_of
+from workers.apertium import ApertiumError, ApertiumModel
 from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
-from ipc.tiers import AUTO, TIERS
-from workers.jobs import Translation, TranslationError, TranslationJob
-from workers.manifest import ManifestError, ModelSpec, load_specs
+from workers.jobs import Chunk, Translation, TranslationError, TranslationJob
+from workers.manifest import APERTIUM, ManifestError, ModelSpec, load_specs
 from workers.registry import AutoTiers, Registry, Route
 from workers.segmenter import Piece, reassemble, segment, split_to_fit
 from workers.tokenizer import load_tokenizer
@@ -52,6 +60,18 @@ class SegmentCache(Protocol):
     def put(self, key: bytes, value: CachedTranslation) -> object: ...
 
 
+class Engine(Protocol):
+    """What the runtime needs of a model, whatever translates it."""
+
+    spec: ModelSpec
+    engine: str  # "onnx" | "apertium": reported in results
+
+    def fit(self, text: str, source: str, target: str) -> list[Piece]: ...
+    def chunk(self, text: str, source: str, target: str, beam: int, limits: "BatchLimits") -> Chunk: ...
+    def run(self, source: str, target: str, beam: int, chunks: list[Chunk], limits: "BatchLimits") -> None: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
     max_rows: int = 32
@@ -61,7 +81,9 @@ class BatchLimits:
 
 
 class Model:
-    """One exported model: its graphs, tokenizer and sequence framing."""
+    """One exported seq2seq model: its graphs, tokenizer and sequence framing."""
+
+    engine = "onnx"
 
     def __init__(self, spec: ModelSpec, threads: int = 1):
         self.spec = spec
@@ -108,6 +130,60 @@ class Model:
     def detokenize(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens)
 
+    # ---------------------------------------------------------------- the engine interface
+
+    def fit(self, text: str, source: str, target: str) -> list[Piece]:
+        limit = self.spec.max_source_tokens
+        return split_to_fit(text, lambda chunk: len(self.source_ids(chunk, source, target)) <= limit)
+
+    def chunk(self, text: str, source: str, target: str, beam: int, limits: BatchLimits) -> Chunk:
+        spec = self.spec
+        ids = self.source_ids(text, source, target)
+        if len(ids) > spec.max_source_tokens:  # one character that alone does not fit
+            ids = ids[: spec.max_source_tokens - len(spec.framing.source_suffix)] + list(spec.framing.source_suffix)
+        budget = min(self.max_new_tokens(target), int(len(ids) * limits.length_ratio) + limits.length_slack)
+        key = segment_key(spec.name, spec.revision, source, target, ids, {"beam_size": beam, "max_new_tokens": budget})
+        return Chunk(ids, key, budget)
+
+    def run(self, source: str, target: str, beam: int, chunks: list[Chunk], limits: BatchLimits) -> None:
+        """Decode distinct chunks in length-sorted batches under the row and token budget."""
+        for batch in _batches(sorted(chunks, key=lambda c: len(c.ids)), limits):
+            self._decode(target, beam, batch)
+
+    def close(self) -> None:
+        pass
+
+    def _decode(self, target: str, beam: int, batch: list[Chunk]) -> None:
+        try:
+            hypotheses = self.generate([c.ids for c in batch], target, beam, [c.budget for c in batch])
+        except Exception as exc:
+            if len(batch) > 1:  # halve until the failing rows stand alone: the others still translate
+                self._decode(target, beam, batch[: len(batch) // 2])
+                self._decode(target, beam, batch[len(batch) // 2 :])
+                return
+            batch[0].failure = f"model {self.spec.name!r} failed: {type(exc).__name__}: {exc}"
+            return
+        eos = self.spec.framing.eos_id
+        for chunk, hyp in zip(batch, hypotheses):
+            if not math.isfinite(hyp.logprob):
+                chunk.failure = f"model {self.spec.name!r} produced non-finite scores"
+                continue
+            chunk.text = self.detokenize(hyp.tokens)
+            chunk.truncated = len(hyp.tokens) >= chunk.budget and hyp.tokens[-1] != eos
+            chunk.confidence = round(hyp.confidence, 4)
+
+
+def _batches(chunks: list[Chunk], limits: BatchLimits):
+    batch: list[Chunk] = []
+    for chunk in chunks:  # sorted by length: the last row sets the padded width
+        width = -(-len(chunk.ids) // LENGTH_BUCKET) * LENGTH_BUCKET
+        if batch and (len(batch) >= limits.max_rows or width * (len(batch) + 1) > limits.max_tokens):
+            yield batch
+            batch = []
+        batch.append(chunk)
+    if batch:
+        yield batch
+
 
 # ---------------------------------------------------------------------------------- bookkeeping
 
@@ -126,6 +202,8 @@ class _Segment:
     truncated: bool = False
     cached: bool = True  # every chunk of every leg came from the cache
     retried: bool = False
+    unknown: int = 0  # words a rule-based leg did not know
+    outside: bool = False  # a word outside the leg's model vocabulary: the route is skipped
     failure: str = ""
 
 
@@ -138,24 +216,10 @@ class _Message:
     failure: str = ""
 
 
-@dataclass(slots=True)
-class _Chunk:
-    """A piece of one leg's input that fits the model: what a decoder row translates."""
-
-    ids: list[int]
-    key: bytes
-    budget: int
-    text: str = ""
-    confidence: float = 0.0
-    truncated: bool = False
-    cached: bool = False
-    failure: str = ""
-
-
 class Runtime:
     def __init__(
         self,
-        models: dict[str, Model],
+        models: dict[str, Engine],
         registry: Registry,
         limits: BatchLimits = BatchLimits(),
         auto_tiers: AutoTiers = AutoTiers(),
@@ -175,7 +239,8 @@ class Runtime:
         auto_tiers: AutoTiers = AutoTiers(),
     ) -> "Runtime":
         """Load the models serving each tier: `tiers` (tier -> model name or names), or else every
-        model of a serving tier in the manifest (an int8 export instead of its fp32 original)."""
+        model of a serving tier in the manifest (an int8 export instead of its fp32 original),
+        the registered Apertium modes (tier `fallback`) included."""
         try:
             specs = load_specs(Path(models_dir))
         except (ManifestError, OSError, ValueError, KeyError) as exc:
@@ -193,12 +258,15 @@ class Runtime:
                 f"models {unknown} are configured in [workers.tiers] but are not in {models_dir}/manifest.json "
                 f"(known: {sorted(specs)}); export them with export_models.py"
             )
-        models = {}
+        models: dict[str, Engine] = {}
         for name in sorted({n for names in chosen.values() for n in names}):
+            spec = specs[name]
             try:
-                models[name] = Model(specs[name], threads)
+                models[name] = ApertiumModel(spec) if spec.family == APERTIUM else Model(spec, threads)
+            except ApertiumError as exc:
+                raise ModelLoadError(f"cannot load model {name!r}: {exc}") from exc
             except Exception as exc:  # any ORT/tokenizer failure is a boot error with the model named
-                raise ModelLoadError(f"cannot load model {name!r} from {specs[name].directory}: {exc}") from exc
+                raise ModelLoadError(f"cannot load model {name!r} from {spec.directory}: {exc}") from exc
         if not models:
             raise ModelLoadError(f"no model of tier {', '.join(TIERS)} in {models_dir}/manifest.json")
         registry = Registry({tier: {n: specs[n].pairs for n in names} for tier, names in chosen.items()})
@@ -206,6 +274,11 @@ class Runtime:
 
     def languages(self) -> dict[str, list[tuple[str, str]]]:
         return self.registry.pairs()
+
+    def close(self) -> None:
+        """Stop what the models keep running (Apertium pipelines); they also stop with the process."""
+        for model in self._models.values():
+            model.close()
 
     def models(self) -> list[dict]:
         described = []
@@ -255,20 +328,23 @@ class Runtime:
         source, target = job.source_language, job.target_language
         if source == AUTO:
             return TranslationError("invalid_request", "the source language must be given (the edge detects it)")
-        if job.tier != AUTO and job.tier not in TIERS:
-            return TranslationError("unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(TIERS)} or auto")
+        if job.tier not in MODEL_TYPES and job.tier not in TIERS:
+            return TranslationError(
+                "unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(MODEL_TYPES)}"
+            )
         if text not in segmented:
             segmented[text] = segment(text)
         pieces = segmented[text]
         count = sum(p.translatable for p in pieces)
         if source == target:
             return Translation(text, source, target, 1.0, "", "", segments=count)
-        preferred = job.tier if job.tier != AUTO else self.auto_tiers.choose(len(text), count)
+        preferred = tier_of(job.tier) if job.tier != AUTO else self.auto_tiers.choose(len(text), count)
         routes = self.registry.routes(source, target, preferred)
         if not routes:
             served = ", ".join(f"{s}-{t}" for s, t in sorted({p for ps in self.languages().values() for p in ps}))
             return TranslationError(
-                "unsupported_language", f"no model translates {source} -> {target}, directly or through English; pairs: {served}"
+                "unsupported_language",
+                f"no model translates {source} -> {target}, directly or through another language; pairs: {served}",
             )
         message = _Message(job, pieces, routes)
         texts = [p.text for p in pieces if p.translatable]
@@ -276,27 +352,34 @@ class Runtime:
         return message
 
     def _advance(self, seg: _Segment) -> bool:
-        """After a leg: move the segment on (next leg, or next route after a failure); False when done."""
+        """After a leg: move the segment on (next leg, or next route after a failure or a word its
+        model does not know); False when done."""
         message = seg.message
         if message.failure:
             return False
-        if seg.failure:
+        if seg.failure or seg.outside:
             if seg.route + 1 >= len(message.routes):
                 message.failure = f"segment {seg.index}: {seg.failure}; no other model serves the pair"
                 return False
+            retried = seg.retried or bool(seg.failure)
             seg.route, seg.leg, seg.text, seg.confidence = seg.route + 1, 0, seg.source_text, 1.0
-            seg.failure, seg.retried, seg.truncated, seg.cached = "", True, False, True
+            seg.failure, seg.outside, seg.retried, seg.truncated, seg.cached, seg.unknown = (
+                "", False, retried, False, True, 0
+            )
             return True
         seg.leg += 1
         return seg.leg < len(message.routes[seg.route].legs)
 
     def _run_leg(self, segments: list[_Segment], cache: SegmentCache | None) -> None:
         """Translate every segment's current leg; a segment's input is split into chunks that fit."""
-        plans: list[tuple[_Segment, list[Piece], list[_Chunk]]] = []
-        groups: dict[tuple, list[_Chunk]] = {}
+        plans: list[tuple[_Segment, list[Piece], list[Chunk]]] = []
+        groups: dict[tuple, list[Chunk]] = {}
         for seg in segments:
             leg = seg.message.routes[seg.route].legs[seg.leg]
             model, beam = self._models[leg.model], seg.message.job.beam_size
+            if seg.route + 1 < len(seg.message.routes) and not _knows(model.spec, seg.text, leg.source):
+                seg.outside = True  # a closed-vocabulary model would only guess: the next route takes it
+                continue
             pieces = self._fit(model, seg.text, leg.source, leg.target)
             chunks = []
             for piece in pieces:
@@ -304,8 +387,8 @@ class Runtime:
                     chunks.append(self._chunk(model, piece.text, leg.source, leg.target, beam))
             plans.append((seg, pieces, chunks))
             groups.setdefault((leg.model, leg.source, leg.target, beam), []).extend(chunks)
-        for (name, _, target, beam), chunks in groups.items():
-            self._decode_group(self._models[name], target, beam, chunks, cache)
+        for (name, source, target, beam), chunks in groups.items():
+            self._run_group(self._models[name], source, target, beam, chunks, cache)
         for seg, pieces, chunks in plans:
             failed = next((c.failure for c in chunks if c.failure), "")
             if failed:
@@ -316,80 +399,45 @@ class Runtime:
             seg.confidence *= sum(c.confidence * w for c, w in zip(chunks, weights)) / max(sum(weights), 1)
             seg.truncated |= any(c.truncated for c in chunks)
             seg.cached &= all(c.cached for c in chunks)
+            seg.unknown += sum(c.unknown for c in chunks)
 
-    def _fit(self, model: Model, text: str, source: str, target: str) -> list[Piece]:
-        limit = model.spec.max_source_tokens
-        return split_to_fit(text, lambda chunk: len(model.source_ids(chunk, source, target)) <= limit)
+    def _fit(self, model: Engine, text: str, source: str, target: str) -> list[Piece]:
+        return model.fit(text, source, target)
 
-    def _chunk(self, model: Model, text: str, source: str, target: str, beam: int) -> _Chunk:
-        ids = model.source_ids(text, source, target)
-        if len(ids) > model.spec.max_source_tokens:  # one character that alone does not fit
-            ids = ids[: model.spec.max_source_tokens - len(model.spec.framing.source_suffix)] + list(
-                model.spec.framing.source_suffix
-            )
-        limits = self.limits
-        budget = min(model.max_new_tokens(target), int(len(ids) * limits.length_ratio) + limits.length_slack)
-        spec = model.spec
-        key = segment_key(spec.name, spec.revision, source, target, ids, {"beam_size": beam, "max_new_tokens": budget})
-        return _Chunk(ids, key, budget)
+    def _chunk(self, model: Engine, text: str, source: str, target: str, beam: int) -> Chunk:
+        return model.chunk(text, source, target, beam, self.limits)
 
-    def _decode_group(
-        self, model: Model, target: str, beam: int, chunks: list[_Chunk], cache: SegmentCache | None
+    def _run_group(
+        self, model: Engine, source: str, target: str, beam: int, chunks: list[Chunk], cache: SegmentCache | None
     ) -> None:
-        """Answer each distinct chunk once: from the cache, else decoded in length-sorted batches."""
-        by_key: dict[bytes, list[_Chunk]] = {}
+        """Answer each distinct chunk once: from the cache, else by the model's engine; a failed
+        chunk is never cached (its segment moves to another route)."""
+        by_key: dict[bytes, list[Chunk]] = {}
         for chunk in chunks:
             by_key.setdefault(chunk.key, []).append(chunk)
-        todo = []
+        todo: list[list[Chunk]] = []
         for key, same in by_key.items():
             hit = cache.get(key) if cache is not None else None
             if hit is not None:
-                truncated = bool(hit.segments and hit.segments.truncated)
+                info = hit.segments
                 for chunk in same:
-                    chunk.text, chunk.confidence, chunk.truncated, chunk.cached = (
-                        hit.translated_text, hit.confidence, truncated, True,
+                    chunk.text, chunk.confidence, chunk.truncated, chunk.unknown, chunk.cached = (
+                        hit.translated_text, hit.confidence, bool(info and info.truncated),
+                        info.unknown_words if info else 0, True,
                     )
             else:
                 todo.append(same)
-        todo.sort(key=lambda same: len(same[0].ids))
-        for batch in self._batches(todo):
-            self._decode_batch(model, target, beam, batch, cache)
-
-    def _batches(self, todo: list[list[_Chunk]]):
-        batch: list[list[_Chunk]] = []
-        for same in todo:  # sorted by length: the last row sets the padded width
-            width = -(-len(same[0].ids) // LENGTH_BUCKET) * LENGTH_BUCKET
-            if batch and (len(batch) >= self.limits.max_rows or width * (len(batch) + 1) > self.limits.max_tokens):
-                yield batch
-                batch = []
-            batch.append(same)
-        if batch:
-            yield batch
-
-    def _decode_batch(
-        self, model: Model, target: str, beam: int, batch: list[list[_Chunk]], cache: SegmentCache | None
-    ) -> None:
-        leaders = [same[0] for same in batch]
-        try:
-            hypotheses = model.generate([c.ids for c in leaders], target, beam, [c.budget for c in leaders])
-        except Exception as exc:  # a failing model fails its chunks; they move to another route
-            for same in batch:
-                for chunk in same:
-                    chunk.failure = f"model {model.spec.name!r} failed: {type(exc).__name__}: {exc}"
+        if not todo:
             return
-        eos = model.spec.framing.eos_id
-        for same, leader, hyp in zip(batch, leaders, hypotheses):
-            if not math.isfinite(hyp.logprob):
-                for chunk in same:
-                    chunk.failure = f"model {model.spec.name!r} produced non-finite scores"
-                continue
-            text = model.detokenize(hyp.tokens)
-            truncated = len(hyp.tokens) >= leader.budget and hyp.tokens[-1] != eos
-            confidence = round(hyp.confidence, 4)
-            for chunk in same:
-                chunk.text, chunk.confidence, chunk.truncated = text, confidence, truncated
-            if cache is not None:
-                cache.put(leader.key, _segment_value(text, confidence, model.spec, truncated))
+        model.run(source, target, beam, [same[0] for same in todo], self.limits)
+        for same in todo:
+            leader = same[0]
+            for chunk in same[1:]:
+                chunk.text, chunk.confidence, chunk.truncated, chunk.unknown, chunk.failure = (
+                    leader.text, leader.confidence, leader.truncated, leader.unknown, leader.failure,
+                )
+            if cache is not None and not leader.failure:
+                cache.put(leader.key, _segment_value(leader, model.spec))
 
     def _finish(self, message: _Message) -> Translation | TranslationError:
         job = message.job
@@ -400,7 +448,11 @@ class Runtime:
         confidence = sum(s.confidence * w for s, w in zip(segments, weights)) / sum(weights) if segments else 1.0
         # The route that served most segments names the result (the first route on a tie).
         served = Counter(s.route for s in segments)
-        route = message.routes[min(served, key=lambda r: (-served[r], r))] if served else None
+        order = sorted(served, key=lambda r: (-served[r], r))
+        route = message.routes[order[0]] if served else None
+        engines = list(dict.fromkeys(self._models[leg.model].engine for r in order for leg in message.routes[r].legs))
+        requested = tier_of(job.tier)
+        rule_based = any(leg.tier == FALLBACK for r in order for leg in message.routes[r].legs)
         return Translation(
             text=reassemble(message.pieces, [s.text for s in segments]),
             source_language=job.source_language,
@@ -412,12 +464,27 @@ class Runtime:
             truncated_segments=tuple(s.index for s in segments if s.truncated),
             retried_segments=tuple(s.index for s in segments if s.retried),
             cached_segments=sum(s.cached for s in segments),
-            fallback=route is not None and job.tier != AUTO and route.tier != job.tier,
+            # Another tier than the job named served the naming route; or, unless the job asked
+            # for the rule-based engine, any segment needed it.
+            fallback=route is not None and (
+                (job.tier != AUTO and route.tier != requested) or (requested != FALLBACK and rule_based)
+            ),
             pivot=route.pivot if route else "",
+            engine="+".join(engines),
+            unknown_words=sum(s.unknown for s in segments),
         )
 
 
-def _segment_value(text: str, confidence: float, spec: ModelSpec, truncated: bool) -> CachedTranslation:
-    return CachedTranslation(
-        text, "", confidence, spec.name, spec.tier, time.time(), Segments(truncated=(0,) if truncated else ())
-    )
+_WORD = regex.compile(r"[\p{L}\p{M}]+")
+
+
+def _knows(spec: ModelSpec, text: str, language: str) -> bool:
+    """Whether every word of `text` is in the model's closed vocabulary for `language` (a model
+    without one, an open vocabulary, knows every word)."""
+    vocabulary = spec.vocabulary.get(language)
+    return vocabulary is None or all(word.lower() in vocabulary for word in _WORD.findall(text))
+
+
+def _segment_value(chunk: Chunk, spec: ModelSpec) -> CachedTranslation:
+    segments = Segments(truncated=(0,) if chunk.truncated else (), unknown_words=chunk.unknown)
+    return CachedTranslation(chunk.text, "", chunk.confidence, spec.name, spec.tier, time.time(), segments)
