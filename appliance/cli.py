@@ -8,7 +8,8 @@
     meeshy-appliance keygen [--dir DIR] [--name NAME]   write a CurveZMQ key pair
 
 Client commands talk to `--endpoint` (default: the configured bind address and ZMQ_PORT, with a
-wildcard address replaced by loopback) over a REQ socket, and exit EXIT_UNAVAILABLE (69) when no
+wildcard address replaced by loopback) with one REQ round trip (`appliance.client.request`;
+`translate` in synchronous mode), and exit EXIT_UNAVAILABLE (69) when no
 answer comes within `--timeout` or the appliance refuses the CURVE handshake, EXIT_REQUEST_FAILED
 (8) when the appliance answers an error. With `--server-key` (the appliance's public NAME.key)
 and `--client-key` (this client's NAME.key_secret) they use CurveZMQ (appliance/curve.py).
@@ -18,19 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import zmq
-from zmq.utils.monitor import recv_monitor_message
-
-from appliance import config, curve
+from appliance import config, curve, logs
+from appliance.client import NoAnswer, TranslationResult, request, sync_outcomes
 from ipc import exitcodes
 from ipc.endpoints import tcp
-from ipc.sockets import Role, make_socket
 from ipc.tiers import AUTO, MODEL_TYPES
 
 COMMANDS = ("serve", "ping", "stats", "languages", "translate", "keygen")
@@ -92,10 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve(settings: config.Settings) -> int:
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
+    logs.setup(settings.server.log_level)
     from appliance.supervisor import serve
 
     return serve(settings)
@@ -130,75 +123,6 @@ def default_endpoint(settings: config.Settings) -> str:
     elif address == "::":
         address = "::1"
     return tcp(address, settings.server.zmq_port)
-
-
-class NoAnswer(Exception):
-    """Nothing answered in time, or the appliance refused the handshake (the message says which)."""
-
-
-_HANDSHAKE_FAILED = (
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
-_MECHANISM_MISMATCH = 0x11000002  # ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-
-
-def request(endpoint: str, body: dict, timeout: float, keys: tuple[str, str] | None = None) -> dict:
-    """One REQ round trip; `keys` = (server public key file, client secret key file) for CURVE.
-
-    Raises NoAnswer when nothing answered within `timeout`, at once when the appliance refused
-    this client's key. A monitor watches the handshake only to explain a silence: libzmq retries
-    a failed handshake quietly.
-    """
-    ctx = zmq.Context()
-    try:
-        if keys:
-            curve.client_options(ctx, *keys)  # context defaults: make_socket connects at once
-        sock = make_socket(ctx, Role.CLIENT, endpoint, hwm=10, linger_ms=0)
-    except BaseException:
-        ctx.destroy(linger=0)
-        raise
-    monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
-    monitor.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.send(json.dumps(body).encode())
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-        end = time.monotonic() + timeout
-        failures: list[dict] = []
-        while (left := end - time.monotonic()) > 0:
-            ready = dict(poller.poll(int(left * 1000) + 1))
-            if sock in ready:
-                return json.loads(sock.recv())
-            if monitor in ready:
-                event = recv_monitor_message(monitor)
-                if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                    raise NoAnswer(
-                        f"{endpoint} refused this client's key (ZAP status {event['value']}): its public .key "
-                        "must be in the appliance's security.client_keys_dir"
-                    )
-                failures.append(event)
-        hint = _handshake_hint(failures, curve_on=bool(keys))
-        raise NoAnswer(f"no answer from {endpoint} within {timeout:g}s" + (f" ({hint})" if hint else ""))
-    finally:
-        sock.disable_monitor()
-        monitor.close(linger=0)
-        sock.close(linger=0)
-        ctx.term()
-
-
-def _handshake_hint(failures: list[dict], curve_on: bool) -> str:
-    """Why the handshakes failed, best guess. Which side notices a CURVE/NULL mismatch first
-    varies: the other side then just sees the connection close."""
-    if not failures:
-        return ""
-    if any(e["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and e["value"] == _MECHANISM_MISMATCH for e in failures):
-        if curve_on:
-            return "this endpoint does not use CURVE: drop --server-key and --client-key"
-        return "the appliance requires CURVE: pass --server-key and --client-key"
-    if curve_on:
-        return "the CURVE handshake failed: is --server-key this appliance's public key?"
-    return "the handshake failed: does the appliance require CURVE (--server-key, --client-key)?"
 
 
 def _client(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -238,10 +162,12 @@ def _client(args: argparse.Namespace, settings: config.Settings) -> int:
     if args.command != "translate" or args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return exitcodes.EXIT_OK if answer.get("status") != "error" else exitcodes.EXIT_REQUEST_FAILED
-    results = answer.get("results", [])
-    for result in results:
-        text = result.get("translatedText", "")
-        print(text if len(args.to) == 1 else f"{result.get('targetLanguage')}: {text}")
-    for error in answer.get("errors", []):
-        print(f"{error['targetLanguage']}: error {error['error']['code']}: {error['error']['message']}", file=sys.stderr)
-    return exitcodes.EXIT_OK if not answer.get("errors") else exitcodes.EXIT_REQUEST_FAILED
+    outcomes = sync_outcomes(answer)
+    failed = False
+    for target, outcome in outcomes.items():
+        if isinstance(outcome, TranslationResult):
+            print(outcome.translated_text if len(args.to) == 1 else f"{target}: {outcome.translated_text}")
+        else:
+            failed = True
+            print(f"{target}: error {outcome.code}: {outcome.message}", file=sys.stderr)
+    return exitcodes.EXIT_REQUEST_FAILED if failed else exitcodes.EXIT_OK

@@ -131,6 +131,18 @@ class CacheSettings(_Section):
     retry_after_s: float = 30.0
 
 
+class CompatSettings(_Section):
+    enabled: bool = False
+    meeshy_pull_port: int = 5557
+    meeshy_pub_port: int = 5558
+    bind_address: str = ""  # "" = server.bind_address
+    pong_interval_s: float = 30.0
+    max_frame_bytes: int = 16 * 1024 * 1024
+
+    def address(self, server: ServerSettings) -> str:
+        return self.bind_address or server.bind_address
+
+
 class Settings(_Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
@@ -143,6 +155,7 @@ class Settings(_Section):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    compat: CompatSettings = msgspec.field(default_factory=CompatSettings)
     source: str = ""  # the file these came from ("" for built-in defaults); not a TOML key
 
     def tier_models(self) -> dict[str, list[str]]:
@@ -345,4 +358,25 @@ def validate(s: Settings) -> None:
     need(s.cache.ttl_s > 0, "cache.ttl_s must be > 0")
     need(s.cache.persistent_max_entries >= 1, "cache.persistent_max_entries must be >= 1")
     need(s.cache.retry_after_s > 0, "cache.retry_after_s must be > 0")
+    _validate_compat(s, need)
     need(s.server.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "server.log_level must be DEBUG, INFO, WARNING or ERROR")
+
+
+def _validate_compat(s: Settings, need) -> None:
+    c = s.compat
+    for name, port in (("compat.meeshy_pull_port", c.meeshy_pull_port), ("compat.meeshy_pub_port", c.meeshy_pub_port)):
+        need(0 <= port <= 65535, f"{name} must be a port number in 0..65535, got {port}")
+    need(c.pong_interval_s > 0, f"compat.pong_interval_s must be > 0, got {c.pong_interval_s}")
+    need(
+        c.max_frame_bytes >= s.limits.max_request_bytes,
+        f"compat.max_frame_bytes must be >= limits.max_request_bytes ({s.limits.max_request_bytes}): "
+        f"a request's JSON frame must fit, got {c.max_frame_bytes}",
+    )
+    if not c.enabled:
+        return
+    ports = [p for p in (c.meeshy_pull_port, c.meeshy_pub_port) if p]
+    need(len(ports) == len(set(ports)), f"compat.meeshy_pull_port and meeshy_pub_port must differ, got {ports}")
+    if c.address(s.server) == s.server.bind_address:
+        server = {s.server.zmq_port, s.server.zmq_pub_port} | ({s.server.api_port} if s.server.http_enabled else set())
+        clash = sorted(set(ports) & (server - {0}))
+        need(not clash, f"compat ports {clash} are already [server] ports on {s.server.bind_address}")

@@ -90,6 +90,10 @@ class Dispatcher:
         # count it), and with each error event's code.
         self.on_completed: Callable[[TargetTask, Result], None] = lambda unit, frame: None
         self.on_failed: Callable[[str], None] = lambda code: None
+        # Metrics' timings: each outcome recorded for a target (ok or not; not an outcome published
+        # again for a retry), and each unit sent to a worker, with the `now` it was sent at.
+        self.on_outcome: Callable[[RequestRecord, str, bool], None] = lambda record, target, ok: None
+        self.on_dispatched: Callable[[TargetTask, float], None] = lambda unit, now: None
 
     # ------------------------------------------------------------------ admission
 
@@ -182,6 +186,7 @@ class Dispatcher:
             if not self._send_task(slot, task):
                 self.table.unassign(unit)
                 return False
+            self.on_dispatched(unit, now)
         return True
 
     # ------------------------------------------------------------------ outcomes
@@ -274,6 +279,7 @@ class Dispatcher:
     def _record(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
         self._publish(outcome.event)
         record.outcomes[target] = outcome
+        self.on_outcome(record, target, outcome.ok)
 
     def _settle(self, record: RequestRecord) -> None:
         """Answer the waiters whose targets are all done; retire a record with nothing left."""

@@ -1,9 +1,9 @@
-"""A small HTTP/1.1 API on asyncio streams (port 8000, API_PORT), no framework.
+"""The HTTP API (port 8000, API_PORT) on aiohttp's low-level server, on the supervisor's event loop.
 
     GET  /health    200 while the process runs: {"status": "ok", "state": ...}
     GET  /ready     200 when serving with at least one ready worker, else 503
     GET  /stats     the stats document (same as the `stats` request)
-    GET  /metrics   the same counters in Prometheus text format
+    GET  /metrics   Prometheus text format (appliance/stats.py: the appliance's own registry)
     POST /translate a translation request (same JSON as on 5555), always synchronous: the reply
                     holds the results. 200 with the sync body; errors: 400 for a bad request,
                     503 for overloaded / shutting_down / not_ready, 500 for internal_error.
@@ -12,27 +12,48 @@
 
 Every error is a JSON body {"status": "error", "error": {"code", "message"}}.
 
+Why aiohttp: HTTP/1.1 framing is where request smuggling and slow-client attacks live, and a
+hand-written parser is one more to get wrong. aiohttp is maintained, parses with llhttp (Node's
+parser: strict Content-Length and Transfer-Encoding rules, chunked bodies), and runs on the loop
+the supervisor already has (asyncio + uvloop): no thread, no second process, the handlers call the
+service directly. Its low-level `web.Server` is used, not `web.Application`: six fixed routes need
+no router, and the server is the protocol factory, which is where the limits below hook in.
+
 Limits, so that a slow or hostile client cannot hold memory or connections:
 
     connections   at most http.max_connections (256) at once; one more is answered 503
-                  "overloaded" and closed at once, unread.
-    idle          a keep-alive connection waits IDLE_TIMEOUT_S (30 s) for the first byte of its
-                  next request, then is closed.
-    head          once that first byte came, the request line and the whole header block must
-                  arrive within http.header_timeout_s (10 s), else 408 and closed. A line holds at
-                  most MAX_LINE (8 KiB: 414 for the request line, 431 for a header), the block at
-                  most MAX_HEAD (32 KiB) and MAX_HEADERS (100) headers (431).
-    framing       a body is framed by Content-Length only, 0..limits.max_request_bytes (else 413).
-                  Transfer-Encoding of any kind is refused (501); a duplicated Content-Length,
-                  Host, Connection or Authorization, a malformed header line or Content-Length,
-                  or a version other than HTTP/1.0 and 1.1 is a 400 (505). Each closes the
-                  connection, so no byte of an unparsed body is ever read as a request.
-    body, reply   the body must arrive, and the reply be taken, within IDLE_TIMEOUT_S.
-    memory        besides the parsed head and the body, a connection's reader holds about
-                  2 x RECV_BUFFER (the accepted socket's SO_RCVBUF, 32 KiB) at most.
+                  "overloaded" and closed at once, unread (aiohttp has no cap of its own:
+                  `Connection.connection_made`).
+    idle          a keep-alive connection waits IDLE_TIMEOUT_S (30 s) for its next request head
+                  (aiohttp's keepalive_timeout), then is closed.
+    head          once the first byte of a head came, the request line and the whole header block
+                  must arrive within http.header_timeout_s (10 s), else 408 and closed (aiohttp
+                  has no such deadline: `Connection.data_received` keeps it). A line holds at most
+                  MAX_LINE (8 KiB: 414 for the request line, 431 for a header), the block at most
+                  MAX_HEAD (32 KiB, counted as bytes arrive) and MAX_HEADERS (100) headers (431).
+    framing       llhttp refuses a second Content-Length (equal or not), one that is not plain
+                  digits, a second Host, Content-Length with Transfer-Encoding, a Transfer-Encoding
+                  whose last coding is not chunked, and malformed lines (400). Chunked bodies are
+                  accepted; any other Transfer-Encoding (`gzip, chunked`) is 501. An HTTP/1.1
+                  request without Host, a second Connection or Authorization is a 400; a version
+                  other than HTTP/1.0 and 1.1 a 505 (400 without one). Each closes the connection.
+    body          at most limits.max_request_bytes, by Content-Length or as chunks arrive (413),
+                  and it must arrive within IDLE_TIMEOUT_S (408). A reply that leaves a body
+                  unread closes the connection (lingering_time 0): no byte of it is ever read as
+                  a request. Content-Encoding is not decoded (no decompression bombs).
+    reply         a peer that leaves part of a reply untaken for IDLE_TIMEOUT_S is aborted (the
+                  transport's write high-water mark is 0, so any byte the kernel did not take
+                  pauses writing and starts that deadline; a close waits for it too).
+    memory        besides a parsed head and a body, a connection holds what one read returns:
+                  accepted sockets inherit the listener's SO_RCVBUF (RECV_BUFFER, 32 KiB).
     auth          when security.http_token is set, every request but GET /health needs
                   `Authorization: Bearer <token>`, else 401 "unauthorized" with
-                  `WWW-Authenticate: Bearer` (a request with an unread body is then closed).
+                  `WWW-Authenticate: Bearer` (a request with a body is then closed).
+
+aiohttp internals this relies on (tests/appliance/test_http_limits.py fails if they change):
+RequestHandler's `_waiter` (set while it waits for a request head), `_request_count` (heads
+parsed) and `_messages` (parsed heads, `_ErrInfo` for one llhttp refused), and the `handle_error`
+hook for parse errors.
 """
 
 from __future__ import annotations
@@ -40,13 +61,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import socket
-from typing import NamedTuple, Protocol
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.http import HttpVersion10, HttpVersion11
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import _ErrInfo
 
 from appliance import protocol
 from appliance.config import Settings
-from appliance.stats import prometheus
+from appliance.stats import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("meeshy.http")
 
@@ -55,26 +80,23 @@ MAX_HEAD = 32 * 1024
 MAX_HEADERS = 100
 RECV_BUFFER = 32 * 1024  # SO_RCVBUF of accepted sockets (Linux doubles it)
 IDLE_TIMEOUT_S = 30.0
-CLOSE_TIMEOUT_S = 5.0
-REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
-}
+SHUTDOWN_TIMEOUT_S = 2.0
 UNAVAILABLE = {protocol.OVERLOADED, protocol.SHUTTING_DOWN, protocol.NOT_READY}
 UNAUTHORIZED = "unauthorized"
+REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 ROUTES = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST"}
 POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the one request type each route takes
-# Headers whose meaning two copies would make ambiguous (request smuggling, auth confusion).
-SINGLE_HEADERS = {"content-length", "host", "connection", "authorization"}
-TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-DIGITS = re.compile(r"[0-9]{1,20}")
+# Headers whose meaning two copies would make ambiguous (auth confusion); llhttp refuses a second
+# Content-Length and Host itself.
+SINGLE_HEADERS = ("Connection", "Authorization")
+VERSION = "meeshy.http_version"  # request state: the version the client sent
 
 
 class Service(Protocol):
     state: str
     settings: Settings
+    metrics: Metrics
 
     def count_request(self) -> None: ...
     def respond(self, payload: bytes, reply, *, force_sync: bool = False, only_type: str | None = None) -> None: ...
@@ -82,8 +104,8 @@ class Service(Protocol):
     def stats(self) -> dict: ...
 
 
-class HttpError(Exception):
-    """A request the connection cannot go on after: answered with `status`, then closed."""
+class Refusal(Exception):
+    """A request answered with `status` and the connection then closed."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -91,183 +113,162 @@ class HttpError(Exception):
         self.code = code
 
 
-class Request(NamedTuple):
-    method: str
-    path: str
-    version: str
-    headers: dict[str, str]  # lower-cased names
+def raw_response(status: int, code: str, message: str) -> bytes:
+    """A complete response written straight to a transport (no request object to answer with)."""
+    body = protocol.encode(protocol.error_body(code, message))
+    head = (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _first_line(message: object) -> str:
+    """llhttp's messages quote the offending bytes on the lines after the first."""
+    return str(message or "").splitlines()[0].rstrip(":") if message else ""
 
 
 class HttpApi:
     def __init__(self, service: Service) -> None:
         settings = service.settings
         self.service = service
+        self.metrics = service.metrics
         self.max_body = settings.limits.max_request_bytes
         self.max_connections = settings.http.max_connections
         self.header_timeout_s = settings.http.header_timeout_s
         self.token = settings.security.http_token.encode()
         self.active = 0
         self._full_logged = False
+        self._server: _Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
 
-    async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        # `limit` bounds one line, and the reader pauses its transport past twice that; but one read
-        # hands it all the kernel holds for the socket (~128 KiB by default). Accepted sockets
-        # inherit the listener's smaller receive buffer, which bounds that read.
-        server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
-        for sock in server.sockets:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
-        return server
-
-    # -------------------------------------------------------------- connection
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= self.max_connections:
-            self._reject(writer)
-            return
-        self.active += 1
-        try:
-            while await self._one(reader, writer):
-                pass
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("HTTP connection failed")
-        finally:
-            await self._close(writer)
-            self.active -= 1
-            if self.active < self.max_connections:
-                self._full_logged = False
-
-    def _reject(self, writer: asyncio.StreamWriter) -> None:
-        """Over the cap: a fixed 503 into an empty send buffer, then close, reading nothing."""
-        if not self._full_logged:
-            self._full_logged = True
-            log.warning("HTTP connection limit reached (http.max_connections = %d): refusing", self.max_connections)
-        body = protocol.error_body(
-            protocol.OVERLOADED, f"too many HTTP connections (limit {self.max_connections}); retry later"
+    async def start(self, host: str, port: int) -> None:
+        self._server = _Server(
+            self,
+            self._handle,
+            request_factory=self._make_request,
+            keepalive_timeout=IDLE_TIMEOUT_S,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS,
+            lingering_time=0,  # an unread body closes the connection instead of being skipped
+            auto_decompress=False,
+            access_log=None,
+            logger=log,
         )
-        try:
-            writer.write(self._response(503, body, False))
-        except Exception:
-            pass
-        writer.close()
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self._server, host, port)
+        # One read hands the protocol all the kernel holds for the socket (~128 KiB by default);
+        # accepted sockets inherit the listener's smaller receive buffer, which bounds that read.
+        for sock in self._listener.sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
 
-    async def _close(self, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-        try:
-            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            writer.transport.abort()  # a peer that takes no bytes must not keep a transport alive
-        except Exception:
-            pass
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None
+        return self._listener.sockets[0].getsockname()[:2]
+
+    async def close(self) -> None:
+        """Stop listening; give requests in progress SHUTDOWN_TIMEOUT_S, then close every connection."""
+        if self._listener is not None:
+            self._listener.close()
+        if self._server is not None:
+            self._server.pre_shutdown()  # idle keep-alive connections close now
+            await self._server.shutdown(SHUTDOWN_TIMEOUT_S)
+
+    def _make_request(self, message, payload, protocol_, writer, task) -> web.BaseRequest:
+        # Responses carry the request's version in their status line: always answer HTTP/1.1
+        # (as for a parse error, answered with a placeholder HTTP/1.0 message); the version the
+        # client sent is checked in _check_head. The parser decided keep-alive from it already.
+        version = message.version
+        if version != HttpVersion11:
+            message = message._replace(version=HttpVersion11)
+        return web.BaseRequest(
+            message, payload, protocol_, writer, task, asyncio.get_running_loop(),
+            client_max_size=self.max_body, state={VERSION: version},
+        )
+
+    # -------------------------------------------------------------- connections
+
+    def accept(self) -> bool:
+        if self.active >= self.max_connections:
+            if not self._full_logged:
+                self._full_logged = True
+                log.warning("HTTP connection limit reached (http.max_connections = %d): refusing", self.max_connections)
+            self.metrics.http_refused.inc()
+            self.metrics.count_http("unparsed", 503)
+            return False
+        self.active += 1
+        self.metrics.http_connections.set(self.active)
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+        self.metrics.http_connections.set(self.active)
+        if self.active < self.max_connections:
+            self._full_logged = False
 
     # -------------------------------------------------------------- one request
 
-    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; True to keep the connection for the next."""
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = request.path if request.path in ROUTES else "other"
+        request.protocol.serving = request
         try:
-            first = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT_S)
-        except TimeoutError:
-            return False
-        if not first:
-            return False
-        try:
-            async with asyncio.timeout(self.header_timeout_s):
-                request = await self._read_head(reader, first)
-        except TimeoutError:
-            await self._error(writer, 408, "request_timeout", f"request head not received within {self.header_timeout_s:g}s")
-            return False
-        except HttpError as exc:
-            await self._error(writer, exc.status, exc.code, str(exc))
-            return False
-        if request is None:  # the peer closed mid-head
-            return False
-        try:
-            length = self._content_length(request.headers)
-        except HttpError as exc:
-            await self._error(writer, exc.status, exc.code, str(exc))
-            return False
-        keep_alive = request.version == "HTTP/1.1" and request.headers.get("connection", "").lower() != "close"
+            status, payload, headers, close = await self._serve(request)
+        except Refusal as exc:
+            status, payload, headers, close = exc.status, protocol.error_body(exc.code, str(exc)), None, True
+        finally:
+            request.protocol.serving = None
+        self.metrics.count_http(route, status)
+        return self._response(request, status, payload, close=close, headers=headers)
 
+    async def _serve(self, request: web.BaseRequest) -> tuple[int, dict | bytes, dict | None, bool]:
+        self._check_head(request)
         if not self._authorized(request):
-            # Answer before reading the body; an unread body cannot be skipped safely, so close.
-            keep_alive = keep_alive and length == 0
             body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
-            await self._write(writer, 401, body, keep_alive, extra={"WWW-Authenticate": "Bearer"})
-            return keep_alive
-
-        body = await asyncio.wait_for(reader.readexactly(length), IDLE_TIMEOUT_S) if length else b""
+            # Answered before the body is read; an unread body cannot be skipped safely: close.
+            return 401, body, {"WWW-Authenticate": "Bearer"}, request.body_exists
+        if (request.content_length or 0) > self.max_body:
+            raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes")
+        try:
+            body = await asyncio.wait_for(request.read(), IDLE_TIMEOUT_S)
+        except web.HTTPRequestEntityTooLarge:
+            raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes") from None
+        except TimeoutError:
+            raise Refusal(408, "request_timeout", f"request body not received within {IDLE_TIMEOUT_S:g}s") from None
         status, payload = await self._route(request.method, request.path, body)
-        await self._write(writer, status, payload, keep_alive)
-        return keep_alive
+        return status, payload, None, False
 
-    async def _read_head(self, reader: asyncio.StreamReader, first: bytes) -> Request | None:
-        line = first + await self._line(reader, 414, "uri_too_long", "request line")
-        if not line.endswith(b"\n"):
-            return None
-        total = len(line)
-        try:
-            method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
-        except ValueError:
-            raise HttpError(400, protocol.INVALID_REQUEST, "bad request line") from None
-        if not TOKEN.fullmatch(method) or not target:
-            raise HttpError(400, protocol.INVALID_REQUEST, "bad request line")
-        if version not in ("HTTP/1.0", "HTTP/1.1"):
-            raise HttpError(505, protocol.INVALID_REQUEST, "only HTTP/1.0 and HTTP/1.1 are served")
-        headers: dict[str, str] = {}
-        count = 0
-        while True:
-            raw = await self._line(reader, 431, "headers_too_large", "header line")
-            if not raw.endswith(b"\n"):
-                return None
-            total += len(raw)
-            if total > MAX_HEAD:
-                raise HttpError(431, "headers_too_large", f"request head longer than {MAX_HEAD} bytes")
-            if raw in (b"\r\n", b"\n"):
-                break
-            count += 1
-            if count > MAX_HEADERS:
-                raise HttpError(431, "headers_too_large", f"more than {MAX_HEADERS} headers")
-            name, colon, value = raw.decode("latin-1").rstrip("\r\n").partition(":")
-            if not colon or not TOKEN.fullmatch(name):  # also refuses "Name :" and folded lines
-                raise HttpError(400, protocol.INVALID_REQUEST, "malformed header line")
-            name = name.lower()
-            if name in headers and name in SINGLE_HEADERS:
-                raise HttpError(400, protocol.INVALID_REQUEST, f"duplicate {name} header")
-            headers[name] = value.strip(" \t")
-        return Request(method, target.split("?", 1)[0], version, headers)
+    def _check_head(self, request: web.BaseRequest) -> None:
+        """What llhttp lets through but this API refuses (each closes the connection)."""
+        version = request[VERSION]
+        if version not in (HttpVersion10, HttpVersion11):
+            if version.major == 0:  # llhttp reads a request line without a version as HTTP/0.9
+                raise Refusal(400, protocol.INVALID_REQUEST, "bad request line")
+            raise Refusal(505, protocol.INVALID_REQUEST, "only HTTP/1.0 and HTTP/1.1 are served")
+        if version == HttpVersion11 and "Host" not in request.headers:  # RFC 9112, 3.2
+            raise Refusal(400, protocol.INVALID_REQUEST, "an HTTP/1.1 request needs a Host header")
+        for name in SINGLE_HEADERS:
+            if len(request.headers.getall(name, ())) > 1:
+                raise Refusal(400, protocol.INVALID_REQUEST, f"duplicate {name.lower()} header")
+        coding = request.headers.get("Transfer-Encoding")
+        if coding is not None and coding.strip().lower() != "chunked":
+            raise Refusal(501, "not_implemented", "only the chunked Transfer-Encoding is supported")
+        raw = request.raw_headers
+        if len(raw) > MAX_HEADERS:
+            raise Refusal(431, "headers_too_large", f"more than {MAX_HEADERS} headers")
+        if len(request.raw_path) + sum(len(k) + len(v) + 4 for k, v in raw) > MAX_HEAD:
+            raise Refusal(431, "headers_too_large", f"request head longer than {MAX_HEAD} bytes")
 
-    @staticmethod
-    async def _line(reader: asyncio.StreamReader, status: int, code: str, what: str) -> bytes:
-        try:
-            return await reader.readline()
-        except ValueError:  # longer than the reader's limit
-            raise HttpError(status, code, f"{what} longer than {MAX_LINE} bytes") from None
-
-    def _content_length(self, headers: dict[str, str]) -> int:
-        if "transfer-encoding" in headers:
-            raise HttpError(501, "not_implemented", "Transfer-Encoding is not supported: send the body with a Content-Length")
-        raw = headers.get("content-length")
-        if raw is None:
-            return 0
-        if not DIGITS.fullmatch(raw):
-            raise HttpError(400, protocol.INVALID_REQUEST, "Content-Length must be one decimal number")
-        length = int(raw)
-        if length > self.max_body:
-            raise HttpError(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes")
-        return length
-
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, request: web.BaseRequest) -> bool:
         if not self.token or (request.method == "GET" and request.path == "/health"):
             return True
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(credentials.strip(" ").encode("latin-1"), self.token)
+        return hmac.compare_digest(credentials.strip(" ").encode("latin-1", "replace"), self.token)
 
-    # -------------------------------------------------------------- routes
-
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | str]:
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | bytes]:
         svc = self.service
         if path not in ROUTES:
             return 404, protocol.error_body("not_found", f"no route {path}")
@@ -281,7 +282,7 @@ class HttpApi:
         if path == "/stats":
             return 200, svc.stats()
         if path == "/metrics":
-            return 200, prometheus(svc.stats())
+            return 200, self.metrics.exposition()
         svc.count_request()
         done: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 
@@ -296,30 +297,181 @@ class HttpApi:
             return (503 if code in UNAVAILABLE else 500 if code == protocol.INTERNAL_ERROR else 400), result
         return 200, result
 
-    # -------------------------------------------------------------- replies
-
-    async def _error(self, writer: asyncio.StreamWriter, status: int, code: str, message: str) -> None:
-        await self._write(writer, status, protocol.error_body(code, message), False)
-
-    async def _write(
-        self, writer: asyncio.StreamWriter, status: int, payload: dict | str, keep_alive: bool, extra: dict | None = None
-    ) -> None:
-        writer.write(self._response(status, payload, keep_alive, extra))
-        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_S)
-
     @staticmethod
-    def _response(status: int, payload: dict | str, keep_alive: bool, extra: dict | None = None) -> bytes:
-        if isinstance(payload, str):
-            data = payload.encode()
-            ctype = "text/plain; version=0.0.4; charset=utf-8"
+    def _response(
+        request: web.BaseRequest, status: int, payload: dict | bytes, *, close: bool = False, headers: dict | None = None
+    ) -> web.Response:
+        if isinstance(payload, bytes):
+            data, ctype = payload, CONTENT_TYPE
         else:
-            data = protocol.encode(payload)
-            ctype = "application/json"
-        lines = [
-            f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}",
-            f"Content-Type: {ctype}",
-            f"Content-Length: {len(data)}",
-            f"Connection: {'keep-alive' if keep_alive else 'close'}",
-        ]
-        lines.extend(f"{k}: {v}" for k, v in (extra or {}).items())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+            data, ctype = protocol.encode(payload), "application/json"
+        resp = web.Response(status=status, body=data, headers={"Content-Type": ctype, **(headers or {})})
+        if close or not request.keep_alive:
+            resp.force_close()
+        else:
+            resp.headers["Connection"] = "keep-alive"  # HTTP/1.1 implies it; say it anyway
+        return resp
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, making this module's connection protocol."""
+
+    def __init__(self, api: HttpApi, handler, **kwargs) -> None:
+        super().__init__(handler, **kwargs)
+        self.api = api
+        self.handler_kwargs = kwargs
+        self.handler_kwargs.pop("request_factory", None)
+
+    def __call__(self) -> Connection:
+        return Connection(self, self.api, loop=asyncio.get_running_loop(), **self.handler_kwargs)
+
+
+class Connection(web.RequestHandler):
+    """One HTTP connection: aiohttp's request handler plus the cap, the head deadline and byte
+    budget, JSON error bodies, and a deadline on replies the peer does not take."""
+
+    def __init__(self, server: _Server, api: HttpApi, **kwargs) -> None:
+        super().__init__(server, **kwargs)
+        self.api = api
+        self.accepted = False
+        self.refused = False
+        self.sock_transport: asyncio.Transport | None = None  # aiohttp drops `transport` on close
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_bytes = 0
+        self.head_tail = b""  # the head's last 3 bytes: its end may straddle two reads
+        self.line_bytes: int | None = None  # the request line's length, once its end arrived
+        self.stuck_timer: asyncio.TimerHandle | None = None
+        self.serving: web.BaseRequest | None = None  # the request a handler is serving now
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.api.accept():
+            # Over the cap: a fixed 503 into an empty send buffer, then close, reading nothing.
+            self.refused = True
+            transport.write(raw_response(
+                503, protocol.OVERLOADED, f"too many HTTP connections (limit {self.api.max_connections}); retry later"
+            ))
+            transport.close()
+            return
+        self.accepted = True
+        self.sock_transport = transport
+        # Pause (and start the reply deadline) as soon as the peer leaves any byte untaken.
+        transport.set_write_buffer_limits(high=0)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.accepted:
+            return
+        self.accepted = False
+        self.api.release()
+        for timer in (self.head_timer, self.stuck_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
+
+    # -------------------------------------------------------------- the head's deadline and budget
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if data:  # aiohttp feeds b"" itself to parse what it buffered while paused
+            if self.head_timer is None and self._awaiting_head():
+                self.head_timer = self._loop.call_later(self.api.header_timeout_s, self._head_timeout)
+                self.head_bytes = 0
+                self.head_tail = b""
+                self.line_bytes = None
+            if self.head_timer is not None and not self._within_budget(data):
+                self._refuse(431, "headers_too_large", f"request head longer than {MAX_HEAD} bytes")
+                return
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed:  # a head was parsed (or refused by the parser)
+            self._stop_head_timer()
+            error = self._messages[-1][0] if self._messages else None
+            if isinstance(error, _ErrInfo) and self.serving is not None and not self.serving.content.is_eof():
+                # llhttp refused the body of the request being served (a malformed chunk):
+                # nothing will end that body, so answer now and close.
+                self._refuse(400, protocol.INVALID_REQUEST, f"malformed body: {_first_line(error.message)}")
+
+    def _within_budget(self, data: bytes) -> bool:
+        """Count a head's bytes as they arrive; False when its end is not within MAX_HEAD.
+        Checked before parsing, so that a chunk that overflows the budget is never parsed (nor a
+        request hiding behind it)."""
+        if self.line_bytes is None and (end := data.find(b"\n")) >= 0:
+            self.line_bytes = self.head_bytes + end
+        budget = MAX_HEAD - self.head_bytes
+        self.head_bytes += len(data)
+        if len(data) > budget:
+            window = self.head_tail + data[: budget + 3]
+            if b"\r\n\r\n" not in window and b"\n\n" not in window:
+                return False
+        self.head_tail = (self.head_tail + data[-3:])[-3:]
+        return True
+
+    def _awaiting_head(self) -> bool:
+        """Bytes now are a request head: none parsed yet, or aiohttp is waiting for the next."""
+        return self._request_count == 0 or (self._waiter is not None and not self._waiter.done())
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None
+        self._refuse(408, "request_timeout", f"request head not received within {self.api.header_timeout_s:g}s")
+
+    def _stop_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer a head that never became a request, and close."""
+        self._stop_head_timer()
+        self.refused = True
+        self.api.metrics.count_http("unparsed", status)
+        if self.transport is not None:
+            self.transport.write(raw_response(status, code, message))
+        self.force_close()
+
+    # -------------------------------------------------------------- parse errors
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """aiohttp's hook for a head its parser refused (and for a handler that raised)."""
+        if isinstance(exc, ConnectionError) or self.refused or self.transport is None:
+            # The peer left, or this side closed (a refused body): no one reads an answer.
+            return HttpApi._response(request, 400, protocol.error_body(protocol.INVALID_REQUEST, "connection lost"), close=True)
+        if isinstance(exc, LineTooLong):
+            line = self.line_bytes if self.line_bytes is not None else self.head_bytes
+            if line >= MAX_LINE:
+                status, code, text = 414, "uri_too_long", f"request line longer than {MAX_LINE} bytes"
+            else:
+                status, code, text = 431, "headers_too_large", f"header line longer than {MAX_LINE} bytes"
+        elif isinstance(exc, BadHttpMessage) and str(exc.message).startswith("Too many headers"):
+            status, code, text = 431, "headers_too_large", f"more than {MAX_HEADERS} headers"
+        elif isinstance(exc, HttpProcessingError):
+            status, code, text = 400, protocol.INVALID_REQUEST, _first_line(exc.message) or "malformed request"
+        else:
+            if exc is not None:
+                log.error("HTTP request failed", exc_info=exc)
+            code = protocol.INTERNAL_ERROR if status == 500 else "error"
+            text = f"{type(exc).__name__}: {exc}" if exc is not None else message or "error"
+        log.debug("HTTP %d: %s", status, text)
+        route = "unparsed" if isinstance(exc, HttpProcessingError) else (request.path if request.path in ROUTES else "other")
+        self.api.metrics.count_http(route, status)
+        return HttpApi._response(request, status, protocol.error_body(code, text), close=True)
+
+    # -------------------------------------------------------------- replies the peer does not take
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.stuck_timer is None:
+            self.stuck_timer = self._loop.call_later(IDLE_TIMEOUT_S, self._abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.stuck_timer is not None:
+            self.stuck_timer.cancel()
+            self.stuck_timer = None
+
+    def _abort(self) -> None:
+        self.stuck_timer = None
+        if self.sock_transport is not None:
+            self.sock_transport.abort()

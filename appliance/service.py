@@ -74,7 +74,10 @@ class RequestService:
         self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
         self._lookups: set[asyncio.Task] = set()  # requests waiting on the persistent cache
         dispatcher.on_completed = self._completed
-        dispatcher.on_failed = lambda code: self._count_failed()
+        dispatcher.on_failed = self.metrics.count_failed
+        dispatcher.on_outcome = self._observe_outcome
+        dispatcher.on_dispatched = self._observe_dispatch
+        self.metrics.collect_from(self.stats)
 
     # ------------------------------------------------------------------ models
 
@@ -131,12 +134,12 @@ class RequestService:
             self._refuse(exc, reply)
         except Exception as exc:  # a bug must still get the client an answer
             log.exception("unexpected error answering a request")
-            self.metrics.request_errors += 1
+            self.metrics.count_error(protocol.INTERNAL_ERROR)
             ids = (req.message_id, req.task_id) if isinstance(req, protocol.TranslateRequest) else (None, None)
             reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *ids))
 
     def _refuse(self, exc: RequestError, reply: Reply) -> None:
-        self.metrics.request_errors += 1
+        self.metrics.count_error(exc.code)
         reply(protocol.error_body(exc.code, exc.message, exc.message_id, exc.task_id))
 
     def translate(self, req: protocol.TranslateRequest, reply: Reply) -> None:
@@ -225,7 +228,7 @@ class RequestService:
             self._refuse(exc, reply)
         except Exception as exc:
             log.exception("unexpected error answering a request")
-            self.metrics.request_errors += 1
+            self.metrics.count_error(protocol.INTERNAL_ERROR)
             reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", req.message_id, req.task_id))
 
     def _admit(self, req, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
@@ -299,6 +302,7 @@ class RequestService:
     def _hit_event(self, record: RequestRecord, target: str, hit: Hit) -> dict:
         value, lookup_ms = hit
         self.cache.count_edge_hit()
+        self.metrics.count_translation(value.model, value.source_language, target)
         return protocol.completed_event(
             task_id=record.task_id,
             message_id=record.message_id,
@@ -342,11 +346,17 @@ class RequestService:
 
     def _completed(self, unit: TargetTask, frame: Result) -> None:
         self.metrics.count_completed(frame.processing_ms)
+        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
         if self.cache is not None:
             self.cache.on_result(unit.cache_key, frame, unit.request.detection)
 
-    def _count_failed(self) -> None:
-        self.metrics.tasks_failed += 1
+    def _observe_outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
+        """A target's event went out: end-to-end latency from the request's acceptance."""
+        self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
+
+    def _observe_dispatch(self, unit: TargetTask, now: float) -> None:
+        if unit.attempt == 1:  # a dispatch again after a worker died is not queue time
+            self.metrics.observe_queue_time(now - unit.request.accepted_at)
 
     def _estimate_ms(self) -> float:
         ready = max(1, self.pool.count(SlotState.READY))

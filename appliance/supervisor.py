@@ -45,10 +45,12 @@ import zmq.asyncio
 
 from appliance import pool, protocol
 from appliance.cache import ApplianceCache
+from appliance.compat import CompatFront, compat_pull_hwm
 from appliance.config import Settings, is_loopback
 from appliance.curve import CurveError, EdgeCurve
 from appliance.dispatcher import Dispatcher
 from appliance.edge import Edge, buffer_hwm
+from appliance.http_api import HttpApi
 from appliance.pool import Slot, SlotState, WorkerPool
 from appliance.rundir import RunDir, RunDirError
 from appliance.sdnotify import Notifier
@@ -131,7 +133,7 @@ class Supervisor:
         self.ctx = zmq.asyncio.Context()
         self.sockets: list[zmq.Socket] = []
         self.background: list[asyncio.Task] = []
-        self.http_server: asyncio.AbstractServer | None = None
+        self.http_server: HttpApi | None = None
         self.run_dir: RunDir | None = None
         self.cache: ApplianceCache | None = None
         self.pool: WorkerPool | None = None
@@ -161,6 +163,8 @@ class Supervisor:
                 asyncio.create_task(self.edge.serve(), name="edge"),
                 asyncio.create_task(self._ticker(), name="ticker"),
             ]
+            if self.compat is not None:
+                self.background.append(asyncio.create_task(self.compat.serve(), name="compat"))
             if self.notifier.watchdog_s:
                 self.background.append(asyncio.create_task(self._watchdog(), name="watchdog"))
             code = await self._start()
@@ -203,12 +207,17 @@ class Supervisor:
         self.pool = WorkerPool(s, endpoints, task_socks, lambda slot, pid: self.events.put_nowait(WorkerExited(slot, pid)))
         self.pool.cache_name = self.cache.name if self.cache else ""
         self.edge = Edge(None, router, pub)
-        self.dispatcher = Dispatcher(s.limits, s.workers.queue_depth, self.pool.send, self.edge.publish_bytes)
+        # Drop-in mode: a compat task's events go to Meeshy's gateway in its shape, the rest to 5556.
+        self.compat = self._open_compat(pub_hwm) if s.compat.enabled else None
+        publish = self.compat.publish if self.compat is not None else self.edge.publish_bytes
+        self.dispatcher = Dispatcher(s.limits, s.workers.queue_depth, self.pool.send, publish)
         self.service = RequestService(s, self.dispatcher, self.pool, self.cache, self.edge.publish)
         self.service.retry_dispatch = self._schedule_dispatch
         self.dispatcher.on_idle = lambda: self.state == DRAINING and self.events.put_nowait(Idle())
         self.service.edge_counters = self.edge.counters
         self.edge.service = self.service
+        if self.compat is not None:
+            self.compat.service = self.service
         self.endpoints_info = {
             "requests": bound_endpoint(router),
             "events": bound_endpoint(pub),
@@ -217,6 +226,21 @@ class Supervisor:
             "pid": os.getpid(),
         }
         log.info("requests on %s, events on %s", self.endpoints_info["requests"], self.endpoints_info["events"])
+        if self.compat is not None:
+            self.endpoints_info.update(compat_pull=self.compat.pull_endpoint, compat_events=self.compat.pub_endpoint)
+            log.info("Meeshy gateway drop-in: requests on %s, events on %s (no CurveZMQ: keep them on a private "
+                     "network)", self.compat.pull_endpoint, self.compat.pub_endpoint)
+
+    def _open_compat(self, pub_hwm: int) -> CompatFront:
+        """[compat]: the gateway's PULL and PUB. Never secured: the gateway has no CurveZMQ."""
+        s = self.settings
+        c = s.compat
+        address = c.address(s.server)
+        linger = s.ipc.edge_linger_ms
+        pull = self._socket(Role.RESULTS_IN, tcp(address, c.meeshy_pull_port), compat_pull_hwm(s), linger,
+                            max_msg_size=c.max_frame_bytes)
+        pub = self._socket(Role.EVENTS, tcp(address, c.meeshy_pub_port), pub_hwm, linger)
+        return CompatFront(s, pull, pub, self.edge.publish_bytes, bound_endpoint(pull), bound_endpoint(pub))
 
     def _open_cache(self) -> None:
         if not self.settings.cache.enabled:
@@ -235,13 +259,13 @@ class Supervisor:
         srv = self.settings.server
         if not srv.http_enabled:
             return
-        from appliance.http_api import HttpApi
-
+        api = HttpApi(self.service)
         try:
-            self.http_server = await HttpApi(self.service).start(srv.bind_address, srv.api_port)
+            await api.start(srv.bind_address, srv.api_port)
         except OSError as exc:
             raise OSError(f"cannot bind HTTP on {srv.bind_address}:{srv.api_port}: {exc.strerror} (change API_PORT)") from None
-        host, port = self.http_server.sockets[0].getsockname()[:2]
+        self.http_server = api
+        host, port = api.address
         self.endpoints_info["http"] = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         log.info("HTTP on %s", self.endpoints_info["http"])
 
@@ -254,7 +278,7 @@ class Supervisor:
             except (asyncio.CancelledError, Exception):
                 pass
         if self.http_server is not None:
-            self.http_server.close()
+            await self.http_server.close()
         if self.pool is not None:
             self.pool.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -270,17 +270,13 @@ class Appliance:
             raise RuntimeError(f"appliance exited {self.proc.returncode}:\n{self.log()}")
 
     def request(self, body: dict, timeout: float = 5.0) -> dict | None:
-        zmq = self.zmq
-        sock = self.ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoints["requests"])
+        """One REQ round trip (`appliance.client.request`); None without an answer in time."""
+        from appliance.client import NoAnswer, request
+
         try:
-            sock.send(json.dumps(body).encode())
-            if not sock.poll(int(timeout * 1000)):
-                return None
-            return json.loads(sock.recv())
-        finally:
-            sock.close(linger=0)
+            return request(self.endpoints["requests"], body, timeout, ctx=self.ctx)
+        except NoAnswer:
+            return None
 
     def wait_ready(self, deadline_s: float = 300.0) -> dict:
         end = time.monotonic() + deadline_s

@@ -36,6 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(REPO))
 
+from appliance.client import NoAnswer  # noqa: E402  (REPO is on sys.path only now)
+from appliance.client import request as client_request  # noqa: E402
+
 EVENT_PREFIX = b'{"type":"translation_completed","taskId":"'
 
 
@@ -111,15 +114,11 @@ persistent = "sqlite"
 
 
 def request(endpoint: str, body: dict, timeout_ms: int = 10000) -> dict | None:
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
+    """One REQ round trip (`appliance.client.request`); None without an answer in time."""
     try:
-        sock.send(json.dumps(body).encode())
-        return json.loads(sock.recv()) if sock.poll(timeout_ms) else None
-    finally:
-        sock.close(0)
+        return client_request(endpoint, body, timeout_ms / 1000.0, ctx=zmq.Context.instance())
+    except NoAnswer:
+        return None
 
 
 # ---------------------------------------------------------------------------- clients

@@ -21,6 +21,8 @@ import pytest
 import zmq
 
 from appliance.cache import table_name
+from appliance.client import NoAnswer
+from appliance.client import request as one_request
 from ipc.shm_cache import ShmCache
 from tests.fakes.waiting import poll_until
 
@@ -168,17 +170,12 @@ class Appliance:
         return sock
 
     def request(self, body: dict | bytes, timeout: float = 10.0) -> dict | None:
-        """One REQ round trip on a fresh socket (a REQ that missed its reply is stuck)."""
-        sock = self.ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoints["requests"])
+        """One REQ round trip on a fresh socket (`appliance.client.request`); None without an answer."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()  # ASCII-escaped, as sizes assume
         try:
-            sock.send(body if isinstance(body, bytes) else json.dumps(body).encode())
-            if not sock.poll(int(timeout * 1000)):
-                return None
-            return json.loads(sock.recv())
-        finally:
-            sock.close(linger=0)
+            return one_request(self.endpoints["requests"], raw, timeout, ctx=self.ctx)
+        except NoAnswer:
+            return None
 
     def stats(self) -> dict:
         answer = self.request({"type": "stats"})

@@ -176,7 +176,7 @@ def test_an_unusable_persistent_level_leaves_the_memory_level_serving(start_appl
     assert len(decoded(log, "still works")) == 1
     with urllib.request.urlopen(app.endpoints["http"] + "/metrics", timeout=10) as answer:
         metrics = answer.read().decode()
-    assert "\nmeeshy_cache_persistent_ok 0\n" in metrics and "\nmeeshy_cache_edge_hits_total 1\n" in metrics
+    assert "\nmeeshy_cache_persistent_ok 0.0\n" in metrics and "\nmeeshy_cache_edge_hits_total 1.0\n" in metrics
 
 
 def test_cache_disabled_sends_everything_to_the_worker(start_appliance, tmp_path):

@@ -1,7 +1,7 @@
 """The HTTP API's limits, through a real appliance and raw sockets: the connection cap, the
 deadline on a request head (slowloris), the header byte budget, framing that could smuggle a
-request (Transfer-Encoding, duplicate Content-Length), the bearer token, and the supervisor's RSS
-under a flood of oversized header blocks."""
+request (Transfer-Encoding with Content-Length, duplicate Content-Length), chunked bodies, the
+bearer token, and the supervisor's RSS under a flood of oversized header blocks."""
 
 from __future__ import annotations
 
@@ -262,9 +262,11 @@ def post(*headers: str, body: bytes = b"{}") -> bytes:
 @pytest.mark.parametrize(
     "data, status",
     [
-        # Transfer-Encoding is refused, whatever it says; the chunk after it is never a request.
-        pytest.param(post("Transfer-Encoding: chunked", body=b"0\r\n\r\nGET /stats HTTP/1.1\r\n\r\n"), 501, id="chunked"),
-        pytest.param(post("Transfer-Encoding: identity", "Content-Length: 2"), 501, id="te-identity"),
+        # Transfer-Encoding with a Content-Length, or not ending in chunked: two ways to read
+        # where the body ends, refused; chunked after another coding is not implemented.
+        pytest.param(post("Transfer-Encoding: chunked", "Content-Length: 2"), 400, id="te-and-cl"),
+        pytest.param(post("Transfer-Encoding: identity", "Content-Length: 2"), 400, id="te-identity"),
+        pytest.param(post("Transfer-Encoding: identity", body=b""), 400, id="te-not-chunked"),
         pytest.param(post("Transfer-Encoding: gzip, chunked", body=b""), 501, id="te-list"),
         # Content-Length: twice (equal or not), a list, anything but plain digits, too large.
         pytest.param(post("Content-Length: 2", "Content-Length: 40"), 400, id="cl-differ"),
@@ -278,6 +280,9 @@ def post(*headers: str, body: bytes = b"{}") -> bytes:
         pytest.param(post("Content-Length : 2"), 400, id="space-before-colon"),
         pytest.param(post(" folded: line"), 400, id="folded"),
         pytest.param(post("Host: b"), 400, id="two-hosts"),
+        pytest.param(post("Authorization: Bearer a", "Authorization: Bearer b", "Content-Length: 2"), 400, id="two-auths"),
+        pytest.param(post("Connection: keep-alive", "Connection: close", "Content-Length: 2"), 400, id="two-connections"),
+        pytest.param(b"GET /health HTTP/1.1\r\n\r\n", 400, id="no-host"),
         pytest.param(b"GET /health\r\n\r\n", 400, id="no-version"),
         pytest.param(b"GET /health HTTP/2.0\r\n\r\n", 505, id="http2"),
         # The header budget: one line, the header count, the whole block.
@@ -295,8 +300,46 @@ def test_refused_framing_answers_once_and_closes(shared_appliance, data, status)
 
 
 def test_a_head_under_the_budget_is_served(shared_appliance):
-    status, _, body, _ = exchange(shared_appliance, f"GET /health HTTP/1.1\r\nConnection: close\r\n{header_block(3, 8000)}\r\n\r\n".encode())
+    head = f"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{header_block(3, 8000)}\r\n\r\n"
+    status, _, body, _ = exchange(shared_appliance, head.encode())
     assert status == 200 and body["status"] == "ok"
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def test_a_chunked_body_is_decoded_and_the_next_request_follows_it(shared_appliance):
+    """A real parser frames chunked bodies: the request after the last chunk is the next one."""
+    with Conn(shared_appliance) as conn:
+        conn.send(post("Transfer-Encoding: chunked", body=chunked(TRANSLATE, 7)) + request_bytes("GET", "/health"))
+        status, headers, body = conn.response()
+        assert status == 200 and headers["connection"] == "keep-alive"
+        assert json.loads(body)["results"][0]["translatedText"] == "cba"
+        status, _, body = conn.response()
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+@pytest.mark.parametrize("bad", [b"zz\r\n", b"2\r\n{}XX"], ids=["chunk-size", "chunk-end"])
+def test_a_malformed_chunk_after_the_head_is_400_and_closed(shared_appliance, bad):
+    """A chunk the parser refuses after the handler began reading the body: nothing would end that
+    body, so it is answered at once, not at the body deadline."""
+    with Conn(shared_appliance) as conn:
+        conn.send(post("Transfer-Encoding: chunked", body=b"1\r\n{\r\n"))
+        assert not select.select([conn.sock], [], [], 0.3)[0]  # the body is not done: no answer yet
+        conn.send(bad)
+        status, headers, body = conn.response()
+        assert status == 400 and headers["connection"] == "close"
+        assert json.loads(body)["error"]["code"] == "invalid_request"
+        assert conn.rest() == b""
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_closed(shared_appliance):
+    too_big = b"{" + b" " * 70_000 + b"}"  # limits.max_request_bytes: 65536 by default
+    status, headers, body, after = exchange(shared_appliance, post("Transfer-Encoding: chunked", body=chunked(too_big, 8192)))
+    assert status == 413 and headers["connection"] == "close" and body["error"]["code"] == "invalid_request"
+    assert b"HTTP/1.1" not in after
 
 
 def test_keep_alive_survives_a_404_and_pipelining(shared_appliance):
