@@ -23,6 +23,8 @@ BENCHMARKS = {
     "cache_e2e": "cache-hit requests through 5555/5556 against a bare pyzmq ROUTER echo server",
     "langid": "language-ID libraries on short chat messages against py3langid, the appliance's pick",
     "soak": "mixed traffic for a set time, a worker killed every few minutes: lost/duplicated events, RSS over time",
+    "apertium_bench": "segments/s of the Apertium engine in one worker, against an apertium process per segment",
+    "seed": "the original design's gateway/translator scenarios, timed to each event, vs its claims; charts",
 }
 # Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.
