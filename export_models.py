@@ -12,7 +12,9 @@ decoder-with-past graphs (`text2text-generation-with-past`); the tokenizer files
 them; the sequence framing (language tokens, end of sequence, decoder start) is probed from the
 Hugging Face tokenizer; then the export is verified on sample sentences: the runtime's token ids
 must equal the HF tokenizer's, and its greedy output must equal PyTorch's token for token (fp32).
-An int8 export (`--quantize int8`, onnxruntime dynamic quantization of the MatMuls) is written
+Every sample must also translate the same alone and in one batch with the others: a sentence's
+translation may not depend on its batch mates. An int8 export (`--quantize int8`: the MatMuls by
+constant weights rewritten with per-column int8 weights and per-row int8 activations) is written
 beside the fp32 one as `<name>-int8`, with its agreement and chrF against PyTorch recorded.
 Only a verified export reaches `models/manifest.json`.
 
@@ -52,6 +54,7 @@ DEFAULT_MODELS_DIR = ROOT / "models"
 GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 SUPPORTED = {"marian": "marian", "m2m_100": "m2m100", "t5": "t5", "mt5": "t5"}
 MIN_INT8_CHRF = 70.0  # int8 output vs fp32 PyTorch on the samples; below this the export fails
+INT8_SCHEME = "int8 per-row activations, per-column weights"  # recorded in an int8 entry (see quantize_graph)
 
 # The appliance speaks ISO 639-1 codes; NLLB names languages by FLORES-200 codes.
 NLLB_CODES = {
@@ -227,16 +230,99 @@ def export_graphs(checkpoint: str, out_dir: Path, tokenizer) -> None:
         raise ExportError(f"optimum did not write {missing} in {out_dir}")
 
 
-def quantize_graphs(fp32_dir: Path, int8_dir: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+# --- int8 ---------------------------------------------------------------------------------------
+#
+# int8 must not make a sentence's translation depend on the other sentences in its batch: with
+# onnxruntime's dynamic quantization (one activation scale per tensor, i.e. per batch) 26 of 32
+# sentences of the synthetic opus-mt-base model came out the same alone and batched, and the
+# segment cache kept whichever variant came first. Here every activation row (one token of one
+# sentence) gets its own scale, and the integer product is exact, so a row's output depends on that
+# row only. Measured against the alternatives in docs/models.md ("int8").
 
+
+def quantize_graphs(fp32_dir: Path, int8_dir: Path) -> None:
     if int8_dir.exists():
         shutil.rmtree(int8_dir)
     shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
     for graph in GRAPHS:
-        # MatMuls only: embeddings stay fp32 (a Gather gains nothing from int8 and loses accuracy).
-        quantize_dynamic(fp32_dir / graph, int8_dir / graph, op_types_to_quantize=["MatMul"],
-                         weight_type=QuantType.QInt8, per_channel=False)
+        quantize_graph(fp32_dir / graph, int8_dir / graph)
+
+
+def quantize_graph(source: Path, target: Path) -> None:
+    """Rewrite every MatMul by a constant 2-D weight W; embeddings (Gather) and the rest stay fp32.
+
+        W ─▶ Wq int8, symmetric, one scale per output column (at export)
+        x ─Abs─ReduceMax(last axis)─▶ m                          one scale per row
+        x · 127/m ─Round─ +128 ─Cast─▶ xq uint8                  (u8 × s8: the fast integer GEMM)
+        MatMulIntegerToFloat(xq, Wq, 1, W scales, zero point 128) · m/127 ─▶ y
+
+    MatMulIntegerToFloat applies the column scales inside the GEMM; the row scale is one more Mul
+    (its own a_scale input takes a scalar or one scale per column of x, not per row).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+    axes_input, axes_attribute = (["int8.axes"], {}) if opset >= 18 else ([], {"axes": [-1]})  # an input since opset 18
+    constants = {
+        "int8.axes": np.array([-1], np.int64),
+        "int8.levels": np.array(127.0, np.float32),
+        "int8.step": np.array(1 / 127.0, np.float32),
+        "int8.offset": np.array(128.0, np.float32),
+        "int8.zero_point": np.array(128, np.uint8),
+        "int8.one": np.array(1.0, np.float32),
+        "int8.tiny": np.array(1e-30, np.float32),  # an all-zero row: a finite scale, zeros out
+    }
+    nodes, quantized, rows = [], set(), {}
+    for index, node in enumerate(graph.node):
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is None or len(weight.dims) != 2:
+            nodes.append(node)
+            continue
+        x, w = node.input[0], weight.name
+        if w not in quantized:
+            values = numpy_helper.to_array(weight).astype(np.float32)
+            scale = np.abs(values).max(axis=0) / 127.0
+            scale[scale == 0] = 1.0
+            graph.initializer.extend([
+                numpy_helper.from_array(np.clip(np.round(values / scale), -127, 127).astype(np.int8), f"{w}.int8"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{w}.int8_scale"),
+            ])
+            quantized.add(w)
+        if x not in rows:  # the q, k and v projections read the same input: quantize it once
+            r = rows[x] = f"int8.{index}."
+            nodes += [
+                helper.make_node("Abs", [x], [r + "abs"]),
+                helper.make_node("ReduceMax", [r + "abs", *axes_input], [r + "max0"], keepdims=1, **axes_attribute),
+                helper.make_node("Max", [r + "max0", "int8.tiny"], [r + "max"]),
+                helper.make_node("Mul", [r + "max", "int8.step"], [r + "scale"]),
+                helper.make_node("Div", ["int8.levels", r + "max"], [r + "inverse"]),
+                helper.make_node("Mul", [x, r + "inverse"], [r + "scaled"]),
+                helper.make_node("Round", [r + "scaled"], [r + "rounded"]),
+                helper.make_node("Add", [r + "rounded", "int8.offset"], [r + "shifted"]),
+                helper.make_node("Cast", [r + "shifted"], [r + "q"], to=TensorProto.UINT8),
+            ]
+        r, y = rows[x], node.output[0]
+        nodes += [
+            helper.make_node("MatMulIntegerToFloat", [r + "q", f"{w}.int8", "int8.one", f"{w}.int8_scale", "int8.zero_point"],
+                             [y + ".int8"], domain="com.microsoft"),
+            helper.make_node("Mul", [y + ".int8", r + "scale"], [y]),
+        ]
+    used = {name for node in nodes for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    kept += [numpy_helper.from_array(value, name) for name, value in constants.items() if name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    large = model.ByteSize() > 2**31 - 2**26  # protobuf's 2 GB bound (an NLLB-sized fp32 embedding stays)
+    onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}_data" if large else None)
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -270,7 +356,8 @@ def torch_greedy(model, tokenizer, family: str, framing: Framing, ids: list[int]
 
 
 def verify(models_dir: Path, name: str, entry: dict, reference, samples: dict[str, list[str]], min_chrf: float) -> dict:
-    """Compare the exported model, run by the runtime, with PyTorch on every pair's samples."""
+    """Compare the exported model, run by the runtime, with PyTorch on every pair's samples, and
+    check that each sample translates the same alone and in one batch with the others."""
     from workers.runtime import Model
 
     config, tokenizer, model, family, _ = reference
@@ -280,7 +367,9 @@ def verify(models_dir: Path, name: str, entry: dict, reference, samples: dict[st
     compared = agreeing = 0
     engine_texts, torch_texts = [], []
     for src, tgt in spec.pairs:
-        for text in samples.get(src, FALLBACK_SAMPLES.get(src, FALLBACK_SAMPLES["en"])):
+        texts = samples.get(src, FALLBACK_SAMPLES.get(src, FALLBACK_SAMPLES["en"]))
+        sources, budgets, alone = [], [], []
+        for text in texts:
             ids = runtime_model.source_ids(text, src, tgt)
             set_source_language(family, tokenizer, src)
             hf_ids = tokenizer(framing.text_prefix(src, tgt) + text)["input_ids"]
@@ -290,6 +379,9 @@ def verify(models_dir: Path, name: str, entry: dict, reference, samples: dict[st
             budget = min(spec.max_target_tokens, 2 * len(ids) + 10)
             expected = torch_greedy(model, tokenizer, family, framing, ids, tgt, budget)
             got = runtime_model.generate([ids], tgt, max_new_tokens=[budget])[0].tokens
+            sources.append(ids)
+            budgets.append(budget)
+            alone.append(got)
             expected_text = tokenizer.decode(expected, skip_special_tokens=True).strip()
             got_text = runtime_model.detokenize(got)
             compared += 1
@@ -303,10 +395,18 @@ def verify(models_dir: Path, name: str, entry: dict, reference, samples: dict[st
                 )
             if got == expected and got_text != expected_text:
                 raise ExportError(f"{name}: runtime detokenizer gives {got_text!r}, HF gives {expected_text!r}")
+        batched = [hyp.tokens for hyp in runtime_model.generate(sources, tgt, max_new_tokens=budgets)]
+        differ = [text for text, one, many in zip(texts, alone, batched) if one != many]
+        if differ:
+            raise ExportError(
+                f"{name}: {len(differ)} of {len(texts)} {src}->{tgt} samples translate differently alone and in one "
+                f"batch (first: {differ[0]!r}): a sentence's translation must not depend on its batch mates"
+            )
     import sacrebleu
 
     chrf = sacrebleu.corpus_chrf(engine_texts, [torch_texts]).score
-    report = {"sentences": compared, "exact_match": round(agreeing / compared, 4), "chrf_vs_pytorch": round(chrf, 2)}
+    report = {"sentences": compared, "exact_match": round(agreeing / compared, 4), "chrf_vs_pytorch": round(chrf, 2),
+              "alone_equals_batched": compared}
     if spec.quantization != "fp32" and chrf < min_chrf:
         raise ExportError(f"{name}: int8 output agrees too little with PyTorch (chrF {chrf:.1f} < {min_chrf}); "
                           "export without --quantize or check the quantized graphs")
@@ -378,16 +478,24 @@ def export_checkpoint(
     write_entry(models_dir, name, entry)
     names = [name]
     if quantize == "int8":
-        steps.next("quantizing MatMuls to int8 (onnxruntime dynamic quantization)")
-        int8_name = f"{name}-int8"
-        quantize_graphs(out_dir, models_dir / int8_name)
-        int8_entry = {**entry, "path": int8_name, "quantization": "int8", "files": file_checksums(models_dir / int8_name)}
-        int8_entry["verification"] = verify(models_dir, int8_name, int8_entry, reference, samples or {}, min_int8_chrf)
-        log(f"{int8_name}: int8 checked, {int8_entry['verification']}")
-        write_entry(models_dir, int8_name, int8_entry)
-        names.append(int8_name)
+        steps.next("quantizing MatMuls to int8 (per-row activations, per-column weights)")
+        names.append(export_int8(models_dir, name, entry, reference, samples or {}, min_int8_chrf))
     steps.next(f"registered {', '.join(names)} in {models_dir / 'manifest.json'}")
     return names
+
+
+def export_int8(models_dir: Path, name: str, entry: dict, reference, samples: dict[str, list[str]],
+                min_chrf: float, quantize=quantize_graphs) -> str:
+    """Quantize a verified fp32 export into `<name>-int8`, verify and register it; `quantize` is a
+    seam for tests."""
+    int8_name = f"{name}-int8"
+    quantize(models_dir / entry["path"], models_dir / int8_name)
+    int8_entry = {**entry, "path": int8_name, "quantization": "int8", "quantization_scheme": INT8_SCHEME,
+                  "files": file_checksums(models_dir / int8_name)}
+    int8_entry["verification"] = verify(models_dir, int8_name, int8_entry, reference, samples, min_chrf)
+    log(f"{int8_name}: int8 checked, {int8_entry['verification']}")
+    write_entry(models_dir, int8_name, int8_entry)
+    return int8_name
 
 
 # --- built-in and synthetic models --------------------------------------------------------------
@@ -450,6 +558,8 @@ def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) 
         entry = models.get(name)
         if not entry or entry.get("build_digest") != digest:
             return False
+        if entry.get("quantization") == "int8" and entry.get("quantization_scheme") != INT8_SCHEME:
+            return False  # an int8 export made the old way: its translations depend on batch mates
         directory = models_dir / entry["path"]  # a deleted export is re-exported, not a crash
         if not directory.is_dir() or file_checksums(directory) != entry["files"]:
             return False

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from modelbuild.corpus import SAMPLE_SENTENCES, generate_corpus
 from tests.conftest import BUILTIN_MODELS, REPO
-from workers.manifest import file_checksums, read_manifest
+from workers.manifest import MANIFEST_NAME, file_checksums, load_specs, read_manifest
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,6 +55,91 @@ def test_verification_fails_when_the_export_disagrees_with_pytorch(builtin_model
     entry = read_manifest(builtin_models_dir)["models"][name]
     with pytest.raises(ExportError, match="differs from PyTorch"):
         verify(builtin_models_dir, name, entry, reference, {"en": ["the cat sees the dog"]}, 70.0)
+
+
+def int8_export(builtin_models_dir, models_dir, name, **seam):
+    """Quantize a built-in model's fp32 export, copied into `models_dir`, as `--quantize int8` does."""
+    from export_models import MIN_INT8_CHRF, export_int8, load_reference
+
+    entry = read_manifest(builtin_models_dir)["models"][name]
+    shutil.copytree(builtin_models_dir / name, models_dir / name)
+    reference = load_reference(str(builtin_models_dir / ".build" / name))
+    samples = {lang: [s[lang] for s in SAMPLE_SENTENCES] for pair in entry["pairs"] for lang in pair}
+    return export_int8(models_dir, name, entry, reference, samples, MIN_INT8_CHRF, **seam)
+
+
+@pytest.fixture(scope="module")
+def int8_models_dir(builtin_models_dir, tmp_path_factory):
+    models_dir = tmp_path_factory.mktemp("int8")
+    for name in BUILTIN_MODELS:
+        int8_export(builtin_models_dir, models_dir, name)
+    return models_dir
+
+
+def test_int8_exports_are_verified_batch_invariant_and_per_row(int8_models_dir):
+    import onnx
+
+    from export_models import INT8_SCHEME
+
+    models = read_manifest(int8_models_dir)["models"]
+    for name in BUILTIN_MODELS:
+        entry = models[f"{name}-int8"]
+        assert (entry["quantization"], entry["quantization_scheme"]) == ("int8", INT8_SCHEME)
+        check = entry["verification"]
+        assert check["alone_equals_batched"] == check["sentences"] == 24 * len(entry["pairs"])
+        assert check["exact_match"] >= 0.9 and check["chrf_vs_pytorch"] >= 90, check
+        graph = onnx.load(str(int8_models_dir / entry["path"] / "decoder_with_past_model.onnx")).graph
+        ops = {node.op_type for node in graph.node}
+        assert "MatMulIntegerToFloat" in ops and "DynamicQuantizeLinear" not in ops
+        # Every MatMul left multiplies two activations (attention), never a weight.
+        assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in {i.name for i in graph.initializer}]
+
+
+def test_int8_batch_gives_the_same_tokens_as_one_by_one(int8_models_dir):
+    from workers.runtime import Model
+
+    specs = load_specs(int8_models_dir)
+    held_out = generate_corpus(40, seed=4242)
+    for name in BUILTIN_MODELS:
+        model = Model(specs[f"{name}-int8"])
+        for src, tgt in model.spec.pairs:
+            sources = [model.source_ids(s[src], src, tgt) for s in held_out]  # mixed lengths, one batch
+            batched = [hyp.tokens for hyp in model.generate(sources, tgt)]
+            alone = [model.generate([ids], tgt)[0].tokens for ids in sources]
+            assert batched == alone, (name, src, tgt)
+
+
+def mix_batch_rows(fp32_dir, int8_dir):
+    """A quantizer whose decoder lets each row's logits depend on its batch mates (as one activation
+    scale per batch does, more strongly): alone, logits + 10 * batch mean has the same argmax."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from export_models import quantize_graphs
+
+    quantize_graphs(fp32_dir, int8_dir)
+    path = int8_dir / "decoder_with_past_model.onnx"
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = next(node for node in graph.node if "logits" in node.output)
+    producer.output[list(producer.output).index("logits")] = "logits.own"
+    graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "mix.axes"),
+                              numpy_helper.from_array(np.array(10.0, np.float32), "mix.weight")])
+    graph.node.extend([
+        helper.make_node("ReduceMean", ["logits.own", "mix.axes"], ["mix.mean"], keepdims=1),
+        helper.make_node("Mul", ["mix.mean", "mix.weight"], ["mix.weighted"]),
+        helper.make_node("Add", ["logits.own", "mix.weighted"], ["logits"]),
+    ])
+    onnx.save(model, str(path))
+
+
+def test_the_int8_export_fails_when_a_batch_mate_changes_a_translation(builtin_models_dir, tmp_path):
+    from export_models import ExportError
+
+    name = "builtin-marian-en-fr"
+    with pytest.raises(ExportError, match="translate differently alone and in one batch"):
+        int8_export(builtin_models_dir, tmp_path, name, quantize=mix_batch_rows)
+    assert not (tmp_path / MANIFEST_NAME).exists()  # nothing registered
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):
