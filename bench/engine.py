@@ -1,15 +1,22 @@
 """Engine benchmark: this runtime against HF PyTorch, optimum's ORT model and CTranslate2, one run.
 
     python bench/run.py engine [--sentences 128] [--batch 32] [--new-tokens 32] [--reps 3]
-                               [--engines ours-int8,ct2-int8,...] [--profile]
+                               [--engines ours-int8,ct2-int8,...] [--beams 1,4] [--invariance 32]
+                               [--model opus-mt-base|nllb-600m] [--models-dir models] [--profile]
 
 Every engine decodes the same English sentences (`modelbuild.corpus.generate_corpus`), tokenized
 once by the model's own tokenizer (CTranslate2 gets the same ids as piece strings), in batches of
 `--batch`, greedy, with exactly `--new-tokens` new tokens per sentence (min = max: a random-weight
 model rarely emits end-of-sequence, so its output length must be forced the same way everywhere).
-The model is the synthetic opus-mt-shaped one (`export_models.py --synthetic opus-mt-base
---quantize int8`); CTranslate2's copies are converted from the same checkpoint and cached under
-`models/.build/`.
+The model is a synthetic one (`export_models.py --synthetic opus-mt-base --quantize int8`, or
+`nllb-600m` with `--model nllb-600m`); CTranslate2's copies are converted from the same checkpoint
+and cached under `<models-dir>/.build/`. Each beam size of `--beams` is a table of its own, the
+same processes decoding the same batches.
+
+Batch invariance, next to each engine's throughput: the first `--invariance` sentences decoded one
+at a time and then together as one batch (greedy, the same forced length), "alone == batched:
+k/N" counting the sentences whose tokens are identical both ways. RSS per engine process: after
+load and warm-up, and its peak (VmHWM) at the end.
 
 One process and one thread per engine, as the appliance runs one worker per core; the parent
 drives them over pipes so that only one decodes at a time. Each engine decodes one batch to warm
@@ -46,9 +53,18 @@ MODELS = REPO / "models"
 SYNTHETIC = "synthetic-opus-mt-base"
 CHECKPOINT = MODELS / ".build" / SYNTHETIC
 CT2_DIRS = {"int8": MODELS / ".build" / f"ct2-{SYNTHETIC}-int8", "float32": MODELS / ".build" / f"ct2-{SYNTHETIC}"}
+SHAPES = ("opus-mt-base", "nllb-600m")
 BASELINE = "ct2-int8"
 SECOND_BASELINE = "hf-pytorch"
 ENGINES = ("ours-int8", "ours-fp32", "ct2-int8", "ct2-fp32", "hf-pytorch", "optimum-int8", "optimum-fp32")
+
+
+def use_model(models_dir: Path, shape: str) -> None:
+    """Point the module at `<models_dir>/synthetic-<shape>[-int8]` and its checkpoint (one per process)."""
+    global MODELS, SYNTHETIC, CHECKPOINT, CT2_DIRS
+    MODELS, SYNTHETIC = models_dir.resolve(), f"synthetic-{shape}"
+    CHECKPOINT = MODELS / ".build" / SYNTHETIC
+    CT2_DIRS = {"int8": MODELS / ".build" / f"ct2-{SYNTHETIC}-int8", "float32": MODELS / ".build" / f"ct2-{SYNTHETIC}"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class Workload:
     new_tokens: int
     pad_id: int
     target: str
+    target_prefix: list[str]  # forced target-language pieces after the decoder start (NLLB/M2M100), for CTranslate2
 
     @property
     def sentences(self) -> int:
@@ -76,14 +93,58 @@ def build_workload(opts) -> Workload:
     texts = [row[source] for row in generate_corpus(opts.sentences, seed=opts.seed)]
     ids = [[*framing.encoder_prefix(source), *tokenizer.encode(framing.text_prefix(source, target) + t),
             *framing.source_suffix] for t in texts]
-    vocab = json.loads((spec.directory / spec.tokenizer["vocab"]).read_text(encoding="utf-8"))
-    piece_of = {index: piece for piece, index in vocab.items()}
+    piece_of = pieces_by_id(spec, {i for row in ids for i in row} | set(framing.decoder_prefix(target)))
     batches = [ids[i : i + opts.batch] for i in range(0, len(ids), opts.batch)]
     pieces = [[[piece_of[i] for i in row] for row in batch] for batch in batches]
-    return Workload(batches, pieces, opts.new_tokens, framing.pad_id, target)
+    target_prefix = [piece_of[i] for i in framing.decoder_prefix(target)[1:]]
+    return Workload(batches, pieces, opts.new_tokens, framing.pad_id, target, target_prefix)
 
 
-# --- engines: load in __init__, `run(batch_index)` returns the generated token count per row -----
+def pieces_by_id(spec, wanted: set[int]) -> dict[int, str]:
+    """Vocabulary pieces by id, for CTranslate2: vocab.json, and for ids past it (M2M100's language
+    tokens such as `__fr__`) the HF tokenizer of the checkpoint the model was exported from."""
+    vocab = json.loads((spec.directory / spec.tokenizer["vocab"]).read_text(encoding="utf-8"))
+    piece_of = {index: piece for piece, index in vocab.items()}
+    missing = sorted(wanted - piece_of.keys())
+    if missing:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(spec.directory))
+        piece_of.update(zip(missing, tokenizer.convert_ids_to_tokens(missing)))
+    return piece_of
+
+
+def convert_ct2(checkpoint: Path, directory: Path, quantization: str | None) -> None:
+    """CTranslate2's converter on our checkpoint. For M2M100 its vocabulary is rebuilt in id order:
+    the converter takes `tokenizer.get_vocab()`, which for a tokenizer saved without its language
+    codes as additional special tokens (the synthetic NLLB shape) lacks the 100 `__xx__` tokens,
+    and then fails on the size. Order: vocab.json, the language tokens, the made-up words."""
+    from ctranslate2.converters import TransformersConverter
+    from ctranslate2.converters import transformers as loaders
+
+    original = loaders.M2M100Loader.get_vocabulary
+
+    def in_id_order(self, model, tokenizer):
+        size = len(tokenizer.get_vocab()) + len(getattr(tokenizer, "lang_code_to_id", {}))
+        tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+        return tokens + [f"madeupword{i}" for i in range(model.config.vocab_size - len(tokens))]
+
+    loaders.M2M100Loader.get_vocabulary = in_id_order
+    try:
+        TransformersConverter(str(checkpoint)).convert(str(directory), quantization=quantization, force=True)
+    finally:
+        loaders.M2M100Loader.get_vocabulary = original
+
+
+def invariance_rows(work: Workload, n: int) -> tuple[list[list[int]], list[list[str]]]:
+    """The first `n` sentences of the workload (ids and pieces): decoded alone, then as one batch."""
+    ids = [row for batch in work.batches for row in batch][:n]
+    pieces = [row for batch in work.pieces for row in batch][:n]
+    return ids, pieces
+
+
+# --- engines: load in __init__; `run(batch_index, beam)` returns the generated token count per row,
+# `decode(ids, pieces)` the greedy tokens of any rows (for the batch-invariance check) ---------------
 
 
 class Ours:
@@ -95,32 +156,43 @@ class Ours:
         self.model = Model(load_specs(MODELS)[name], threads=1)
         self.work = work
 
-    def run(self, index: int) -> list[int]:
+    def run(self, index: int, beam: int = 1) -> list[int]:
         batch, n = self.work.batches[index], self.work.new_tokens
-        hyps = self.model.generate(batch, self.work.target, 1, [n] * len(batch), n)
+        hyps = self.model.generate(batch, self.work.target, beam, [n] * len(batch), n)
         return [len(h.tokens) for h in hyps]
+
+    def decode(self, ids: list[list[int]], pieces: list[list[str]]) -> list[list]:
+        n = self.work.new_tokens
+        return [list(h.tokens) for h in self.model.generate(ids, self.work.target, 1, [n] * len(ids), n)]
 
 
 class CTranslate2:
     def __init__(self, work: Workload, compute_type: str):
         import ctranslate2
-        from ctranslate2.converters import TransformersConverter
 
         directory = CT2_DIRS[compute_type]
         if not (directory / "model.bin").exists():
-            quantization = None if compute_type == "float32" else compute_type
-            TransformersConverter(str(CHECKPOINT)).convert(str(directory), quantization=quantization, force=True)
+            convert_ct2(CHECKPOINT, directory, None if compute_type == "float32" else compute_type)
         self.translator = ctranslate2.Translator(
             str(directory), device="cpu", compute_type=compute_type, intra_threads=1, inter_threads=1
         )
         self.work = work
 
-    def run(self, index: int) -> list[int]:
-        n = self.work.new_tokens
+    def _translate(self, pieces: list[list[str]], beam: int) -> list[list[str]]:
+        # The forced language token (NLLB/M2M100) is a target prefix: it counts in the decoding
+        # length and comes back in the hypothesis, so it is added to the bounds and cut off after.
+        prefix, n = self.work.target_prefix, self.work.new_tokens
         results = self.translator.translate_batch(
-            self.work.pieces[index], beam_size=1, max_decoding_length=n, min_decoding_length=n
+            pieces, beam_size=beam, max_decoding_length=n + len(prefix), min_decoding_length=n + len(prefix),
+            target_prefix=[prefix] * len(pieces) if prefix else None,
         )
-        return [len(r.hypotheses[0]) for r in results]
+        return [r.hypotheses[0][len(prefix):] for r in results]
+
+    def run(self, index: int, beam: int = 1) -> list[int]:
+        return [len(h) for h in self._translate(self.work.pieces[index], beam)]
+
+    def decode(self, ids: list[list[int]], pieces: list[list[str]]) -> list[list]:
+        return self._translate(pieces, 1)
 
 
 class _HFGenerate:
@@ -131,30 +203,40 @@ class _HFGenerate:
     def __init__(self, work: Workload):
         import torch
 
+        if work.target_prefix:  # generate() would need the language token forced; not wired here
+            raise NotImplementedError("the HF engines here take Marian models (no target-language prefix)")
         self.torch = torch
         self.work = work
-        self.inputs = []
-        for batch in work.batches:
-            width = max(len(row) for row in batch)
-            ids = torch.full((len(batch), width), work.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, row in enumerate(batch):
-                ids[r, : len(row)] = torch.tensor(row)
-                mask[r, : len(row)] = 1
-            self.inputs.append((ids, mask))
+        self.inputs = [self._pad(batch) for batch in work.batches]
 
     def _configure(self) -> None:
         # The checkpoint's forced_eos_token_id would replace token 32 by eos; the other engines don't.
         self.model.generation_config.forced_eos_token_id = None
 
-    def run(self, index: int) -> list[int]:
-        ids, mask = self.inputs[index]
+    def _pad(self, batch: list[list[int]]):
+        torch = self.torch
+        width = max(len(row) for row in batch)
+        ids = torch.full((len(batch), width), self.work.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, row in enumerate(batch):
+            ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return ids, mask
+
+    def _generate(self, ids, mask, beam: int):
         n = self.work.new_tokens
         with self.torch.inference_mode():
-            out = self.model.generate(
-                input_ids=ids, attention_mask=mask, num_beams=1, do_sample=False, min_new_tokens=n, max_new_tokens=n
+            return self.model.generate(
+                input_ids=ids, attention_mask=mask, num_beams=beam, do_sample=False, min_new_tokens=n,
+                max_new_tokens=n,
             )
+
+    def run(self, index: int, beam: int = 1) -> list[int]:
+        out = self._generate(*self.inputs[index], beam)
         return [out.shape[1] - 1] * out.shape[0]  # minus the decoder start token; no row can end early
+
+    def decode(self, ids: list[list[int]], pieces: list[list[str]]) -> list[list]:
+        return [row[1:] for row in self._generate(*self._pad(ids), 1).tolist()]
 
 
 class HFPyTorch(_HFGenerate):
@@ -219,11 +301,33 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
-def run_batch(engine, work: Workload, index: int) -> tuple[float, float, list[int]]:
+def run_batch(engine, work: Workload, index: int, beam: int = 1) -> tuple[float, float, list[int]]:
     """Wall and process CPU seconds for one batch, and the generated token count of each sentence."""
     wall, cpu = time.perf_counter(), time.process_time()
-    counts = engine.run(index)
+    counts = engine.run(index, beam)
     return time.perf_counter() - wall, time.process_time() - cpu, counts
+
+
+def alone_vs_batched(engine, work: Workload, n: int) -> dict:
+    """Greedy tokens of `n` sentences decoded one at a time and together: how many agree."""
+    ids, pieces = invariance_rows(work, n)
+    alone = [engine.decode([i], [p])[0] for i, p in zip(ids, pieces)]
+    batched = engine.decode(ids, pieces)
+    same = sum(1 for a, b in zip(alone, batched) if list(a) == list(b))
+    return {"alone_equals_batched": same, "sentences": len(ids)}
+
+
+def memory_mb() -> dict:
+    """This process's resident memory now and its peak (VmRSS, VmHWM), in MB."""
+    values = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    values[line.split(":")[0]] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"rss_mb": round(values.get("VmRSS", 0.0), 1), "peak_rss_mb": round(values.get("VmHWM", 0.0), 1)}
 
 
 class EngineProcess:
@@ -233,15 +337,18 @@ class EngineProcess:
     CTranslate2's OpenMP runtimes, allocators and thread pools never share an address space, so
     no engine is measured with another's libraries loaded. Only one engine runs at a time.
 
-        parent -> child   {"batch": i}
-        child -> parent   {"ready": load_and_warmup_s} | {"wall": s, "cpu": s, "counts": [...]} | {"error": why}
+        parent -> child   {"batch": i, "beam": b} | {"invariance": n} | {"memory": true}
+        child -> parent   {"ready": load_and_warmup_s, "rss_mb": ..} | {"wall": s, "cpu": s, "counts": [...]}
+                          | {"alone_equals_batched": k, "sentences": n} | {"rss_mb": .., "peak_rss_mb": ..}
+                          | {"error": why}
     """
 
     def __init__(self, name: str, opts):
         self.name = name
         self.log = tempfile.TemporaryFile(mode="w+")
         argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--sentences", str(opts.sentences),
-                "--batch", str(opts.batch), "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed)]
+                "--batch", str(opts.batch), "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed),
+                "--model", opts.model, "--models-dir", str(opts.models_dir)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      text=True, cwd=REPO, env=env)
@@ -254,19 +361,29 @@ class EngineProcess:
             return {"error": f"worker died: {tail[0][:200]}"}
         return json.loads(line)
 
-    def ready(self) -> float:
-        reply = self._reply()
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["ready"]
-
-    def run(self, index: int) -> tuple[float, float, list[int]]:
-        self.proc.stdin.write(json.dumps({"batch": index}) + "\n")
+    def _ask(self, message: dict) -> dict:
+        self.proc.stdin.write(json.dumps(message) + "\n")
         self.proc.stdin.flush()
         reply = self._reply()
         if "error" in reply:
             raise RuntimeError(reply["error"])
+        return reply
+
+    def ready(self) -> dict:
+        reply = self._reply()
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def run(self, index: int, beam: int = 1) -> tuple[float, float, list[int]]:
+        reply = self._ask({"batch": index, "beam": beam})
         return reply["wall"], reply["cpu"], reply["counts"]
+
+    def invariance(self, n: int) -> dict:
+        return self._ask({"invariance": n})
+
+    def memory(self) -> dict:
+        return self._ask({"memory": True})
 
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
@@ -288,14 +405,21 @@ def serve_worker(opts) -> int:
         work = build_workload(opts)
         engine = load_engine(opts.worker, work)
         run_batch(engine, work, 0)  # warm-up: first-run allocations, lazy initialisation
-        out.write(json.dumps({"ready": round(time.perf_counter() - t0, 2)}) + "\n")
+        out.write(json.dumps({"ready": round(time.perf_counter() - t0, 2), **memory_mb()}) + "\n")
     except Exception as exc:  # reported to the parent, shown in the table
         out.write(json.dumps({"error": f"unavailable: {_why(exc)}"}) + "\n")
         return 1
     for line in sys.stdin:
         try:
-            wall, cpu, counts = run_batch(engine, work, json.loads(line)["batch"])
-            out.write(json.dumps({"wall": wall, "cpu": cpu, "counts": counts}) + "\n")
+            message = json.loads(line)
+            if "invariance" in message:
+                reply = alone_vs_batched(engine, work, message["invariance"])
+            elif "memory" in message:
+                reply = memory_mb()
+            else:
+                wall, cpu, counts = run_batch(engine, work, message["batch"], message.get("beam", 1))
+                reply = {"wall": wall, "cpu": cpu, "counts": counts}
+            out.write(json.dumps(reply) + "\n")
         except Exception as exc:
             out.write(json.dumps({"error": _why(exc)}) + "\n")
     return 0
@@ -314,29 +438,63 @@ def compare(opts, work: Workload) -> tuple[dict, bool]:
     Interleaving at batch granularity spreads a neighbour's burst of load over every engine instead
     of one engine's whole repetition. A repetition's time is the sum of that engine's batch times.
     Process CPU time is recorded next to wall time: on a shared machine it is the steadier of the two.
+    Returns {"beam<b>": rows} for each beam size, rows carrying the invariance figure and memory.
     """
-    rows: dict[str, dict] = {}
     engines = {name: EngineProcess(name, opts) for name in opts.engines}  # they load in parallel
     try:
-        return _measure(opts, work, engines, rows)
+        return _measure(opts, work, engines)
     finally:
         for engine in engines.values():
             engine.close()
 
 
-def _measure(opts, work: Workload, workers: dict, rows: dict) -> tuple[dict, bool]:
-    engines = {}
+def _measure(opts, work: Workload, workers: dict) -> tuple[dict, bool]:
+    engines, loaded, failed = {}, {}, {}
     for name, engine in workers.items():
         try:
-            rows[name] = {"load_and_warmup_s": engine.ready(), "seconds": [], "cpu_seconds": []}
+            ready = engine.ready()
         except RuntimeError as exc:  # one unavailable engine must not hide the others
-            rows[name] = {"error": str(exc)}
-            print(f"  {name:14} {rows[name]['error']}", flush=True)
+            failed[name] = {"error": str(exc)}
+            print(f"  {name:14} {failed[name]['error']}", flush=True)
             continue
         engines[name] = engine
-        print(f"  {name:14} loaded + warmed up in {rows[name]['load_and_warmup_s']:.1f}s", flush=True)
+        loaded[name] = {"load_and_warmup_s": ready["ready"], "rss_after_load_mb": ready.get("rss_mb")}
+        print(f"  {name:14} loaded + warmed up in {ready['ready']:.1f}s, RSS {ready.get('rss_mb', 0):.0f} MB",
+              flush=True)
+    invariance = {}
+    if opts.invariance:
+        for name, engine in engines.items():
+            try:
+                invariance[name] = engine.invariance(opts.invariance)
+            except RuntimeError as exc:
+                invariance[name] = {"error": str(exc)}
+            figure = invariance[name]
+            shown = figure.get("error") or f"{figure['alone_equals_batched']}/{figure['sentences']}"
+            print(f"  {name:14} alone == batched (greedy): {shown}", flush=True)
+    results, ok = {}, True
+    for beam in opts.beams:
+        rows = {name: {**loaded[name], "seconds": [], "cpu_seconds": []} for name in engines}
+        rows.update(failed)
+        print(f"beam {beam}:", flush=True)
+        rows, beam_ok = _time_engines(opts, work, engines, rows, beam)
+        ok = ok and beam_ok
+        results[f"beam{beam}"] = rows
+    for name, engine in engines.items():
+        try:
+            memory = engine.memory()
+        except RuntimeError:
+            continue
+        for rows in results.values():
+            if name in rows and "error" not in rows[name]:
+                rows[name]["peak_rss_mb"] = memory["peak_rss_mb"]
+                if name in invariance and "error" not in invariance[name]:
+                    rows[name]["invariance"] = invariance[name]
+    return results, ok
+
+
+def _time_engines(opts, work: Workload, engines: dict, rows: dict, beam: int) -> tuple[dict, bool]:
     ok = True
-    live = list(engines)
+    live = [name for name in engines if "error" not in rows[name]]
     batches = len(work.batches)
     for rep in range(opts.reps):
         wall = {name: 0.0 for name in live}
@@ -347,7 +505,7 @@ def _measure(opts, work: Workload, workers: dict, rows: dict) -> tuple[dict, boo
                 if name not in wall:
                     continue
                 try:
-                    w, c, counts = engines[name].run(index)
+                    w, c, counts = engines[name].run(index, beam)
                     check_counts(work, index, counts)
                 except (AssertionError, RuntimeError) as exc:
                     wrong_length = isinstance(exc, AssertionError)
@@ -365,7 +523,7 @@ def _measure(opts, work: Workload, workers: dict, rows: dict) -> tuple[dict, boo
         print(f"  rep {rep + 1}/{opts.reps} (load {os.getloadavg()[0]:.2f}): {done}", flush=True)
     tokens = work.sentences * work.new_tokens
     for row in rows.values():
-        if "error" in row:
+        if "error" in row or not row["seconds"]:
             continue
         median = statistics.median(row["seconds"])
         row.update(
@@ -386,21 +544,28 @@ def _measure(opts, work: Workload, workers: dict, rows: dict) -> tuple[dict, boo
     return rows, ok
 
 
-def print_table(rows: dict) -> None:
-    print(f"\n{'engine':14} {'sent/s':>8} {'tok/s':>8} {'median s':>9} {'spread':>7}"
-          f" {'vs ct2-int8':>12} {'vs hf-pytorch':>14} {'vs ct2-int8 (cpu)':>18}")
-    for name, row in rows.items():
-        if "error" in row:
-            print(f"{name:14} {row['error']}")
-            continue
-        cells = [f"{row[k]:.2f}" if k in row else "-" for k in ("vs_ct2_int8", "vs_hf_pytorch", "vs_ct2_int8_cpu")]
-        print(
-            f"{name:14} {row['sentences_per_s']:8.1f} {row['tokens_per_s']:8.0f} {row['median_s']:9.2f}"
-            f" {row['spread'] * 100:6.0f}% {cells[0]:>12} {cells[1]:>14} {cells[2]:>18}"
-        )
-    for name, row in rows.items():
-        if name.startswith("ours") and "vs_ct2_int8_per_rep" in row:
-            print(f"{name} vs ct2-int8, each repetition: {', '.join(f'{r:.2f}' for r in row['vs_ct2_int8_per_rep'])}")
+def print_table(results: dict) -> None:
+    for beam, rows in results.items():
+        print(f"\n{beam}: {'engine':14} {'sent/s':>8} {'tok/s':>8} {'median s':>9} {'spread':>7}"
+              f" {'vs ct2-int8':>12} {'vs hf-pytorch':>14} {'vs ct2-int8 (cpu)':>18}"
+              f" {'alone==batched':>15} {'RSS load/peak MB':>17}")
+        for name, row in rows.items():
+            if "error" in row:
+                print(f"{'':{len(beam) + 2}}{name:14} {row['error']}")
+                continue
+            cells = [f"{row[k]:.2f}" if k in row else "-" for k in ("vs_ct2_int8", "vs_hf_pytorch", "vs_ct2_int8_cpu")]
+            figure = row.get("invariance")
+            same = f"{figure['alone_equals_batched']}/{figure['sentences']}" if figure else "-"
+            memory = f"{row.get('rss_after_load_mb') or 0:.0f}/{row.get('peak_rss_mb') or 0:.0f}"
+            print(
+                f"{'':{len(beam) + 2}}{name:14} {row['sentences_per_s']:8.1f} {row['tokens_per_s']:8.0f}"
+                f" {row['median_s']:9.2f} {row['spread'] * 100:6.0f}% {cells[0]:>12} {cells[1]:>14} {cells[2]:>18}"
+                f" {same:>15} {memory:>17}"
+            )
+        for name, row in rows.items():
+            if name.startswith("ours") and "vs_ct2_int8_per_rep" in row:
+                print(f"{name} vs ct2-int8, each repetition: {', '.join(f'{r:.2f}' for r in row['vs_ct2_int8_per_rep'])}")
+    print("alone==batched: greedy, the first sentences decoded one at a time vs as one batch (same tokens)")
 
 
 # --- profile of this engine's int8 model ---------------------------------------------------------
@@ -567,10 +732,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
+    parser.add_argument("--beams", default="1,4", help="beam sizes, one table each (default 1,4)")
+    parser.add_argument("--invariance", type=int, default=32, metavar="N",
+                        help="sentences decoded alone vs as one batch, per engine (0: skip)")
+    parser.add_argument("--model", default="opus-mt-base", choices=SHAPES, help="which synthetic model")
+    parser.add_argument("--models-dir", type=Path, default=MODELS, help="where the synthetic exports are")
     parser.add_argument("--profile", action="store_true", help="profile ours-int8 instead of comparing engines")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one engine to the parent
     opts = parser.parse_args(argv)
     opts.engines = [e.strip() for e in opts.engines.split(",") if e.strip()]
+    opts.beams = [int(b) for b in opts.beams.split(",") if b.strip()]
     unknown = [e for e in opts.engines if e not in ENGINES]
     if unknown:
         parser.error(f"unknown engines {unknown}; choose from {', '.join(ENGINES)}")
@@ -598,11 +769,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     opts = parse(argv)
+    use_model(opts.models_dir, opts.model)
+    opts.models_dir = MODELS
     if opts.worker:
         return serve_worker(opts)
     if not (MODELS / SYNTHETIC).exists() or not (MODELS / f"{SYNTHETIC}-int8").exists():
-        print(f"missing {MODELS / SYNTHETIC}[-int8]: "
-              "run `python export_models.py --synthetic opus-mt-base --quantize int8`")
+        print(f"missing {MODELS / SYNTHETIC}[-int8]: run `python export_models.py --synthetic {opts.model} "
+              f"--quantize int8 --models-dir {MODELS}`")
         return 2
     work = build_workload(opts)
     load_before = os.getloadavg()
@@ -611,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "bench": "engine-profile" if opts.profile else "engine",
         "model": SYNTHETIC,
-        "options": {k: v for k, v in vars(opts).items()},
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
         "workload": {"sentences": work.sentences, "batches": len(work.batches), "new_tokens": work.new_tokens,
                      "source_tokens_mean": statistics.fmean(len(r) for b in work.batches for r in b)},
         "threads": 1,

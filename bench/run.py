@@ -25,6 +25,8 @@ BENCHMARKS = {
     "soak": "mixed traffic for a set time, a worker killed every few minutes: lost/duplicated events, RSS over time",
     "apertium_bench": "segments/s of the Apertium engine in one worker, against an apertium process per segment",
     "seed": "the original design's gateway/translator scenarios, timed to each event, vs its claims; charts",
+    "chat_latency": "single short messages one at a time: p50/p99 ms, ours vs CTranslate2 in-process, appliance overhead",
+    "memory": "export sizes on disk; per-worker RSS, PSS and private memory with 1 and 2 workers",
 }
 # Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.
