@@ -261,13 +261,15 @@ def start_appliance(tmp_path, zctx):
 
 
 @contextlib.contextmanager
-def module_appliance(tmp_path_factory, name: str, extra: dict[str, dict], env: dict[str, str] | None = None):
+def module_appliance(
+    tmp_path_factory, name: str, extra: dict[str, dict], env: dict[str, str] | None = None, ready_within: float = 60.0
+):
     """A ready appliance shared by a module's tests (a fixture of scope "module" yields it)."""
     ctx = zmq.Context()
     tmp = tmp_path_factory.mktemp(name)
     app = Appliance(tmp, merge(base_config(tmp / "run"), extra), env or {}, ctx)
     try:
-        app.wait_ready()
+        app.wait_ready(ready_within)
         yield app
     finally:
         app.close()

@@ -19,7 +19,7 @@ import zmq
 
 from appliance.protocol import Catalog
 from ipc.tiers import FALLBACK
-from tests.appliance.conftest import Appliance, base_config, merge
+from tests.appliance.conftest import Appliance, module_appliance
 from tests.fakes.waiting import poll_until
 from workers.apertium import installed_modes
 from workers.jobs import TranslationJob
@@ -133,20 +133,10 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
 def app(tmp_path_factory, models_dir):
     if MISSING:
         pytest.skip(needs_apertium.kwargs["reason"])
-    ctx = zmq.Context()
-    tmp = tmp_path_factory.mktemp("apertium-app")
-    config = merge(
-        base_config(tmp / "run"),
-        {"workers": {"count": 1, "runtime_factory": "workers.runtime:Runtime.load",
-                     "models_dir": str(models_dir), "startup_timeout_s": 300.0}},
-    )
-    appliance = Appliance(tmp, config, {}, ctx)
-    try:
-        appliance.wait_ready(300)
+    workers = {"count": 1, "runtime_factory": "workers.runtime:Runtime.load",
+               "models_dir": str(models_dir), "startup_timeout_s": 300.0}
+    with module_appliance(tmp_path_factory, "apertium-app", {"workers": workers}, ready_within=300) as appliance:
         yield appliance
-    finally:
-        appliance.close()
-        ctx.destroy(linger=0)
 
 
 @pytest.fixture(scope="module")

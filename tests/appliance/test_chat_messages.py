@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from modelbuild.corpus import generate_corpus
-from tests.appliance.conftest import Appliance, base_config, merge
+from tests.appliance.conftest import module_appliance
 from tests.fakes.waiting import poll_until
 from workers.jobs import TranslationJob
 from workers.runtime import Runtime
@@ -28,20 +28,10 @@ def sentence(row: dict, lang: str = "en") -> str:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, builtin_models_dir):
-    ctx = zmq.Context()
-    tmp = tmp_path_factory.mktemp("chat")
-    config = merge(
-        base_config(tmp / "run"),
-        {"workers": {"count": 1, "runtime_factory": "workers.runtime:Runtime.load",
-                     "models_dir": str(builtin_models_dir), "startup_timeout_s": 300.0}},
-    )
-    appliance = Appliance(tmp, config, {}, ctx)
-    try:
-        appliance.wait_ready(300)
+    workers = {"count": 1, "runtime_factory": "workers.runtime:Runtime.load",
+               "models_dir": str(builtin_models_dir), "startup_timeout_s": 300.0}
+    with module_appliance(tmp_path_factory, "chat", {"workers": workers}, ready_within=300) as appliance:
         yield appliance
-    finally:
-        appliance.close()
-        ctx.destroy(linger=0)
 
 
 def translate(app, text: str, target: str, **extra) -> dict:
