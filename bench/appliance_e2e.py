@@ -465,6 +465,16 @@ def connect_clients(app: Appliance, deadline_s: float = 30.0) -> None:
 # ----------------------------------------------------------------------------- report
 
 
+def write_results(name: str, report: dict) -> Path:
+    """bench/results/<name>-<timestamp>.json and latest-<name>.json; the timestamped path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    text = json.dumps(report, indent=2)
+    out.write_text(text)
+    (RESULTS / f"latest-{name}.json").write_text(text)
+    return out
+
+
 def load_average() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]

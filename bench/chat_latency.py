@@ -41,9 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appliance_e2e import Appliance, _request, cache_switch, connect_clients  # noqa: E402  (bench/ is sys.path[0])
+from appliance_e2e import Appliance, _request, cache_switch, connect_clients, write_results  # noqa: E402  (bench/ is sys.path[0])
 
-RESULTS = REPO / "bench" / "results"
 SOURCE, TARGET, TIER = "en", "fr", "basic"
 MIN_TOKENS, MAX_TOKENS = 5, 15
 WARMUP = 5
@@ -230,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"bench": "chat_latency", "options": {k: str(v) for k, v in vars(opts).items()},
               "messages_tokens_mean": statistics.fmean(len(ids) for _, ids in messages[WARMUP:]),
               "results": rows, "ratios": ratios, "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"chat_latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    text = json.dumps(report, indent=2)
-    out.write_text(text)
-    (RESULTS / "latest-chat_latency.json").write_text(text)
+    out = write_results("chat_latency", report)
     print(f"load average {load_before:.2f} -> {report['loadavg_after']:.2f}; written {out.relative_to(REPO)}")
     return 0 if ok else 1
 

@@ -28,15 +28,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appliance_e2e import Appliance, cache_switch, connect_clients, drive  # noqa: E402  (bench/ is sys.path[0])
+from appliance_e2e import Appliance, cache_switch, connect_clients, drive, write_results  # noqa: E402  (bench/ is sys.path[0])
 
-RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024
 PER_WORKER_GOAL_MB = 150
 
@@ -149,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"bench": "memory", "options": {k: str(v) for k, v in vars(opts).items()}, "disk": disk, "runs": rows,
               "goal_per_worker_mb": PER_WORKER_GOAL_MB,
               "int8_weights_mb": weights}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    text = json.dumps(report, indent=2)
-    out.write_text(text)
-    (RESULTS / "latest-memory.json").write_text(text)
+    out = write_results("memory", report)
     print(f"written {out.relative_to(REPO)}")
     return 0 if ok else 1
 
