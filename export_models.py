@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from appliance.languages import canonical, three_letter_codes
+from workers.decoding import GRAPHS
 from workers.manifest import (
     APERTIUM,
     Framing,
@@ -48,10 +49,10 @@ from workers.manifest import (
     spec_from_entry,
     write_entry,
 )
+from workers.packed_weights import WEIGHTS_FILE  # the export's weights file, named like a packed copy's
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODELS_DIR = ROOT / "models"
-GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 SUPPORTED = {"marian": "marian", "m2m_100": "m2m100", "t5": "t5", "mt5": "t5"}
 MIN_INT8_CHRF = 70.0  # int8 output vs fp32 PyTorch on the samples; below this the export fails
 INT8_SCHEME = "int8 per-row activations, per-column weights"  # recorded in an int8 entry (see quantize_graph)
@@ -219,15 +220,59 @@ def export_graphs(checkpoint: str, out_dir: Path, tokenizer) -> None:
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    main_export(checkpoint, output=out_dir, task="text2text-generation-with-past", do_validation=False)
-    # The runtime runs decoder_model for the first step and decoder_with_past after it: two plain
-    # graphs avoid the merged graph's If node on every step, at the cost of a second copy of the
-    # decoder weights on disk and in memory.
-    (out_dir / "decoder_model_merged.onnx").unlink(missing_ok=True)
+    # no_post_process: no merged decoder. The runtime runs decoder_model for the first step and
+    # decoder_with_past after it (two plain graphs avoid an If node on every step), and the merge
+    # writes one protobuf, which fails past 2 GB (the NLLB-600M shape).
+    main_export(checkpoint, output=out_dir, task="text2text-generation-with-past", do_validation=False,
+                no_post_process=True)
     tokenizer.save_pretrained(out_dir)
     missing = [g for g in GRAPHS if not (out_dir / g).exists()]
     if missing:
         raise ExportError(f"optimum did not write {missing} in {out_dir}")
+    share_weights(out_dir)
+
+
+def share_weights(directory: Path, align: int = 4096, inline_below: int = 1024) -> None:
+    """Move the initializers of all three graphs into one file, each distinct tensor once.
+
+    The decoder and decoder-with-past graphs carry the same weights, and all three the same
+    embedding: three self-contained graphs stored them three times (opus-mt-base int8: 467 MB for
+    186 MB of weights). Each tensor starts on a page boundary, so onnxruntime memory-maps it
+    instead of copying it to the heap: every worker on the host reads the same page-cache pages,
+    and a weight costs its memory once per host, not once per worker (docs/models.md, "Memory").
+    Tensors under `inline_below` bytes stay in their graph.
+    """
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    stored: dict[tuple, int] = {}  # (data type, size, digest) -> offset in the new file
+    with open(directory / f"{WEIGHTS_FILE}.tmp", "wb") as out:
+        for graph in GRAPHS:  # one at a time: an NLLB-sized graph is gigabytes in memory
+            model = onnx.load(str(directory / graph))  # with the external data it had
+            for tensor in model.graph.initializer:
+                data = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+                if len(data) < inline_below:
+                    continue
+                key = (tensor.data_type, len(data), hashlib.blake2b(data, digest_size=32).digest())
+                if key not in stored:
+                    out.write(bytes(-out.tell() % align))
+                    stored[key] = out.tell()
+                    out.write(data)
+                for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                    tensor.ClearField(field)
+                del tensor.external_data[:]
+                tensor.data_location = TensorProto.EXTERNAL
+                for k, v in (("location", WEIGHTS_FILE), ("offset", stored[key]), ("length", len(data))):
+                    tensor.external_data.add(key=k, value=str(v))
+            (directory / f"{graph}.tmp").write_bytes(model.SerializeToString())
+            del model
+    for path in [*directory.glob("*.onnx_data"), *directory.glob("*.onnx.data")]:  # the old external data
+        path.unlink()
+    os.replace(directory / f"{WEIGHTS_FILE}.tmp", directory / WEIGHTS_FILE)
+    for graph in GRAPHS:
+        os.replace(directory / f"{graph}.tmp", directory / graph)
 
 
 # --- int8 ---------------------------------------------------------------------------------------
@@ -243,13 +288,15 @@ def export_graphs(checkpoint: str, out_dir: Path, tokenizer) -> None:
 def quantize_graphs(fp32_dir: Path, int8_dir: Path) -> None:
     if int8_dir.exists():
         shutil.rmtree(int8_dir)
-    shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
+    shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data", WEIGHTS_FILE))
     for graph in GRAPHS:
         quantize_graph(fp32_dir / graph, int8_dir / graph)
+    share_weights(int8_dir)
 
 
 def quantize_graph(source: Path, target: Path) -> None:
-    """Rewrite every MatMul by a constant 2-D weight W; embeddings (Gather) and the rest stay fp32.
+    """Rewrite every MatMul by a constant 2-D weight W, and the vocabulary embedding; the rest
+    (attention, positions, norms) stays fp32.
 
         W ─▶ Wq int8, symmetric, one scale per output column (at export)
         x ─Abs─ReduceMax(last axis)─▶ m                          one scale per row
@@ -258,6 +305,15 @@ def quantize_graph(source: Path, target: Path) -> None:
 
     MatMulIntegerToFloat applies the column scales inside the GEMM; the row scale is one more Mul
     (its own a_scale input takes a scalar or one scale per column of x, not per row).
+
+    The vocabulary embedding E [vocab, d] (a Gather table with at least 4 rows per column) is
+    stored as the int8 of E transposed, one scale per token: the very bytes the output projection
+    gets when it is tied to the embedding (W = Eᵀ, as in Marian, M2M100 and NLLB), so share_weights
+    stores the two once (opus-mt-base: 30 MB instead of 119 MB fp32 + 30 MB):
+
+        Gather(Eᵀq, ids, axis=1) ─Transpose─Cast─▶ · Gather(scales, ids) ─▶ embedding rows
+
+    Each token's row depends on that token only, so batch invariance holds.
     """
     import numpy as np
     import onnx
@@ -268,6 +324,7 @@ def quantize_graph(source: Path, target: Path) -> None:
     weights = {init.name: init for init in graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
     axes_input, axes_attribute = (["int8.axes"], {}) if opset >= 18 else ([], {"axes": [-1]})  # an input since opset 18
+    unsqueeze_axes = (["int8.axes"], {}) if opset >= 13 else ([], {"axes": [-1]})  # an input since opset 13
     constants = {
         "int8.axes": np.array([-1], np.int64),
         "int8.levels": np.array(127.0, np.float32),
@@ -278,21 +335,39 @@ def quantize_graph(source: Path, target: Path) -> None:
         "int8.tiny": np.array(1e-30, np.float32),  # an all-zero row: a finite scale, zeros out
     }
     nodes, quantized, rows = [], set(), {}
+
+    def quantize_columns(w: str, values) -> None:  # -> initializers f"{w}.int8" and f"{w}.int8_scale"
+        if w in quantized:
+            return
+        values = values.astype(np.float32)
+        scale = np.abs(values).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        graph.initializer.extend([
+            numpy_helper.from_array(np.clip(np.round(values / scale), -127, 127).astype(np.int8), f"{w}.int8"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{w}.int8_scale"),
+        ])
+        quantized.add(w)
+
     for index, node in enumerate(graph.node):
+        table = weights.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is not None and _is_vocabulary_table(table, node):
+            e, ids, r = f"{table.name}.T", node.input[1], f"int8.{index}."
+            quantize_columns(e, numpy_helper.to_array(table).T)
+            nodes += [
+                helper.make_node("Gather", [f"{e}.int8", ids], [r + "columns"], axis=1),  # [d, batch, length]
+                helper.make_node("Transpose", [r + "columns"], [r + "rows"], perm=[1, 2, 0]),
+                helper.make_node("Cast", [r + "rows"], [r + "float"], to=TensorProto.FLOAT),
+                helper.make_node("Gather", [f"{e}.int8_scale", ids], [r + "scale0"]),
+                helper.make_node("Unsqueeze", [r + "scale0", *unsqueeze_axes[0]], [r + "scale"], **unsqueeze_axes[1]),
+                helper.make_node("Mul", [r + "float", r + "scale"], [node.output[0]]),
+            ]
+            continue
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
         if weight is None or len(weight.dims) != 2:
             nodes.append(node)
             continue
         x, w = node.input[0], weight.name
-        if w not in quantized:
-            values = numpy_helper.to_array(weight).astype(np.float32)
-            scale = np.abs(values).max(axis=0) / 127.0
-            scale[scale == 0] = 1.0
-            graph.initializer.extend([
-                numpy_helper.from_array(np.clip(np.round(values / scale), -127, 127).astype(np.int8), f"{w}.int8"),
-                numpy_helper.from_array(scale.astype(np.float32), f"{w}.int8_scale"),
-            ])
-            quantized.add(w)
+        quantize_columns(w, numpy_helper.to_array(weight))
         if x not in rows:  # the q, k and v projections read the same input: quantize it once
             r = rows[x] = f"int8.{index}."
             nodes += [
@@ -323,6 +398,16 @@ def quantize_graph(source: Path, target: Path) -> None:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     large = model.ByteSize() > 2**31 - 2**26  # protobuf's 2 GB bound (an NLLB-sized fp32 embedding stays)
     onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}_data" if large else None)
+
+
+def _is_vocabulary_table(table, gather) -> bool:
+    """A token embedding: a 2-D float table with many more rows than columns, gathered by rows
+    (position tables are about square and stay fp32)."""
+    from onnx import TensorProto
+
+    axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
+    return (table.data_type == TensorProto.FLOAT and len(table.dims) == 2 and axis == 0
+            and table.dims[0] >= 4 * table.dims[1])
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -560,6 +645,8 @@ def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) 
             return False
         if entry.get("quantization") == "int8" and entry.get("quantization_scheme") != INT8_SCHEME:
             return False  # an int8 export made the old way: its translations depend on batch mates
+        if WEIGHTS_FILE not in entry["files"]:
+            return False  # an export from before share_weights: every worker copies its weights
         directory = models_dir / entry["path"]  # a deleted export is re-exported, not a crash
         if not directory.is_dir() or file_checksums(directory) != entry["files"]:
             return False

@@ -72,6 +72,7 @@ class WorkerSettings(_Section):
     heartbeat_interval_s: float = 1.0
     stall_timeout_s: float = 120.0
     startup_timeout_s: float = 600.0
+    packed_weights: bool = True
     entrypoint: str = "workers.process:main"
     runtime_factory: str = "workers.runtime:Runtime.load"
 
@@ -176,6 +177,10 @@ class Settings(_Section):
             return Path(systemd)
         xdg = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
         return Path(xdg) / "meeshy-appliance"
+
+    def packed_weights_dir(self, env: dict[str, str] | None = None) -> str:
+        """Where workers keep this host's packed copy of the weights ("" when turned off)."""
+        return str(self.state_dir(env) / "packed-weights") if self.workers.packed_weights else ""
 
     def persistent_cache_url(self, env: dict[str, str] | None = None) -> str:
         """The persistent level for `ipc.persistent_cache.open_level`: "" (none), a redis://

@@ -103,6 +103,7 @@ def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float, c
         supervisor_pid=os.getpid(),
         cache_name=cache_name,
         auto_tiers=msgspec.structs.asdict(settings.routing),
+        packed_weights_dir=settings.packed_weights_dir(),
     )
     proc = _spawn.Process(
         target=entry.run,

@@ -37,6 +37,40 @@ def test_builtin_exports_are_registered_verified_and_checksummed(builtin_models_
     assert models["builtin-marian-en-fr"]["pairs"] == [["en", "fr"]]
 
 
+def stored_tensors(directory: Path) -> dict[str, list[tuple[int, int]]]:
+    """graph -> (offset, length) of each initializer it reads from weights.bin."""
+    import onnx
+
+    from workers.decoding import GRAPHS
+
+    stored = {}
+    for graph in GRAPHS:
+        model = onnx.load(str(directory / graph), load_external_data=False)
+        external = [{e.key: e.value for e in t.external_data} for t in model.graph.initializer
+                    if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert {e["location"] for e in external} == {"weights.bin"}
+        stored[graph] = [(int(e["offset"]), int(e["length"])) for e in external]
+    return stored
+
+
+def check_stored_once(directory: Path) -> None:
+    stored = stored_tensors(directory)
+    distinct = {place for places in stored.values() for place in places}
+    assert all(offset % 4096 == 0 for offset, _ in distinct)  # page-aligned: memory-mapped, not copied
+    # Each weight once: the file holds the distinct tensors and alignment padding only.
+    assert (directory / "weights.bin").stat().st_size <= 1.2 * sum(length for _, length in distinct)
+    # The two decoder graphs read the same weights, and the embedding is shared with the encoder.
+    assert set(stored["decoder_with_past_model.onnx"]) <= set(stored["decoder_model.onnx"])
+    assert set(stored["encoder_model.onnx"]) & set(stored["decoder_model.onnx"])
+    assert not list(directory.glob("*.onnx_data"))
+
+
+def test_every_export_stores_each_weight_once_in_one_page_aligned_file(builtin_models_dir, int8_models_dir):
+    for name in BUILTIN_MODELS:
+        check_stored_once(builtin_models_dir / name)
+        check_stored_once(int8_models_dir / f"{name}-int8")
+
+
 def test_a_second_builtin_run_reuses_the_cache(builtin_models_dir):
     result = export("--builtin")
     assert result.returncode == 0, result.stderr
@@ -93,6 +127,12 @@ def test_int8_exports_are_verified_batch_invariant_and_per_row(int8_models_dir):
         assert "MatMulIntegerToFloat" in ops and "DynamicQuantizeLinear" not in ops
         # Every MatMul left multiplies two activations (attention), never a weight.
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in {i.name for i in graph.initializer}]
+        # The token embedding is int8 too, in the output projection's very bytes: stored once for both.
+        bare = onnx.load(str(int8_models_dir / entry["path"] / "decoder_with_past_model.onnx"), load_external_data=False)
+        place = {t.name: tuple(e.value for e in t.external_data) for t in bare.graph.initializer if t.external_data}
+        embedding = next(n for n in bare.graph.node if n.op_type == "Gather" and n.input[0].endswith(".int8"))
+        projection = [n for n in bare.graph.node if n.op_type == "MatMulIntegerToFloat"][-1]
+        assert place[embedding.input[0]] == place[projection.input[1]]
 
 
 def test_int8_batch_gives_the_same_tokens_as_one_by_one(int8_models_dir):

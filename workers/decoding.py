@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.session import open_session
+from workers.session import open_graphs
 
 NEG_INF = np.float32(-np.inf)
+GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 
 
 @dataclass(slots=True)
@@ -53,10 +54,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Seq2SeqGraphs:
-    def __init__(self, directory: Path, threads: int = 1):
-        self.encoder = open_session(directory / "encoder_model.onnx", threads)
-        self.decoder = open_session(directory / "decoder_model.onnx", threads)
-        self.decoder_with_past = open_session(directory / "decoder_with_past_model.onnx", threads)
+    def __init__(self, directory: Path, threads: int = 1, packed_dir: Path | None = None):
+        self.encoder, self.decoder, self.decoder_with_past = open_graphs(directory, GRAPHS, threads, packed_dir)
         past_names = [i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_key_values.")]
         self.layers = len(past_names) // 4
         self._self_names = [f"past_key_values.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]

@@ -85,9 +85,9 @@ class Model:
 
     engine = "onnx"
 
-    def __init__(self, spec: ModelSpec, threads: int = 1):
+    def __init__(self, spec: ModelSpec, threads: int = 1, packed_dir: Path | None = None):
         self.spec = spec
-        self.graphs = Seq2SeqGraphs(spec.directory, threads)
+        self.graphs = Seq2SeqGraphs(spec.directory, threads, packed_dir)
         self.tokenizer = load_tokenizer(spec.directory, spec.tokenizer, set(spec.special_ids))
         framing = spec.framing
         self.banned = [framing.pad_id] if framing.pad_id != framing.eos_id else []
@@ -237,10 +237,12 @@ class Runtime:
         threads: int = 1,
         limits: BatchLimits = BatchLimits(),
         auto_tiers: AutoTiers = AutoTiers(),
+        packed_dir: Path | None = None,
     ) -> "Runtime":
         """Load the models serving each tier: `tiers` (tier -> model name or names), or else every
         model of a serving tier in the manifest (an int8 export instead of its fp32 original),
-        the registered Apertium modes (tier `fallback`) included."""
+        the registered Apertium modes (tier `fallback`) included. `packed_dir`: where this host's
+        packed copies of the weights live (workers.packed_weights); None packs them on the heap."""
         try:
             specs = load_specs(Path(models_dir))
         except (ManifestError, OSError, ValueError, KeyError) as exc:
@@ -262,7 +264,7 @@ class Runtime:
         for name in sorted({n for names in chosen.values() for n in names}):
             spec = specs[name]
             try:
-                models[name] = ApertiumModel(spec) if spec.family == APERTIUM else Model(spec, threads)
+                models[name] = ApertiumModel(spec) if spec.family == APERTIUM else Model(spec, threads, packed_dir)
             except ApertiumError as exc:
                 raise ModelLoadError(f"cannot load model {name!r}: {exc}") from exc
             except Exception as exc:  # any ORT/tokenizer failure is a boot error with the model named

@@ -89,6 +89,9 @@ def test_translate_with_the_real_runtime_and_builtin_models(start_appliance, req
     result0 = reply["results"][0]
     assert result0["sourceLanguage"] == "en" and 0 < result0["confidenceScore"] <= 1
     assert result0["translatorModel"]
+    # The worker loaded this host's packed copy of the weights, kept in the state directory.
+    packed = app.run_dir.parent / "state" / "packed-weights"
+    assert [copy for copy in packed.iterdir() if (copy / "weights.bin").is_file()]
 
 
 @pytest.mark.timeout(60)
