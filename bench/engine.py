@@ -1,8 +1,14 @@
 """Engine benchmark: this runtime against HF PyTorch, optimum's ORT model and CTranslate2, one run.
 
-    python bench/run.py engine [--sentences 128] [--batch 32] [--new-tokens 32] [--reps 3]
-                               [--engines ours-int8,ct2-int8,...] [--beams 1,4] [--invariance 32]
-                               [--model opus-mt-base|nllb-600m] [--models-dir models] [--profile]
+    python bench/run.py engine [--models-dir models]          # the whole engine report, below
+    python bench/run.py engine --model opus-mt-base|nllb-600m [--sentences 128] [--batch 32]
+                               [--new-tokens 32] [--reps 3] [--engines ours-int8,ct2-int8,...]
+                               [--beams 1,4] [--invariance 32] [--models-dir models] [--profile]
+
+Without `--model`, one run prints every table of the engine report (FULL_RUN), each from its own
+process: opus-mt-base greedy and beam 4 (ours int8, CTranslate2 int8, HF PyTorch), the NLLB-600M
+shape (ours int8, CTranslate2 int8; skipped, with the export command, when it is not exported),
+bench/chat_latency.py and bench/memory.py. Each writes its own JSON as when run alone.
 
 Every engine decodes the same English sentences (`modelbuild.corpus.generate_corpus`), tokenized
 once by the model's own tokenizer (CTranslate2 gets the same ids as piece strings), in batches of
@@ -735,7 +741,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--beams", default="1,4", help="beam sizes, one table each (default 1,4)")
     parser.add_argument("--invariance", type=int, default=32, metavar="N",
                         help="sentences decoded alone vs as one batch, per engine (0: skip)")
-    parser.add_argument("--model", default="opus-mt-base", choices=SHAPES, help="which synthetic model")
+    parser.add_argument("--model", choices=SHAPES, help="which synthetic model; none: the whole report (FULL_RUN)")
     parser.add_argument("--models-dir", type=Path, default=MODELS, help="where the synthetic exports are")
     parser.add_argument("--profile", action="store_true", help="profile ours-int8 instead of comparing engines")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one engine to the parent
@@ -764,11 +770,45 @@ def environment() -> dict:
     }
 
 
+BENCH = Path(__file__).resolve().parent
+FULL_RUN = (  # (title, script, its options, the model export it needs)
+    ("opus-mt-base: greedy and beam 4", BENCH / "engine.py",
+     ["--model", "opus-mt-base", "--engines", "ours-int8,ct2-int8,hf-pytorch", "--beams", "1,4",
+      "--sentences", "64", "--invariance", "32"], "synthetic-opus-mt-base-int8"),
+    ("NLLB-600M shape", BENCH / "engine.py",
+     ["--model", "nllb-600m", "--engines", "ours-int8,ct2-int8", "--beams", "1", "--sentences", "16",
+      "--batch", "16", "--new-tokens", "16", "--reps", "1", "--invariance", "16"], "synthetic-nllb-600m-int8"),
+    ("chat latency", BENCH / "chat_latency.py", [], "synthetic-opus-mt-base-int8"),
+    ("memory", BENCH / "memory.py", ["--model", "synthetic-opus-mt-base-int8"], "synthetic-opus-mt-base-int8"),
+)
+
+
+def full_run(models_dir: Path) -> int:
+    failed = []
+    for title, script, args, needs in FULL_RUN:
+        print(f"\n===== {title}", flush=True)
+        if not (models_dir / needs).is_dir():
+            shape = needs.removeprefix("synthetic-").removesuffix("-int8")
+            print(f"skipped: no {needs} in {models_dir}; export it with `python export_models.py "
+                  f"--synthetic {shape} --quantize int8 --models-dir {models_dir}`", flush=True)
+            continue
+        if subprocess.call([sys.executable, str(script), *args, "--models-dir", str(models_dir)], cwd=REPO):
+            failed.append(title)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # Set before torch or CTranslate2 load: their OpenMP pools must not start one thread per core.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     opts = parse(argv)
+    if opts.model is None:
+        if opts.profile:
+            opts.model = "opus-mt-base"
+        else:
+            return full_run(opts.models_dir.resolve())
     use_model(opts.models_dir, opts.model)
     opts.models_dir = MODELS
     if opts.worker:

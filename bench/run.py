@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parent
 
 BENCHMARKS = {
     "cache_micro": "shared-memory cache levels against a dict and a Manager dict",
-    "engine": "this runtime (fp32, int8) against HF PyTorch, optimum ORT and CTranslate2",
+    "engine": "the engine report: ours int8 vs CTranslate2 and HF (greedy, beam 4, NLLB shape), chat latency, memory",
     "appliance_e2e": "whole appliance over ZeroMQ (N workers) vs the same runtime in one process, same run",
     "cache_e2e": "cache-hit requests through 5555/5556 against a bare pyzmq ROUTER echo server",
     "langid": "language-ID libraries on short chat messages against py3langid, the appliance's pick",

@@ -96,6 +96,11 @@ def m2m100_tokenizer(directory: Path, lines: list[str], vocab_size: int, pad_to:
         vocab.setdefault(piece, len(vocab))
     vocab = _padded(vocab, pad_to, reserved=M2M100_EXTRA_TOKENS)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    tokenizer = M2M100Tokenizer(vocab_file=str(directory / "vocab.json"), spm_file=str(directory / "sentencepiece.bpe.model"))
+    files = {"vocab_file": str(directory / "vocab.json"), "spm_file": str(directory / "sentencepiece.bpe.model")}
+    # A real M2M100/NLLB checkpoint lists its language tokens as special, so decode(skip_special_tokens)
+    # drops `__fr__` as the runtime does; a random-weight model emits them, and the export's
+    # detokenizer check would otherwise fail on them.
+    languages = list(M2M100Tokenizer(**files).lang_token_to_id)
+    tokenizer = M2M100Tokenizer(**files, additional_special_tokens=languages)
     tokenizer.save_pretrained(directory)
     return tokenizer
