@@ -31,6 +31,7 @@ torch, transformers and optimum are needed here only; the runtime never imports 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 from appliance.languages import canonical, three_letter_codes
-from workers.decoding import GRAPHS
+from workers.decoding import DECODER_GRAPHS, GRAPHS, HEAD_GRAPH, TOPK_GRAPH
 from workers.manifest import (
     APERTIUM,
     Framing,
@@ -226,10 +227,75 @@ def export_graphs(checkpoint: str, out_dir: Path, tokenizer) -> None:
     main_export(checkpoint, output=out_dir, task="text2text-generation-with-past", do_validation=False,
                 no_post_process=True)
     tokenizer.save_pretrained(out_dir)
-    missing = [g for g in GRAPHS if not (out_dir / g).exists()]
+    missing = [g for g in DECODER_GRAPHS if not (out_dir / g).exists()]
     if missing:
         raise ExportError(f"optimum did not write {missing} in {out_dir}")
+    split_output_projection(out_dir)
     share_weights(out_dir)
+
+
+def split_output_projection(directory: Path) -> None:
+    """Move the output projection (hidden -> vocabulary logits) out of both decoder graphs.
+
+    The decoders then return `hidden`, the last layer's output, and two head graphs project it:
+    HEAD_GRAPH gives the logits (greedy picks in numpy: faster than ORT's ArgMax), TOPK_GRAPH the
+    k best log-probabilities and their ids per row (beam search: TopK inside ORT instead of a
+    log-softmax and argpartition over 4 x batch x vocabulary in numpy). Out of the decoders, the
+    projection can also run over a shortlist of the vocabulary (workers/output_head.py). The
+    logits are bit-identical to the decoders' own.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = bias = None
+    for graph_name in DECODER_GRAPHS[1:]:
+        model = onnx.load(str(directory / graph_name))
+        graph = model.graph
+        producers = {out: node for node in graph.node for out in node.output}
+        weights = {init.name: init for init in graph.initializer}
+        last = producers["logits"]
+        if last.op_type == "Add":  # Marian: + final_logits_bias
+            projection = next(producers[i] for i in last.input if i in producers)
+            bias_name = next(i for i in last.input if i in weights)
+            bias = numpy_helper.to_array(weights[bias_name]).reshape(-1).astype(np.float32)
+            removed = {id(last), id(projection)}
+        else:  # M2M100, NLLB: no bias
+            projection, removed = last, {id(last)}
+        if projection.op_type != "MatMul" or projection.input[1] not in weights:
+            raise ExportError(f"{graph_name}: the logits do not come from a MatMul by a weight; cannot split the head")
+        weight = numpy_helper.to_array(weights[projection.input[1]]).astype(np.float32)
+        kept = [node for node in graph.node if id(node) not in removed]
+        kept.append(helper.make_node("Identity", [projection.input[0]], ["hidden"], name="/hidden/Identity"))
+        del graph.node[:]
+        graph.node.extend(kept)
+        index = [o.name for o in graph.output].index("logits")
+        graph.output.remove(graph.output[index])
+        graph.output.insert(index, helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", weight.shape[0]]))
+        used = {name for node in graph.node for name in node.input}
+        kept_weights = [init for init in graph.initializer if init.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept_weights)
+        onnx.save(model, str(directory / graph_name), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
+                  location=f"{graph_name}_data")
+    d, vocab = weight.shape
+    bias = np.zeros(vocab, np.float32) if bias is None else bias
+    hidden = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["rows", d])
+    initializers = [numpy_helper.from_array(weight, "output_projection.weight"),
+                    numpy_helper.from_array(bias, "output_projection.bias")]
+    logits = [helper.make_node("MatMul", ["hidden", "output_projection.weight"], ["projected"], name="/head/MatMul"),
+              helper.make_node("Add", ["projected", "output_projection.bias"], ["logits"], name="/head/Add")]
+    opset = [helper.make_opsetid("", 18)]
+    head = helper.make_graph(logits, "output_head", [hidden],
+                             [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", vocab])], initializers)
+    onnx.save(helper.make_model(head, opset_imports=opset, ir_version=9), str(directory / HEAD_GRAPH))
+    topk = helper.make_graph(
+        logits + [helper.make_node("LogSoftmax", ["logits"], ["logprobs"], axis=-1, name="/head/LogSoftmax"),
+                  helper.make_node("TopK", ["logprobs", "k"], ["values", "ids"], axis=-1, name="/head/TopK")],
+        "output_head_topk", [hidden, helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["rows", "k"]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, ["rows", "k"])], initializers)
+    onnx.save(helper.make_model(topk, opset_imports=opset, ir_version=9), str(directory / TOPK_GRAPH))
 
 
 def share_weights(directory: Path, align: int = 4096, inline_below: int = 1024) -> None:
@@ -273,6 +339,32 @@ def share_weights(directory: Path, align: int = 4096, inline_below: int = 1024) 
     os.replace(directory / f"{WEIGHTS_FILE}.tmp", directory / WEIGHTS_FILE)
     for graph in GRAPHS:
         os.replace(directory / f"{graph}.tmp", directory / graph)
+
+
+def write_shortlists(out_dir: Path, entry: dict, texts: dict[str, list[str]]) -> None:
+    """SHORTLISTS_FILE: per target language with text, the vocabulary ids its text uses, plus the
+    special and language tokens (workers/output_head.py)."""
+    from workers.output_head import SHORTLISTS_FILE, build_shortlist
+    from workers.tokenizer import load_tokenizer
+
+    targets = sorted({tgt for _, tgt in entry["pairs"]} & set(texts))
+    if not targets:
+        return
+    tokenizer = load_tokenizer(out_dir, entry["tokenizer"], set(entry["special_ids"]))
+    always = set(entry["special_ids"])
+    lists = {lang: build_shortlist(tokenizer.encode_target, texts[lang], always) for lang in targets}
+    (out_dir / SHORTLISTS_FILE).write_text(json.dumps(lists, separators=(",", ":")))
+    log(f"{entry['path']}: vocabulary shortlists " + ", ".join(f"{lang} {len(ids)}" for lang, ids in lists.items()))
+
+
+def read_shortlist_texts(options: list[str]) -> dict[str, list[str]]:
+    texts = {}
+    for option in options:
+        lang, sep, path = option.partition("=")
+        if not sep or not Path(path).is_file():
+            raise ExportError(f"--shortlist {option!r}: give LANG=FILE with an existing text file")
+        texts[canonical(lang)] = Path(path).read_text(encoding="utf-8").splitlines()
+    return texts
 
 
 # --- int8 ---------------------------------------------------------------------------------------
@@ -353,13 +445,15 @@ def quantize_graph(source: Path, target: Path) -> None:
         if table is not None and _is_vocabulary_table(table, node):
             e, ids, r = f"{table.name}.T", node.input[1], f"int8.{index}."
             quantize_columns(e, numpy_helper.to_array(table).T)
+            at = f"{node.name}/int8_embedding/"  # node names: the profile groups the ops by them
             nodes += [
-                helper.make_node("Gather", [f"{e}.int8", ids], [r + "columns"], axis=1),  # [d, batch, length]
-                helper.make_node("Transpose", [r + "columns"], [r + "rows"], perm=[1, 2, 0]),
-                helper.make_node("Cast", [r + "rows"], [r + "float"], to=TensorProto.FLOAT),
-                helper.make_node("Gather", [f"{e}.int8_scale", ids], [r + "scale0"]),
-                helper.make_node("Unsqueeze", [r + "scale0", *unsqueeze_axes[0]], [r + "scale"], **unsqueeze_axes[1]),
-                helper.make_node("Mul", [r + "float", r + "scale"], [node.output[0]]),
+                helper.make_node("Gather", [f"{e}.int8", ids], [r + "columns"], axis=1, name=at + "columns"),  # [d, batch, length]
+                helper.make_node("Transpose", [r + "columns"], [r + "rows"], perm=[1, 2, 0], name=at + "rows"),
+                helper.make_node("Cast", [r + "rows"], [r + "float"], to=TensorProto.FLOAT, name=at + "float"),
+                helper.make_node("Gather", [f"{e}.int8_scale", ids], [r + "scale0"], name=at + "scales"),
+                helper.make_node("Unsqueeze", [r + "scale0", *unsqueeze_axes[0]], [r + "scale"], **unsqueeze_axes[1],
+                                 name=at + "unsqueeze"),
+                helper.make_node("Mul", [r + "float", r + "scale"], [node.output[0]], name=at + "scaled"),
             ]
             continue
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
@@ -370,22 +464,24 @@ def quantize_graph(source: Path, target: Path) -> None:
         quantize_columns(w, numpy_helper.to_array(weight))
         if x not in rows:  # the q, k and v projections read the same input: quantize it once
             r = rows[x] = f"int8.{index}."
+            at = f"{node.name}/quantize_rows/"
             nodes += [
-                helper.make_node("Abs", [x], [r + "abs"]),
-                helper.make_node("ReduceMax", [r + "abs", *axes_input], [r + "max0"], keepdims=1, **axes_attribute),
-                helper.make_node("Max", [r + "max0", "int8.tiny"], [r + "max"]),
-                helper.make_node("Mul", [r + "max", "int8.step"], [r + "scale"]),
-                helper.make_node("Div", ["int8.levels", r + "max"], [r + "inverse"]),
-                helper.make_node("Mul", [x, r + "inverse"], [r + "scaled"]),
-                helper.make_node("Round", [r + "scaled"], [r + "rounded"]),
-                helper.make_node("Add", [r + "rounded", "int8.offset"], [r + "shifted"]),
-                helper.make_node("Cast", [r + "shifted"], [r + "q"], to=TensorProto.UINT8),
+                helper.make_node("Abs", [x], [r + "abs"], name=at + "abs"),
+                helper.make_node("ReduceMax", [r + "abs", *axes_input], [r + "max0"], keepdims=1, **axes_attribute,
+                                 name=at + "max0"),
+                helper.make_node("Max", [r + "max0", "int8.tiny"], [r + "max"], name=at + "max"),
+                helper.make_node("Mul", [r + "max", "int8.step"], [r + "scale"], name=at + "scale"),
+                helper.make_node("Div", ["int8.levels", r + "max"], [r + "inverse"], name=at + "inverse"),
+                helper.make_node("Mul", [x, r + "inverse"], [r + "scaled"], name=at + "scaled"),
+                helper.make_node("Round", [r + "scaled"], [r + "rounded"], name=at + "rounded"),
+                helper.make_node("Add", [r + "rounded", "int8.offset"], [r + "shifted"], name=at + "shifted"),
+                helper.make_node("Cast", [r + "shifted"], [r + "q"], to=TensorProto.UINT8, name=at + "q"),
             ]
         r, y = rows[x], node.output[0]
         nodes += [
             helper.make_node("MatMulIntegerToFloat", [r + "q", f"{w}.int8", "int8.one", f"{w}.int8_scale", "int8.zero_point"],
-                             [y + ".int8"], domain="com.microsoft"),
-            helper.make_node("Mul", [y + ".int8", r + "scale"], [y]),
+                             [y + ".int8"], domain="com.microsoft", name=f"{node.name}/int8"),
+            helper.make_node("Mul", [y + ".int8", r + "scale"], [y], name=f"{node.name}/row_scale"),
         ]
     used = {name for node in nodes for name in node.input}
     kept = [init for init in graph.initializer if init.name in used]
@@ -529,8 +625,10 @@ def export_checkpoint(
     source_label: str | None = None,
     min_int8_chrf: float = MIN_INT8_CHRF,
     extra: dict | None = None,
+    shortlist_texts: dict[str, list[str]] | None = None,
 ) -> list[str]:
-    """Export, verify and register one checkpoint (and its int8 twin); returns the manifest names."""
+    """Export, verify and register one checkpoint (and its int8 twin); returns the manifest names.
+    `shortlist_texts`: target language -> text of that language, for its vocabulary shortlist."""
     steps = Steps(name, 5 if quantize else 4)
     steps.next(f"loading the PyTorch reference from {source}")
     reference = load_reference(source)
@@ -556,6 +654,7 @@ def export_checkpoint(
         "special_ids": sorted(special_ids),
         **(extra or {}),
     }
+    write_shortlists(out_dir, entry, shortlist_texts or {})
     entry["files"] = file_checksums(out_dir)
     steps.next(f"verifying fp32 against PyTorch on {len(pairs)} language pair(s)")
     entry["verification"] = verify(models_dir, name, entry, reference, samples or {}, min_int8_chrf)
@@ -613,8 +712,19 @@ def export_builtin(models_dir: Path, quantize: str | None) -> list[str]:
             str(checkpoint), models_dir, recipe.name, recipe.tier, pairs=list(recipe.pairs), quantize=quantize,
             samples=samples, source_label=f"builtin:{recipe.name}",
             extra={"build_digest": recipe_digest(recipe), "vocabulary": builtin_vocabulary(recipe)},
+            shortlist_texts=corpus_texts(recipe.corpus_size, recipe.pairs),
         )
     return names
+
+
+def corpus_texts(size: int, pairs, seed: int | None = None) -> dict[str, list[str]]:
+    """The target side of a built-in or synthetic model's corpus, per target language (seed: the
+    built-in training seed by default)."""
+    from modelbuild.builtin import SEED
+    from modelbuild.corpus import generate_corpus
+
+    rows = generate_corpus(size, seed=SEED if seed is None else seed)
+    return {tgt: [row[tgt] for row in rows] for _, tgt in pairs}
 
 
 def builtin_vocabulary(recipe) -> dict[str, list[str]]:
@@ -645,8 +755,8 @@ def _up_to_date(models_dir: Path, names: list[str], digest: str, read_manifest) 
             return False
         if entry.get("quantization") == "int8" and entry.get("quantization_scheme") != INT8_SCHEME:
             return False  # an int8 export made the old way: its translations depend on batch mates
-        if WEIGHTS_FILE not in entry["files"]:
-            return False  # an export from before share_weights: every worker copies its weights
+        if WEIGHTS_FILE not in entry["files"] or HEAD_GRAPH not in entry["files"]:
+            return False  # an export from before share_weights or the split output head
         directory = models_dir / entry["path"]  # a deleted export is re-exported, not a crash
         if not directory.is_dir() or file_checksums(directory) != entry["files"]:
             return False
@@ -663,6 +773,7 @@ def export_synthetic(shape_name: str, models_dir: Path, quantize: str | None) ->
     return export_checkpoint(
         str(checkpoint), models_dir, f"synthetic-{shape_name}", shape["tier"], pairs=list(shape["pairs"]),
         quantize=quantize, source_label=f"synthetic:{shape_name}", min_int8_chrf=0.0,
+        shortlist_texts=corpus_texts(20_000, shape["pairs"], seed=0),  # the text its tokenizer learned
     )
 
 
@@ -759,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--languages", nargs="+", metavar="LANG", help="multilingual: every pair among these")
     parser.add_argument("--quantize", choices=("int8",), help="also write an int8 copy, <name>-int8")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--shortlist", nargs="+", metavar="LANG=FILE", default=[],
+                        help="target-language text (UTF-8, any size) whose pieces make that language's "
+                             "vocabulary shortlist ([workers] vocabulary_shortlist)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -772,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
             name = args.name or Path(args.checkpoint.rstrip("/")).name
             pairs = parse_pairs(args.pairs, args.languages, args.checkpoint, "marian") if (args.pairs or args.languages) else None
             names = export_checkpoint(args.checkpoint, args.models_dir, name, args.tier, pairs=pairs,
-                                      quantize=args.quantize)
+                                      quantize=args.quantize, shortlist_texts=read_shortlist_texts(args.shortlist))
     except ExportError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 2

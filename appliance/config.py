@@ -73,6 +73,7 @@ class WorkerSettings(_Section):
     stall_timeout_s: float = 120.0
     startup_timeout_s: float = 600.0
     packed_weights: bool = True
+    vocabulary_shortlist: bool = False
     entrypoint: str = "workers.process:main"
     runtime_factory: str = "workers.runtime:Runtime.load"
 

@@ -104,6 +104,7 @@ def spawn(slot: Slot, settings: Settings, endpoints: RunEndpoints, now: float, c
         cache_name=cache_name,
         auto_tiers=msgspec.structs.asdict(settings.routing),
         packed_weights_dir=settings.packed_weights_dir(),
+        vocabulary_shortlist=w.vocabulary_shortlist,
     )
     proc = _spawn.Process(
         target=entry.run,

@@ -1,4 +1,4 @@
-"""Engine benchmark: this runtime against HF PyTorch, optimum's ORT model and CTranslate2, one run.
+"""Engine benchmark: this runtime against HF PyTorch and CTranslate2, one run.
 
     python bench/run.py engine [--models-dir models]          # the whole engine report, below
     python bench/run.py engine --model opus-mt-base|nllb-600m [--sentences 128] [--batch 32]
@@ -62,7 +62,7 @@ CT2_DIRS = {"int8": MODELS / ".build" / f"ct2-{SYNTHETIC}-int8", "float32": MODE
 SHAPES = ("opus-mt-base", "nllb-600m")
 BASELINE = "ct2-int8"
 SECOND_BASELINE = "hf-pytorch"
-ENGINES = ("ours-int8", "ours-fp32", "ct2-int8", "ct2-fp32", "hf-pytorch", "optimum-int8", "optimum-fp32")
+ENGINES = ("ours-int8", "ours-int8-shortlist", "ours-fp32", "ct2-int8", "ct2-fp32", "hf-pytorch")
 
 
 def use_model(models_dir: Path, shape: str) -> None:
@@ -154,12 +154,14 @@ def invariance_rows(work: Workload, n: int) -> tuple[list[list[int]], list[list[
 
 
 class Ours:
-    def __init__(self, work: Workload, quantization: str):
+    def __init__(self, work: Workload, quantization: str, shortlist: bool = False):
         from workers.manifest import load_specs
         from workers.runtime import Model
 
         name = SYNTHETIC if quantization == "fp32" else f"{SYNTHETIC}-{quantization}"
-        self.model = Model(load_specs(MODELS)[name], threads=1)
+        self.model = Model(load_specs(MODELS)[name], threads=1, shortlist=shortlist)
+        if shortlist and self.model.head(work.target) is self.model.graphs.head:
+            raise ValueError(f"{name} has no vocabulary shortlist for {work.target}: export it again")
         self.work = work
 
     def run(self, index: int, beam: int = 1) -> list[int]:
@@ -201,21 +203,20 @@ class CTranslate2:
         return self._translate(pieces, 1)
 
 
-class _HFGenerate:
-    """Shared by HF PyTorch and optimum: padded tensors in, `generate` with the length forced."""
-
-    model = None
+class HFPyTorch:
+    """transformers' MarianMTModel.generate: padded tensors in, the length forced."""
 
     def __init__(self, work: Workload):
         import torch
+        from transformers import MarianMTModel
 
         if work.target_prefix:  # generate() would need the language token forced; not wired here
-            raise NotImplementedError("the HF engines here take Marian models (no target-language prefix)")
+            raise NotImplementedError("the HF engine here takes Marian models (no target-language prefix)")
         self.torch = torch
         self.work = work
         self.inputs = [self._pad(batch) for batch in work.batches]
-
-    def _configure(self) -> None:
+        _one_torch_thread()
+        self.model = MarianMTModel.from_pretrained(str(CHECKPOINT)).eval()
         # The checkpoint's forced_eos_token_id would replace token 32 by eos; the other engines don't.
         self.model.generation_config.forced_eos_token_id = None
 
@@ -245,36 +246,6 @@ class _HFGenerate:
         return [row[1:] for row in self._generate(*self._pad(ids), 1).tolist()]
 
 
-class HFPyTorch(_HFGenerate):
-    def __init__(self, work: Workload):
-        super().__init__(work)
-        from transformers import MarianMTModel
-
-        _one_torch_thread()
-        self.model = MarianMTModel.from_pretrained(str(CHECKPOINT)).eval()
-        self._configure()
-
-
-class Optimum(_HFGenerate):
-    def __init__(self, work: Workload, quantization: str):
-        super().__init__(work)
-        import onnxruntime as ort
-        from optimum.onnxruntime import ORTModelForSeq2SeqLM
-
-        _one_torch_thread()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        directory = MODELS / (SYNTHETIC if quantization == "fp32" else f"{SYNTHETIC}-{quantization}")
-        self.model = ORTModelForSeq2SeqLM.from_pretrained(
-            str(directory), use_cache=True, use_merged=False, provider="CPUExecutionProvider", session_options=options
-        )
-        self._configure()
-
-
 def _one_torch_thread() -> None:
     import torch
 
@@ -288,6 +259,8 @@ def _one_torch_thread() -> None:
 def load_engine(name: str, work: Workload):
     if name == "ours-int8":
         return Ours(work, "int8")
+    if name == "ours-int8-shortlist":
+        return Ours(work, "int8", shortlist=True)
     if name == "ours-fp32":
         return Ours(work, "fp32")
     if name == "ct2-int8":
@@ -296,10 +269,6 @@ def load_engine(name: str, work: Workload):
         return CTranslate2(work, "float32")
     if name == "hf-pytorch":
         return HFPyTorch(work)
-    if name == "optimum-int8":
-        return Optimum(work, "int8")
-    if name == "optimum-fp32":
-        return Optimum(work, "fp32")
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
 
 
@@ -611,6 +580,7 @@ def _cprofile_split(model, work: Workload) -> dict:
         "first decoder step (ORT decoder_model)": first,
         "decoder_with_past (ORT run)": ort_next,
         "next_step feed/unpack (Python)": (next_value[3] if next_value else 0.0) - ort_next,
+        "output head (ORT head_model: projection onto the vocabulary)": cum("workers/output_head.py", "logits"),
         "numpy argmax (greedy)": argmax,
     }
     # Every other helper of decoding.py (log-softmax, masking, ...) by name, so that a rewrite of
@@ -686,7 +656,9 @@ def _ort_op_profile(model, work: Workload, out_dir: Path) -> dict:
 
 def _part_of(node: str, op: str) -> str:
     quantized = op in {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLinear"}
-    if "lm_head" in node or node in {"/Add"}:
+    if "/quantize_rows/" in node:
+        return "activation quantization (per row)"
+    if "lm_head" in node or node in {"/Add"} or node.startswith("/head/"):
         return "vocabulary projection (lm_head + bias)"
     if "fc1" in node or "fc2" in node or "activation_fn" in node:
         return "feed-forward (fc1, SiLU, fc2)"
@@ -773,10 +745,10 @@ def environment() -> dict:
 BENCH = Path(__file__).resolve().parent
 FULL_RUN = (  # (title, script, its options, the model export it needs)
     ("opus-mt-base: greedy and beam 4", BENCH / "engine.py",
-     ["--model", "opus-mt-base", "--engines", "ours-int8,ct2-int8,hf-pytorch", "--beams", "1,4",
+     ["--model", "opus-mt-base", "--engines", "ours-int8,ours-int8-shortlist,ct2-int8,hf-pytorch", "--beams", "1,4",
       "--sentences", "64", "--invariance", "32"], "synthetic-opus-mt-base-int8"),
     ("NLLB-600M shape", BENCH / "engine.py",
-     ["--model", "nllb-600m", "--engines", "ours-int8,ct2-int8", "--beams", "1", "--sentences", "16",
+     ["--model", "nllb-600m", "--engines", "ours-int8,ours-int8-shortlist,ct2-int8", "--beams", "1", "--sentences", "16",
       "--batch", "16", "--new-tokens", "16", "--reps", "1", "--invariance", "16"], "synthetic-nllb-600m-int8"),
     ("chat latency", BENCH / "chat_latency.py", [], "synthetic-opus-mt-base-int8"),
     ("memory", BENCH / "memory.py", ["--model", "synthetic-opus-mt-base-int8"], "synthetic-opus-mt-base-int8"),

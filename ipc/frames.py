@@ -53,6 +53,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cache_name: str = ""  # shared-memory cache table to attach; "" runs without a cache
     auto_tiers: dict[str, int] = {}  # [routing] thresholds for modelType auto; {}: the runtime's defaults
     packed_weights_dir: str = ""  # this host's packed copies of the weights; "": each worker packs its own
+    vocabulary_shortlist: bool = False  # decode over each target language's shortlist where exported
 
 
 # ---------------------------------------------------------------- supervisor -> worker

@@ -128,11 +128,16 @@ def test_int8_exports_are_verified_batch_invariant_and_per_row(int8_models_dir):
         # Every MatMul left multiplies two activations (attention), never a weight.
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in {i.name for i in graph.initializer}]
         # The token embedding is int8 too, in the output projection's very bytes: stored once for both.
-        bare = onnx.load(str(int8_models_dir / entry["path"] / "decoder_with_past_model.onnx"), load_external_data=False)
-        place = {t.name: tuple(e.value for e in t.external_data) for t in bare.graph.initializer if t.external_data}
-        embedding = next(n for n in bare.graph.node if n.op_type == "Gather" and n.input[0].endswith(".int8"))
-        projection = [n for n in bare.graph.node if n.op_type == "MatMulIntegerToFloat"][-1]
-        assert place[embedding.input[0]] == place[projection.input[1]]
+        def bare(graph_name):
+            return onnx.load(str(int8_models_dir / entry["path"] / graph_name), load_external_data=False).graph
+
+        def place(graph, name):
+            return next(tuple(e.value for e in t.external_data) for t in graph.initializer if t.name == name)
+
+        decoder, head = bare("decoder_with_past_model.onnx"), bare("head_model.onnx")
+        embedding = next(n for n in decoder.node if n.op_type == "Gather" and n.input[0].endswith(".int8"))
+        projection = next(n for n in head.node if n.op_type == "MatMulIntegerToFloat")
+        assert place(decoder, embedding.input[0]) == place(head, projection.input[1])
 
 
 def test_int8_batch_gives_the_same_tokens_as_one_by_one(int8_models_dir):
@@ -158,7 +163,7 @@ def mix_batch_rows(fp32_dir, int8_dir):
     from export_models import quantize_graphs
 
     quantize_graphs(fp32_dir, int8_dir)
-    path = int8_dir / "decoder_with_past_model.onnx"
+    path = int8_dir / "head_model.onnx"  # the logits of every greedy step
     model = onnx.load(str(path))
     graph = model.graph
     producer = next(node for node in graph.node if "logits" in node.output)

@@ -1,19 +1,23 @@
-"""Greedy and beam-search decoding over an exported encoder + decoder-with-past pair.
+"""Greedy and beam-search decoding over an exported encoder, decoder-with-past pair and output head.
 
-The exporter writes three graphs per model (optimum's `text2text-generation-with-past`):
+The exporter writes five graphs per model (optimum's `text2text-generation-with-past`, with the
+output projection split out of the decoders by export_models.split_output_projection):
 
     encoder_model.onnx            input_ids, attention_mask            -> last_hidden_state
-    decoder_model.onnx            input_ids, encoder_hidden_states,    -> logits, present.{i}.{decoder,encoder}.{key,value}
+    decoder_model.onnx            input_ids, encoder_hidden_states,    -> hidden, present.{i}.{decoder,encoder}.{key,value}
                                   encoder_attention_mask
     decoder_with_past_model.onnx  input_ids (one token), encoder_attention_mask,
                                   past_key_values.{i}.{decoder,encoder}.{key,value}
-                                                                       -> logits, present.{i}.decoder.{key,value}
+                                                                       -> hidden, present.{i}.decoder.{key,value}
+    head_model.onnx               hidden [rows, d]                     -> logits [rows, vocabulary]
+    head_topk_model.onnx          hidden [rows, d], k                  -> the k best log-probabilities, ids
 
 The first step runs the whole decoder prefix (start token, forced language token) through
 `decoder_model` and keeps the cross-attention keys/values it returns; every later step feeds one
 token per row to `decoder_with_past`, so the prefix is never recomputed. Rows that finish leave the
 batch (their key/value rows are dropped), so a long sentence never makes its finished neighbours
-pay for more steps.
+pay for more steps. The head (workers/output_head.py) projects each step's last hidden state onto
+the vocabulary, or onto a target language's shortlist of it.
 
 Scores are natural-log probabilities from the model's own softmax; a result's confidence is the
 geometric mean probability of the tokens it chose (forced tokens excluded).
@@ -26,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, OutputHead
 from workers.session import open_graphs
 
 NEG_INF = np.float32(-np.inf)
-GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+DECODER_GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+GRAPHS = (*DECODER_GRAPHS, HEAD_GRAPH, TOPK_GRAPH)
 
 
 @dataclass(slots=True)
@@ -48,24 +54,25 @@ class DecodeLimits:
     min_new_tokens: int = 0  # benchmarks force the length: random-weight models rarely emit eos
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
 
 class Seq2SeqGraphs:
     def __init__(self, directory: Path, threads: int = 1, packed_dir: Path | None = None):
-        self.encoder, self.decoder, self.decoder_with_past = open_graphs(directory, GRAPHS, threads, packed_dir)
+        if not (directory / HEAD_GRAPH).exists():
+            raise FileNotFoundError(f"{directory} has no {HEAD_GRAPH}: it was exported before the output projection "
+                                    "was split from the decoders; export it again with export_models.py")
+        sessions = open_graphs(directory, GRAPHS, threads, packed_dir)
+        self.encoder, self.decoder, self.decoder_with_past = sessions[:3]
+        self.head = OutputHead(*sessions[3:])  # the whole vocabulary
         past_names = [i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_key_values.")]
         self.layers = len(past_names) // 4
         self._self_names = [f"past_key_values.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         self._cross_names = [f"past_key_values.{i}.encoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         first_outputs = [o.name for o in self.decoder.get_outputs()]
-        self._first_outputs = ["logits"]
+        self._first_outputs = ["hidden"]
         self._first_outputs += [f"present.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         self._first_outputs += [f"present.{i}.encoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         assert set(self._first_outputs) <= set(first_outputs), first_outputs
-        self._next_outputs = ["logits"] + [f"present.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
+        self._next_outputs = ["hidden"] + [f"present.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.encoder.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
@@ -95,14 +102,9 @@ def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, rows):
     return logits, self_kv, cross_kv, attention_mask
 
 
-def _mask_logits(logits: np.ndarray, banned: list[int], eos_id: int, step: int, limits: DecodeLimits) -> None:
-    logits[:, banned] = NEG_INF
-    if step < limits.min_new_tokens:
-        logits[:, eos_id] = NEG_INF
-
-
 def greedy(
     graphs: Seq2SeqGraphs,
+    head: OutputHead,
     input_ids: np.ndarray,
     attention_mask: np.ndarray,
     prefix: tuple[int, ...],
@@ -110,15 +112,20 @@ def greedy(
     eos_id: int,
     banned: list[int],
 ) -> list[Hypothesis]:
-    logits, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, None)
+    hidden, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, None)
+    banned_columns, eos_columns = head.columns(banned), head.columns([eos_id])
     results = [Hypothesis([], 0.0) for _ in range(len(input_ids))]
     alive = np.arange(len(input_ids))
     max_new = limits.max_new_tokens
     step = 0
     while True:
-        _mask_logits(logits, banned, eos_id, step, limits)
-        tokens = logits.argmax(axis=-1)
-        chosen = _chosen_logprobs(logits, tokens)
+        logits = head.logits(hidden)
+        logits[:, banned_columns] = NEG_INF
+        if step < limits.min_new_tokens:
+            logits[:, eos_columns] = NEG_INF
+        columns = logits.argmax(axis=-1)
+        chosen = _chosen_logprobs(logits, columns)
+        tokens = head.vocabulary_ids(columns)
         for row, token, logprob in zip(alive, tokens.tolist(), chosen.tolist()):
             results[row].tokens.append(token)
             results[row].logprob += logprob
@@ -131,7 +138,7 @@ def greedy(
             alive, tokens, mask = alive[keep], tokens[keep], mask[keep]
             self_kv = [kv[keep] for kv in self_kv]
             cross_kv = [kv[keep] for kv in cross_kv]
-        logits, self_kv = graphs.next_step(tokens, mask, self_kv, cross_kv)
+        hidden, self_kv = graphs.next_step(tokens, mask, self_kv, cross_kv)
 
 
 def _chosen_logprobs(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -148,6 +155,7 @@ def _chosen_logprobs(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 def beam_search(
     graphs: Seq2SeqGraphs,
+    head: OutputHead,
     input_ids: np.ndarray,
     attention_mask: np.ndarray,
     prefix: tuple[int, ...],
@@ -159,13 +167,15 @@ def beam_search(
 ) -> list[Hypothesis]:
     """Standard beam search; a hypothesis is ranked by logprob / length ** length_penalty.
 
+    Each beam's 2 x beam_size best next tokens come from the head's TopK (plus room for the
+    banned ones, dropped here); a sentence's best 2 x beam_size candidates are among them.
     A sentence stops when it has `beam_size` finished hypotheses and no running beam can still beat
     the worst of them (Hugging Face's `early_stopping=False` rule), or at its length bound.
     """
     count = len(input_ids)
     rows = np.repeat(np.arange(count), beam_size)
-    logits, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, rows)
-    vocab = logits.shape[-1]
+    hidden, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, rows)
+    wanted = 2 * beam_size
     # Only beam 0 of each sentence is live at the first step, so the first expansion picks distinct tokens.
     scores = np.tile(np.array([0.0] + [-np.inf] * (beam_size - 1), dtype=np.float32), count)
     beams: list[list[int]] = [[] for _ in range(count * beam_size)]
@@ -173,21 +183,23 @@ def beam_search(
     alive = np.arange(count)  # sentence ids still decoding, in row-block order
     step = 0
     while True:
-        logprobs = log_softmax(logits)
-        _mask_logits(logprobs, banned, eos_id, step, limits)
-        candidates = (scores[:, None] + logprobs).reshape(len(alive), beam_size * vocab)
-        top = np.argpartition(-candidates, 2 * beam_size, axis=1)[:, : 2 * beam_size]
+        excluded = set(banned) | ({eos_id} if step < limits.min_new_tokens else set())
+        values, ids = head.topk(hidden, wanted + len(excluded))
+        if excluded:
+            values = np.where(np.isin(ids, list(excluded)), NEG_INF, values)
+        width = values.shape[1]
+        candidates = (scores[:, None] + values).reshape(len(alive), beam_size * width)
+        ids = ids.reshape(len(alive), beam_size * width)
         step += 1
         next_rows, next_tokens, next_scores, next_beams, still = [], [], [], [], []
         for block, sentence in enumerate(alive.tolist()):
-            order = top[block][np.argsort(-candidates[block, top[block]], kind="stable")]
             chosen = 0
-            for flat in order.tolist():
+            for flat in np.argsort(-candidates[block], kind="stable").tolist():
                 score = float(candidates[block, flat])
                 if score == -np.inf:
                     break
-                beam, token = divmod(flat, vocab)
-                row = block * beam_size + beam
+                row = block * beam_size + flat // width
+                token = int(ids[block, flat])
                 tokens = beams[row] + [token]
                 if token == eos_id:
                     _add_finished(finished[sentence], Hypothesis(tokens, score), beam_size, length_penalty)
@@ -210,14 +222,19 @@ def beam_search(
                 still.append(sentence)
         if not still:
             break
+        if len(still) < len(alive):
+            # Every beam of a sentence has the same cross-attention keys/values and mask: they are
+            # re-selected only when sentences leave, not on every reordering of the beams.
+            blocks = np.flatnonzero(np.isin(alive, still))
+            kept_rows = (blocks[:, None] * beam_size + np.arange(beam_size)).reshape(-1)
+            mask = mask[kept_rows]
+            cross_kv = [kv[kept_rows] for kv in cross_kv]
         alive = np.asarray(still)
         take = np.asarray(next_rows)
-        mask = mask[take]
         self_kv = [kv[take] for kv in self_kv]
-        cross_kv = [kv[take] for kv in cross_kv]
         scores = np.asarray(next_scores, dtype=np.float32)
         beams = next_beams
-        logits, self_kv = graphs.next_step(np.asarray(next_tokens, dtype=np.int64), mask, self_kv, cross_kv)
+        hidden, self_kv = graphs.next_step(np.asarray(next_tokens, dtype=np.int64), mask, self_kv, cross_kv)
     return [max(hyps, key=lambda pair: pair[0])[1] for hyps in finished]
 
 

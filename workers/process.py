@@ -207,6 +207,8 @@ class WorkerProcess:
             routing = {"auto_tiers": AutoTiers(**spec.auto_tiers)} if spec.auto_tiers else {}
             if spec.packed_weights_dir:
                 routing["packed_dir"] = Path(spec.packed_weights_dir)
+            if spec.vocabulary_shortlist:
+                routing["shortlist"] = True
             return factory(Path(spec.models_dir), tiers, spec.threads, **routing)
         except Exception as exc:  # any load failure ends this worker with a clear Fatal
             message = f"{type(exc).__name__}: {exc}"

@@ -27,6 +27,7 @@ language must be given: the edge detects it.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -41,6 +42,8 @@ from ipc.cache_key import CachedTranslation, Segments, segment_key
 from ipc.tiers import AUTO, FALLBACK, MODEL_TYPES, TIERS, tier_of
 from workers.apertium import ApertiumError, ApertiumModel
 from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
+from workers.output_head import SHORTLISTS_FILE, OutputHead
+from workers.session import session_options
 from workers.jobs import Chunk, Translation, TranslationError, TranslationJob
 from workers.manifest import APERTIUM, ManifestError, ModelSpec, load_specs
 from workers.registry import AutoTiers, Registry, Route
@@ -85,12 +88,25 @@ class Model:
 
     engine = "onnx"
 
-    def __init__(self, spec: ModelSpec, threads: int = 1, packed_dir: Path | None = None):
+    def __init__(self, spec: ModelSpec, threads: int = 1, packed_dir: Path | None = None, shortlist: bool = False):
         self.spec = spec
         self.graphs = Seq2SeqGraphs(spec.directory, threads, packed_dir)
+        self._threads = threads
+        shortlists = spec.directory / SHORTLISTS_FILE
+        self._shortlists = json.loads(shortlists.read_text()) if shortlist and shortlists.exists() else {}
+        self._heads: dict[str, OutputHead] = {}
         self.tokenizer = load_tokenizer(spec.directory, spec.tokenizer, set(spec.special_ids))
         framing = spec.framing
         self.banned = [framing.pad_id] if framing.pad_id != framing.eos_id else []
+
+    def head(self, target: str) -> OutputHead:
+        """The output head decoding into `target`: over its shortlist when one is in use."""
+        ids = self._shortlists.get(target)
+        if ids is None:
+            return self.graphs.head
+        if target not in self._heads:
+            self._heads[target] = OutputHead.shortlisted(self.spec.directory, ids, session_options(self._threads))
+        return self._heads[target]
 
     def source_ids(self, text: str, source: str, target: str) -> list[int]:
         framing = self.spec.framing
@@ -121,11 +137,12 @@ class Model:
         limit = np.asarray(max_new_tokens if max_new_tokens else [bound] * len(sources))
         limits = DecodeLimits(max_new_tokens=limit, min_new_tokens=min_new_tokens)
         prefix = framing.decoder_prefix(target)
+        head = self.head(target)
         if beam_size > 1:
             return beam_search(
-                self.graphs, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned, beam_size
+                self.graphs, head, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned, beam_size
             )
-        return greedy(self.graphs, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned)
+        return greedy(self.graphs, head, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens)
@@ -238,11 +255,13 @@ class Runtime:
         limits: BatchLimits = BatchLimits(),
         auto_tiers: AutoTiers = AutoTiers(),
         packed_dir: Path | None = None,
+        shortlist: bool = False,
     ) -> "Runtime":
         """Load the models serving each tier: `tiers` (tier -> model name or names), or else every
         model of a serving tier in the manifest (an int8 export instead of its fp32 original),
         the registered Apertium modes (tier `fallback`) included. `packed_dir`: where this host's
-        packed copies of the weights live (workers.packed_weights); None packs them on the heap."""
+        packed copies of the weights live (workers.packed_weights); None packs them on the heap.
+        `shortlist`: decode over each target language's vocabulary shortlist where the export has one."""
         try:
             specs = load_specs(Path(models_dir))
         except (ManifestError, OSError, ValueError, KeyError) as exc:
@@ -264,7 +283,7 @@ class Runtime:
         for name in sorted({n for names in chosen.values() for n in names}):
             spec = specs[name]
             try:
-                models[name] = ApertiumModel(spec) if spec.family == APERTIUM else Model(spec, threads, packed_dir)
+                models[name] = ApertiumModel(spec) if spec.family == APERTIUM else Model(spec, threads, packed_dir, shortlist)
             except ApertiumError as exc:
                 raise ModelLoadError(f"cannot load model {name!r}: {exc}") from exc
             except Exception as exc:  # any ORT/tokenizer failure is a boot error with the model named

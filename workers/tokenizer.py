@@ -37,6 +37,11 @@ class SpmVocabTokenizer:
         vocab, unk = self._vocab, self._unk_id
         return [vocab.get(piece, unk) for piece in self._source.encode(text, out_type=str)]
 
+    def encode_target(self, text: str) -> list[int]:
+        """Ids of target-language text as the model writes it (Marian: its target sentencepiece)."""
+        vocab, unk = self._vocab, self._unk_id
+        return [vocab.get(piece, unk) for piece in self._target.encode(text, out_type=str)]
+
     def decode(self, ids: list[int]) -> str:
         pieces = [self._pieces[i] for i in ids if i not in self._special_ids and i in self._pieces]
         return self._target.decode_pieces(pieces).replace(SPIECE_UNDERLINE, " ").strip()
@@ -48,6 +53,8 @@ class JsonTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    encode_target = encode  # one vocabulary and one tokenizer for both sides
 
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -1,0 +1,79 @@
+"""The output projection: a decoder's last hidden state onto the vocabulary, or onto a shortlist.
+
+The export splits the projection out of the decoder graphs into two head graphs
+(export_models.split_output_projection): `head_model.onnx` gives the logits (greedy search picks
+the best in numpy, which measured faster than ORT's ArgMax over 58k columns) and
+`head_topk_model.onnx` the k best log-probabilities and their ids per row (beam search).
+
+A shortlist (as CTranslate2's vocabulary mapping) projects onto the ids a target language uses
+only: the pieces the target tokenizer produces on text of that language, plus the special and
+language tokens. The head graphs are rebuilt in memory with their weight columns, column scales
+and bias sliced to those ids; with one int8 scale per column, a sliced weight is exactly the
+quantization of the sliced fp32 weight, so each kept logit is unchanged. Log-probabilities are
+normalised over the shortlist. It is off unless `[workers] vocabulary_shortlist` turns it on:
+a token outside the shortlist can never be chosen.
+
+Every operation is per row, so a row's output does not depend on its batch mates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+HEAD_GRAPH = "head_model.onnx"
+TOPK_GRAPH = "head_topk_model.onnx"
+SHORTLISTS_FILE = "shortlists.json"  # target language -> sorted vocabulary ids, written at export
+
+
+def build_shortlist(encode_target, texts: list[str], always: set[int]) -> list[int]:
+    """The ids the target tokenizer produces on `texts` (text of one target language), and `always`
+    (end of sequence, unknown, padding, language tokens)."""
+    return sorted({i for text in texts for i in encode_target(text)} | always)
+
+
+class OutputHead:
+    def __init__(self, logits: ort.InferenceSession, topk: ort.InferenceSession, ids: np.ndarray | None = None):
+        self._logits, self._topk = logits, topk
+        self.ids = ids  # sorted vocabulary ids of the columns; None: the whole vocabulary
+
+    @classmethod
+    def shortlisted(cls, directory: Path, ids: list[int], options: ort.SessionOptions) -> "OutputHead":
+        """The head of the export in `directory` over `ids` only."""
+        keep = np.unique(np.asarray(ids, dtype=np.int64))
+        return cls(*(_sliced_session(directory / graph, keep, options) for graph in (HEAD_GRAPH, TOPK_GRAPH)), keep)
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """[rows, columns]: one column per vocabulary id (or per shortlisted id, in `ids` order)."""
+        return self._logits.run(["logits"], {"hidden": hidden})[0]
+
+    def topk(self, hidden: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the k best log-probabilities, best first, and their vocabulary ids."""
+        values, columns = self._topk.run(["values", "ids"], {"hidden": hidden, "k": np.array([k], np.int64)})
+        return values, self.vocabulary_ids(columns)
+
+    def vocabulary_ids(self, columns: np.ndarray) -> np.ndarray:
+        return columns if self.ids is None else self.ids[columns]
+
+    def columns(self, vocabulary_ids: list[int]) -> list[int]:
+        """The columns of those ids that this head has (a shortlist may lack some)."""
+        if self.ids is None:
+            return list(vocabulary_ids)
+        at = np.searchsorted(self.ids, vocabulary_ids)
+        return [int(c) for c, v in zip(at, vocabulary_ids) if c < len(self.ids) and self.ids[c] == v]
+
+
+def _sliced_session(path: Path, keep: np.ndarray, options: ort.SessionOptions) -> ort.InferenceSession:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))  # with its weights: a shortlist's copy is a few MB
+    inits = model.graph.initializer
+    vocab = next(i.dims[-1] for i in inits if i.name.startswith("output_projection.weight"))
+    for init in inits:
+        if init.dims and init.dims[-1] == vocab:  # the [d, vocab] weight, its [vocab] scales, the bias
+            values = numpy_helper.to_array(init)
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values[..., keep]), init.name))
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
