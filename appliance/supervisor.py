@@ -32,8 +32,6 @@ the process now in its slot, and a result only from the slot its task was assign
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -58,6 +56,7 @@ from appliance.service import DRAINING, SERVING, STARTING, STOPPED, RequestServi
 from ipc import codec, exitcodes
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
 from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Ready, Result, Stats, TaskFailed
+from ipc.heap import trim_heap
 from ipc.sockets import Role, bound_endpoint, make_socket
 
 log = logging.getLogger("meeshy.supervisor")
@@ -571,7 +570,7 @@ class Supervisor:
                 self._status(self.service.status_line())
             if now - last_trim >= TRIM_EVERY_S:
                 last_trim = now
-                _trim_heap()
+                trim_heap()
 
     def _check_stall(self, slot: Slot, now: float) -> None:
         w = self.settings.workers
@@ -601,18 +600,6 @@ class Supervisor:
         if text != self._last_status:
             self._last_status = text
             self.notifier.status(text)
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the system. Buffers a slow client made ZeroMQ hold (events,
-    replies) are freed when it leaves, but glibc keeps freed heap pages mapped: without a trim the
-    supervisor's RSS stays at its peak long after an attack ended."""
-    trim = getattr(_libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
 
 
 def serve(settings: Settings) -> int:

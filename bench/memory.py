@@ -10,8 +10,9 @@ Per worker: the appliance is started like bench/appliance_e2e.py does (a temp co
 translation cache off, `--model` as tier basic) with each worker count in turn. Each worker's
 RSS, PSS (its share of pages mapped by several processes) and private memory (USS: pages only it
 maps) come from psutil's `memory_full_info` (/proc/<pid>/smaps_rollup), once when every worker is
-ready and once after `--sentences` sentences per worker have been translated through the
-appliance (pipelined, so the workers batch them). The host's cost of a model is the sum of PSS over
+ready, once right after `--sentences` sentences per worker have been translated through the
+appliance (pipelined, so the workers batch them: the batches' working set is still held), and once
+3 s later (`idle`: a worker idle for a heartbeat interval gives that working set back). The host's cost of a model is the sum of PSS over
 workers; the table sets it against the model's bytes on disk and the goal of issue 9: the weights
 once + 150 MB per worker, "the weights" being the int8 size of the checkpoint's parameters (one
 byte each, counted from `<models-dir>/.build/<model>/model.safetensors`; the export on disk when
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +39,7 @@ from appliance_e2e import Appliance, cache_switch, connect_clients, drive, write
 
 MB = 1024 * 1024
 PER_WORKER_GOAL_MB = 150
+IDLE_S = 3.0  # > the workers' heartbeat interval (1 s) after which an idle worker releases memory
 
 
 def disk_usage(models_dir: Path) -> dict:
@@ -88,11 +91,13 @@ def measure(opts, workers: int, texts: list[str]) -> tuple[dict, bool]:
             connect_clients(app)
             run = drive(app, texts, window=64, prefix=f"mem{workers}")
             after = snapshot(app)
+            time.sleep(IDLE_S)  # a worker idle for a heartbeat interval gives its working set back
+            idle = snapshot(app)
             code = app.stop()
         finally:
             app.close()
     ok = run["completed"] == len(texts) and run["missing_events"] == 0 and code == 0
-    return {"workers": workers, "at_load": at_load, "after_traffic": after, "completed": run["completed"],
+    return {"workers": workers, "at_load": at_load, "after_traffic": after, "idle": idle, "completed": run["completed"],
             "sent": len(texts), "exit_code": code}, ok
 
 
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{on_disk / weights:.2f}x that (goal: <= 1.2x)")
     print(f"\n{'workers':>7} {'when':14} {'worker':>6} {'RSS MB':>8} {'PSS MB':>8} {'private MB':>10}")
     for row in rows:
-        for when in ("at_load", "after_traffic"):
+        for when in ("at_load", "after_traffic", "idle"):
             snap = row[when]
             for slot, m in snap["workers"].items():
                 print(f"{row['workers']:7} {when:14} {slot:>6} {m['rss_mb']:8.0f} {m['pss_mb']:8.0f} {m['private_mb']:10.0f}")

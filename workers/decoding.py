@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, OutputHead
 from workers.session import open_graphs
@@ -63,6 +64,7 @@ class Seq2SeqGraphs:
         sessions = open_graphs(directory, GRAPHS, threads, packed_dir)
         self.encoder, self.decoder, self.decoder_with_past = sessions[:3]
         self.head = OutputHead(*sessions[3:])  # the whole vocabulary
+        self._hidden_size = sessions[3].get_inputs()[0].shape[1]
         past_names = [i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_key_values.")]
         self.layers = len(past_names) // 4
         self._self_names = [f"past_key_values.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
@@ -73,6 +75,12 @@ class Seq2SeqGraphs:
         self._first_outputs += [f"present.{i}.encoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         assert set(self._first_outputs) <= set(first_outputs), first_outputs
         self._next_outputs = ["hidden"] + [f"present.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
+
+    def release_memory(self) -> None:
+        """A tiny run that shrinks the CPU arena: its free chunks go back to the heap."""
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.head.logits(np.zeros((1, self._hidden_size), np.float32), options)
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.encoder.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]

@@ -45,9 +45,9 @@ class OutputHead:
         keep = np.unique(np.asarray(ids, dtype=np.int64))
         return cls(*(_sliced_session(directory / graph, keep, options) for graph in (HEAD_GRAPH, TOPK_GRAPH)), keep)
 
-    def logits(self, hidden: np.ndarray) -> np.ndarray:
+    def logits(self, hidden: np.ndarray, options: ort.RunOptions | None = None) -> np.ndarray:
         """[rows, columns]: one column per vocabulary id (or per shortlisted id, in `ids` order)."""
-        return self._logits.run(["logits"], {"hidden": hidden})[0]
+        return self._logits.run(["logits"], {"hidden": hidden}, options)[0]
 
     def topk(self, hidden: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the k best log-probabilities, best first, and their vocabulary ids."""

@@ -293,6 +293,12 @@ class Runtime:
         registry = Registry({tier: {n: specs[n].pairs for n in names} for tier, names in chosen.items()})
         return cls(models, registry, limits, auto_tiers)
 
+    def release_memory(self) -> None:
+        """Return the sessions' free arena memory to the heap (the worker trims the heap next)."""
+        for model in self._models.values():
+            if isinstance(model, Model):
+                model.graphs.release_memory()
+
     def languages(self) -> dict[str, list[tuple[str, str]]]:
         return self.registry.pairs()
 
