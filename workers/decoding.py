@@ -55,7 +55,6 @@ class DecodeLimits:
     min_new_tokens: int = 0  # benchmarks force the length: random-weight models rarely emit eos
 
 
-
 class Seq2SeqGraphs:
     def __init__(self, directory: Path, threads: int = 1, packed_dir: Path | None = None):
         if not (directory / HEAD_GRAPH).exists():
@@ -102,12 +101,12 @@ class Seq2SeqGraphs:
 
 
 def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, rows):
-    hidden = graphs.encode(input_ids, attention_mask)
+    encoded = graphs.encode(input_ids, attention_mask)
     if rows is not None:  # beam search: every beam of a sentence starts from the same encoding
-        hidden, attention_mask = hidden[rows], attention_mask[rows]
-    decoder_ids = np.tile(np.asarray(prefix, dtype=np.int64), (hidden.shape[0], 1))
-    logits, self_kv, cross_kv = graphs.first_step(decoder_ids, hidden, attention_mask)
-    return logits, self_kv, cross_kv, attention_mask
+        encoded, attention_mask = encoded[rows], attention_mask[rows]
+    decoder_ids = np.tile(np.asarray(prefix, dtype=np.int64), (encoded.shape[0], 1))
+    hidden, self_kv, cross_kv = graphs.first_step(decoder_ids, encoded, attention_mask)
+    return hidden, self_kv, cross_kv, attention_mask
 
 
 def greedy(
