@@ -381,9 +381,98 @@ def quantize_graphs(fp32_dir: Path, int8_dir: Path) -> None:
     if int8_dir.exists():
         shutil.rmtree(int8_dir)
     shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data", WEIGHTS_FILE))
+    fused = int8_dir / "decoder_with_past_model.fused.onnx"  # attention fused, still fp32
     for graph in GRAPHS:
-        quantize_graph(fp32_dir / graph, int8_dir / graph)
+        if graph == DECODER_GRAPHS[2] and fuse_attention(fp32_dir / graph, fused):
+            quantize_graph(fused, int8_dir / graph)
+            for path in int8_dir.glob(f"{fused.name}*"):  # the graph and any external data
+                path.unlink()
+        else:
+            quantize_graph(fp32_dir / graph, int8_dir / graph)
     share_weights(int8_dir)
+
+
+def fuse_attention(source: Path, target: Path) -> bool:
+    """Write `source` (an fp32 decoder_with_past graph of the BART family: Marian, M2M100, NLLB)
+    to `target` with each layer's attention core, Q·Kᵀ to softmax to ·V and the reshapes around it,
+    replaced by one com.microsoft MultiHeadAttention node; the q/k/v/out projections stay MatMuls
+    for quantize_graph. Returns False, writing nothing, when the graph is not the expected one.
+
+        self-attention:  MHA(q, k, v, past_key=past.i.decoder.key, past_value=…) -> out, present.i.decoder.*
+        cross-attention: MHA(q, past.i.encoder.key, past.i.encoder.value [B, heads, S, dh],
+                             key_padding_mask=encoder_attention_mask as int32) -> out
+
+    Synthetic opus-mt-base int8, `bench/run.py engine` (batch 32), speed vs CTranslate2 int8 in the
+    same run, mean of three alternating runs: greedy 0.94x -> 0.96x, beam 4 1.06x -> 1.11x (a
+    prototype measured greedy +4-8 %, beam 4 1.18x -> 1.33x). Every row attends over its own keys only, so
+    batch invariance holds; the int8 export alone uses it (the fp32 one is checked token for token
+    against PyTorch, and stays as optimum wrote it).
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    nodes = list(graph.node)
+    index = {node.name: k for k, node in enumerate(nodes)}
+    produced = {out for node in nodes for out in node.output}
+    inputs = {i.name: i for i in graph.input}
+    first_key = inputs.get("past_key_values.0.decoder.key")
+    heads = first_key.type.tensor_type.shape.dim[1].dim_value if first_key is not None else 0
+    layers = sum(name.startswith("past_key_values.") for name in inputs) // 4
+    fusions = []  # (index of the out projection, MultiHeadAttention node)
+    for i in range(layers):
+        for part, kind in (("self_attn", "decoder"), ("encoder_attn", "encoder")):
+            base = f"/model/decoder/layers.{i}/{part}"
+            q, k, v = (f"{base}/{p}_proj/Add_output_0" for p in "qkv")
+            past = [f"past_key_values.{i}.{kind}.key", f"past_key_values.{i}.{kind}.value"]
+            if f"{base}/out_proj/MatMul" not in index or q not in produced or not set(past) <= set(inputs):
+                log(f"{source.name}: attention left unfused (no {base} of the expected shape)")
+                return False
+            out_proj = nodes[index[f"{base}/out_proj/MatMul"]]
+            if kind == "decoder":
+                mha_inputs = [q, k, v, "", "", "", *past]
+                outputs = [out_proj.input[0], f"present.{i}.decoder.key", f"present.{i}.decoder.value"]
+            else:
+                mha_inputs = [q, *past, "", "mha.mask"]
+                outputs = [out_proj.input[0]]
+            fusions.append((index[out_proj.name], helper.make_node(
+                "MultiHeadAttention", mha_inputs, outputs, domain="com.microsoft", num_heads=heads,
+                name=f"{base}/MultiHeadAttention")))
+    if not layers or heads <= 0 or "encoder_attention_mask" not in inputs:
+        log(f"{source.name}: attention left unfused (no past key/value inputs with a fixed head count)")
+        return False
+    # Each MHA goes just before its out projection (every input of it is made earlier); the nodes
+    # that made its outputs are dropped, then every node no graph output needs any more.
+    replaced = {out for _, mha in fusions for out in mha.output}
+    at = dict(fusions)
+    rewritten = [helper.make_node("Cast", ["encoder_attention_mask"], ["mha.mask"], to=TensorProto.INT32,
+                                  name="/mha/mask_int32")]
+    for k, node in enumerate(nodes):
+        rewritten += [at[k]] if k in at else []
+        if not set(node.output) & replaced:
+            rewritten.append(node)
+    needed, live = {out.name for out in graph.output}, []
+    for node in reversed(rewritten):
+        if set(node.output) & needed:
+            live.append(node)
+            needed.update(node.input)
+    live.reverse()
+    if any(node.op_type == "Softmax" for node in live):
+        log(f"{source.name}: attention left unfused (a Softmax outside the replaced attention)")
+        return False
+    del graph.node[:]
+    graph.node.extend(live)
+    used = {name for node in live for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    large = model.ByteSize() > 2**31 - 2**26
+    onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}_data" if large else None)
+    log(f"{source.name}: attention of {layers} layers fused into MultiHeadAttention ({heads} heads)")
+    return True
 
 
 def quantize_graph(source: Path, target: Path) -> None:

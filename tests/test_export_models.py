@@ -187,6 +187,27 @@ def test_the_int8_export_fails_when_a_batch_mate_changes_a_translation(builtin_m
     assert not (tmp_path / MANIFEST_NAME).exists()  # nothing registered
 
 
+def test_int8_decoder_with_past_runs_attention_fused_and_fp32_stays_as_exported(builtin_models_dir, int8_models_dir):
+    import onnx
+
+    for name in BUILTIN_MODELS:  # Marian and M2M100: both fuse
+        ops = [n.op_type for n in onnx.load(str(int8_models_dir / f"{name}-int8" / "decoder_with_past_model.onnx"),
+                                            load_external_data=False).graph.node]
+        assert ops.count("MultiHeadAttention") == 2 * 2 and "Softmax" not in ops  # self + cross, 2 layers
+        fp32 = [n.op_type for n in onnx.load(str(builtin_models_dir / name / "decoder_with_past_model.onnx"),
+                                             load_external_data=False).graph.node]
+        assert "MultiHeadAttention" not in fp32 and "Softmax" in fp32
+    assert not list(int8_models_dir.glob("*/*.fused.onnx*"))
+
+
+def test_attention_fusion_leaves_a_graph_of_another_shape_alone(builtin_models_dir, tmp_path, capsys):
+    from export_models import fuse_attention
+
+    # decoder_model has no past keys and values: not the graph the fusion knows.
+    assert not fuse_attention(builtin_models_dir / "builtin-marian-en-fr" / "decoder_model.onnx", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists() and "attention left unfused" in capsys.readouterr().out
+
+
 def test_missing_directory_is_a_clear_error(tmp_path):
     result = export(str(tmp_path / "nope"), "--pairs", "en-fr", "--models-dir", str(tmp_path / "models"))
     assert result.returncode == 2
