@@ -121,17 +121,17 @@ def pieces_by_id(spec, wanted: set[int]) -> dict[int, str]:
 
 
 def convert_ct2(checkpoint: Path, directory: Path, quantization: str | None) -> None:
-    """CTranslate2's converter on our checkpoint. For M2M100 its vocabulary is rebuilt in id order:
-    the converter takes `tokenizer.get_vocab()`, which for a tokenizer saved without its language
-    codes as additional special tokens (the synthetic NLLB shape) lacks the 100 `__xx__` tokens,
-    and then fails on the size. Order: vocab.json, the language tokens, the made-up words."""
+    """CTranslate2's converter on our checkpoint. For M2M100 its vocabulary is rebuilt in id order
+    (vocab.json, the language tokens, the made-up words): the converter's `tokenizer.get_vocab()`
+    counts the `__xx__` tokens twice when the tokenizer also lists them as additional special
+    tokens (as the synthetic ones do), and once too few when it does not, and then fails on the size."""
     from ctranslate2.converters import TransformersConverter
     from ctranslate2.converters import transformers as loaders
 
     original = loaders.M2M100Loader.get_vocabulary
 
     def in_id_order(self, model, tokenizer):
-        size = len(tokenizer.get_vocab()) + len(getattr(tokenizer, "lang_code_to_id", {}))
+        size = tokenizer.encoder_size + len(tokenizer.lang_code_to_id)
         tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
         return tokens + [f"madeupword{i}" for i in range(model.config.vocab_size - len(tokens))]
 
