@@ -12,6 +12,7 @@ inherit from the appliance process:
     FAKE_RUNTIME_JOB_LOG    a path: every job the fake decodes (not a cache hit, not a repeat in its
                             batch) appends one JSON line {"text", "source", "target", "tier",
                             "pid"} (see `jobs_logged`), so a test can count what was decoded
+    FAKE_RUNTIME_RELEASE_LOG a path: every `release_memory` call appends a line
 
 Texts that steer one job: "__crash__" kills the worker (os._exit(13)), "__hang__" blocks it
 forever, "__error__" gives a TranslationError, "__raise__" makes the whole batch raise.
@@ -76,6 +77,12 @@ class FakeRuntime:
              "revision": f"fake-{tier}-r1", "languages": pairs}
             for tier, pairs in LANGUAGES.items()
         ]
+
+    def release_memory(self) -> None:
+        path = os.environ.get("FAKE_RUNTIME_RELEASE_LOG")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{os.getpid()}\n")
 
     def translate(self, jobs: list[TranslationJob], cache=None) -> list[Translation | TranslationError]:
         if any("__raise__" in job.text for job in jobs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 
 import pytest
 import zmq
@@ -110,6 +111,21 @@ def test_ready_then_translate_then_drain(harness):
     h.send(Drain())
     h.proc.join(10)
     assert h.proc.exitcode == EXIT_OK
+
+
+def test_an_idle_worker_gives_memory_back_once_after_work(harness, monkeypatch, tmp_path):
+    released = tmp_path / "released"
+    monkeypatch.setenv("FAKE_RUNTIME_RELEASE_LOG", str(released))
+    h = harness(heartbeat_interval_s=0.1)
+    h.recv(Ready)
+    time.sleep(0.5)  # idle without having worked: nothing to give back (a negative check needs a wait)
+    assert not released.exists()
+    for uid in range(5):
+        h.send(Task(uid, 1, f"sentence {uid}", "en", "fr", "basic"))
+    assert {h.recv(Result).uid for _ in range(5)} == set(range(5))
+    poll_until(released.exists, 10, what="the worker to release memory once idle")
+    time.sleep(0.5)  # several more idle intervals: a negative check needs a wait
+    assert released.read_text().split() == [str(h.proc.pid)]  # once per idle period, not per interval
 
 
 def test_queued_tasks_are_batched_across_requests(harness, monkeypatch):
