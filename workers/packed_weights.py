@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.bin"
 ALIGN = 4096  # onnxruntime maps an external tensor only when its offset is page-aligned
+KEY_BYTES = 8  # of a copy's key, hex in its directory's name
 
 
 def packed_copy(directory: Path, graphs: tuple[str, ...], cache_root: Path,
@@ -54,15 +55,22 @@ def packed_copy(directory: Path, graphs: tuple[str, ...], cache_root: Path,
             os.rename(building, target)
         finally:
             shutil.rmtree(building, ignore_errors=True)
-        for stale in cache_root.glob(f"{directory.name}-*"):  # copies of older exports or runtimes
-            if stale != target and stale.is_dir():
+        for stale in cache_root.iterdir():  # this model's copies of older exports or runtimes
+            if stale != target and stale.is_dir() and _model_of(stale.name) == directory.name:
                 shutil.rmtree(stale, ignore_errors=True)  # a worker still mapping one keeps its pages
         log.info("packed the weights of %s for this host in %s", directory.name, target)
     return target
 
 
+def _model_of(copy_name: str) -> str:
+    """The model a copy's directory `<model>-<16 hex key>` belongs to ("" for anything else): by
+    the key's exact shape, so "m-int8-<key>" is never taken for a copy of model "m"."""
+    model, _, key = copy_name.rpartition("-")
+    return model if len(key) == 2 * KEY_BYTES and all(c in "0123456789abcdef" for c in key) else ""
+
+
 def _host_key(directory: Path, graphs: tuple[str, ...]) -> str:
-    digest = hashlib.blake2b(digest_size=8)
+    digest = hashlib.blake2b(digest_size=KEY_BYTES)
     digest.update(f"{ort.__version__} {platform.machine()} {_cpu_flags()}".encode())
     for graph in graphs:
         digest.update((directory / graph).read_bytes())  # the graph itself: kilobytes

@@ -93,6 +93,22 @@ def test_a_re_exported_model_gets_a_new_copy_and_the_old_one_goes(builtin_models
     assert len(first) == len(second) == 1 and first != second
 
 
+def test_a_model_whose_name_extends_another_keeps_its_copy(builtin_models_dir, tmp_path):
+    import shutil
+
+    from workers.decoding import GRAPHS
+    from workers.packed_weights import packed_copy
+    from workers.session import session_options
+
+    models_dir = tmp_path / "models"  # "m" and "m-int8", as an export and its int8 twin are named
+    for name in (NAME, f"{NAME}-int8"):
+        shutil.copytree(builtin_models_dir / NAME, models_dir / name)
+    packed = tmp_path / "packed"
+    int8_copy = packed_copy(models_dir / f"{NAME}-int8", GRAPHS, packed, session_options)
+    packed_copy(models_dir / NAME, GRAPHS, packed, session_options)  # a copy of "m" removes older ones of "m" only
+    assert int8_copy.is_dir()
+
+
 def test_an_unwritable_cache_directory_costs_memory_not_service(builtin_models_dir, tmp_path, caplog):
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
