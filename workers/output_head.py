@@ -40,10 +40,16 @@ class OutputHead:
         self.ids = ids  # sorted vocabulary ids of the columns; None: the whole vocabulary
 
     @classmethod
-    def shortlisted(cls, directory: Path, ids: list[int], options: ort.SessionOptions) -> "OutputHead":
-        """The head of the export in `directory` over `ids` only."""
-        keep = np.unique(np.asarray(ids, dtype=np.int64))
-        return cls(*(_sliced_session(directory / graph, keep, options) for graph in (HEAD_GRAPH, TOPK_GRAPH)), keep)
+    def per_language(cls, directory: Path, shortlists: dict[str, list[int]],
+                     options: ort.SessionOptions) -> dict[str, "OutputHead"]:
+        """For each target language, the head of the export in `directory` over its shortlist.
+        Built at load, each head graph read once: NLLB's projection is 262 MB of int8."""
+        graphs = [_VocabularyColumns(directory / graph) for graph in (HEAD_GRAPH, TOPK_GRAPH)]
+        heads = {}
+        for lang, ids in shortlists.items():
+            keep = np.unique(np.asarray(ids, dtype=np.int64))
+            heads[lang] = cls(*(graph.session(keep, options) for graph in graphs), keep)
+        return heads
 
     def logits(self, hidden: np.ndarray, options: ort.RunOptions | None = None) -> np.ndarray:
         """[rows, columns]: one column per vocabulary id (or per shortlisted id, in `ids` order)."""
@@ -65,15 +71,27 @@ class OutputHead:
         return [int(c) for c, v in zip(at, vocabulary_ids) if c < len(self.ids) and self.ids[c] == v]
 
 
-def _sliced_session(path: Path, keep: np.ndarray, options: ort.SessionOptions) -> ort.InferenceSession:
-    import onnx
-    from onnx import numpy_helper
+class _VocabularyColumns:
+    """A head graph, its vocabulary-sized tensors ([d, vocab] weight, its [vocab] scales, the
+    bias) held apart, so that a session over any subset of the columns is cheap to make."""
 
-    model = onnx.load(str(path))  # with its weights: a shortlist's copy is a few MB
-    inits = model.graph.initializer
-    vocab = next(i.dims[-1] for i in inits if i.name.startswith("output_projection.weight"))
-    for init in inits:
-        if init.dims and init.dims[-1] == vocab:  # the [d, vocab] weight, its [vocab] scales, the bias
-            values = numpy_helper.to_array(init)
-            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values[..., keep]), init.name))
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path):
+        import onnx
+        from onnx import numpy_helper
+
+        self.model = onnx.load(str(path))  # with its weights
+        inits = self.model.graph.initializer
+        vocab = next(i.dims[-1] for i in inits if i.name.startswith("output_projection.weight"))
+        self.columns = {i.name: numpy_helper.to_array(i) for i in inits if i.dims and i.dims[-1] == vocab}
+        kept = [i for i in inits if i.name not in self.columns]
+        del inits[:]
+        inits.extend(kept)
+
+    def session(self, keep: np.ndarray, options: ort.SessionOptions) -> ort.InferenceSession:
+        from onnx import numpy_helper
+
+        model = type(self.model)()
+        model.CopyFrom(self.model)  # the graph without its vocabulary-sized tensors: kilobytes
+        model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(values[..., keep]), name)
+                                       for name, values in self.columns.items())
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

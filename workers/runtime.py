@@ -91,22 +91,18 @@ class Model:
     def __init__(self, spec: ModelSpec, threads: int = 1, packed_dir: Path | None = None, shortlist: bool = False):
         self.spec = spec
         self.graphs = Seq2SeqGraphs(spec.directory, threads, packed_dir)
-        self._threads = threads
         shortlists = spec.directory / SHORTLISTS_FILE
-        self._shortlists = json.loads(shortlists.read_text()) if shortlist and shortlists.exists() else {}
-        self._heads: dict[str, OutputHead] = {}
+        self._heads: dict[str, OutputHead] = {}  # target language -> its shortlisted head
+        if shortlist and shortlists.exists():
+            self._heads = OutputHead.per_language(spec.directory, json.loads(shortlists.read_text()),
+                                                  session_options(threads))
         self.tokenizer = load_tokenizer(spec.directory, spec.tokenizer, set(spec.special_ids))
         framing = spec.framing
         self.banned = [framing.pad_id] if framing.pad_id != framing.eos_id else []
 
     def head(self, target: str) -> OutputHead:
         """The output head decoding into `target`: over its shortlist when one is in use."""
-        ids = self._shortlists.get(target)
-        if ids is None:
-            return self.graphs.head
-        if target not in self._heads:
-            self._heads[target] = OutputHead.shortlisted(self.spec.directory, ids, session_options(self._threads))
-        return self._heads[target]
+        return self._heads.get(target, self.graphs.head)
 
     def source_ids(self, text: str, source: str, target: str) -> list[int]:
         framing = self.spec.framing
