@@ -267,17 +267,10 @@ def split_output_projection(directory: Path) -> None:
         weight = numpy_helper.to_array(weights[projection.input[1]]).astype(np.float32)
         kept = [node for node in graph.node if id(node) not in removed]
         kept.append(helper.make_node("Identity", [projection.input[0]], ["hidden"], name="/hidden/Identity"))
-        del graph.node[:]
-        graph.node.extend(kept)
         index = [o.name for o in graph.output].index("logits")
         graph.output.remove(graph.output[index])
         graph.output.insert(index, helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", weight.shape[0]]))
-        used = {name for node in graph.node for name in node.input}
-        kept_weights = [init for init in graph.initializer if init.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept_weights)
-        onnx.save(model, str(directory / graph_name), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
-                  location=f"{graph_name}_data")
+        save_rewritten(model, kept, directory / graph_name)
     d, vocab = weight.shape
     bias = np.zeros(vocab, np.float32) if bias is None else bias
     hidden = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["rows", d])
@@ -299,11 +292,11 @@ def split_output_projection(directory: Path) -> None:
 
 
 def share_weights(directory: Path, align: int = 4096, inline_below: int = 1024) -> None:
-    """Move the initializers of all three graphs into one file, each distinct tensor once.
+    """Move the initializers of all five graphs into one file, each distinct tensor once.
 
-    The decoder and decoder-with-past graphs carry the same weights, and all three the same
-    embedding: three self-contained graphs stored them three times (opus-mt-base int8: 467 MB for
-    186 MB of weights). Each tensor starts on a page boundary, so onnxruntime memory-maps it
+    The decoder and decoder-with-past graphs carry the same weights, the encoder and decoders the
+    same embedding, and the int8 heads the embedding's bytes: self-contained graphs stored them
+    again and again (opus-mt-base int8: 467 MB for 186 MB of weights, before the int8 embedding). Each tensor starts on a page boundary, so onnxruntime memory-maps it
     instead of copying it to the heap: every worker on the host reads the same page-cache pages,
     and a weight costs its memory once per host, not once per worker (docs/models.md, "Memory").
     Tensors under `inline_below` bytes stay in their graph.
@@ -461,16 +454,7 @@ def fuse_attention(source: Path, target: Path) -> bool:
     if any(node.op_type == "Softmax" for node in live):
         log(f"{source.name}: attention left unfused (a Softmax outside the replaced attention)")
         return False
-    del graph.node[:]
-    graph.node.extend(live)
-    used = {name for node in live for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    large = model.ByteSize() > 2**31 - 2**26
-    onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}_data" if large else None)
+    save_rewritten(model, live, target)
     log(f"{source.name}: attention of {layers} layers fused into MultiHeadAttention ({heads} heads)")
     return True
 
@@ -572,16 +556,28 @@ def quantize_graph(source: Path, target: Path) -> None:
                              [y + ".int8"], domain="com.microsoft", name=f"{node.name}/int8"),
             helper.make_node("Mul", [y + ".int8", r + "scale"], [y], name=f"{node.name}/row_scale"),
         ]
-    used = {name for node in nodes for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    kept += [numpy_helper.from_array(value, name) for name, value in constants.items() if name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    save_rewritten(model, nodes, target)
+
+
+def save_rewritten(model, nodes: list, target: Path) -> None:
+    """Save `model` with `nodes` as its graph: the initializers no node reads any more are dropped,
+    the com.microsoft opset is declared when a node uses it, and the weights go to external data
+    past protobuf's 2 GB bound (an NLLB-sized fp32 embedding); share_weights moves them later."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
     del graph.node[:]
     graph.node.extend(nodes)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+    used = {name for node in nodes for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if any(node.domain == "com.microsoft" for node in nodes) and not any(
+            opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    large = model.ByteSize() > 2**31 - 2**26  # protobuf's 2 GB bound (an NLLB-sized fp32 embedding stays)
+    large = model.ByteSize() > 2**31 - 2**26
     onnx.save(model, str(target), save_as_external_data=large, location=f"{target.name}_data" if large else None)
 
 
