@@ -23,7 +23,6 @@ Apertium is not installed, naming the Debian packages.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -32,7 +31,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 DATA = REPO / "bench" / "data" / "langid_chat.tsv"
 sys.path.insert(0, str(REPO))
 
@@ -151,13 +149,11 @@ def main() -> int:
         results = {mode: bench_mode(mode, models_dir, args.reps, args.repeat) for mode in modes}
     print(table(results))
     if not args.no_json:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+
         doc = {"bench": "apertium", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
                "python": platform.python_version(), "reps": args.reps, "repeat": args.repeat, "results": results}
-        path = RESULTS / f"apertium-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps(doc, indent=2))
-        (RESULTS / "latest-apertium.json").write_text(json.dumps(doc, indent=2))
-        print(f"wrote {path}")
+        print(f"wrote {write_results('apertium', doc)}")
     return 0
 
 

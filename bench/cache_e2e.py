@@ -33,7 +33,6 @@ from pathlib import Path
 import zmq
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(REPO))
 
 from appliance.client import NoAnswer  # noqa: E402  (REPO is on sys.path only now)
@@ -285,11 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"rps_ratio_min": 0.5, "p99_ms_max": 2.0},
     }
     if not args.no_json:
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"cache_e2e-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps(result, indent=2))
-        (RESULTS / "latest-cache_e2e.json").write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {path.relative_to(REPO)}")
+        from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+
+        print(f"\nwrote {write_results('cache_e2e', result).relative_to(REPO)}")
     return 0
 
 

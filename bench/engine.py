@@ -792,7 +792,6 @@ def main(argv: list[str] | None = None) -> int:
     work = build_workload(opts)
     load_before = os.getloadavg()
     started = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     report = {
         "bench": "engine-profile" if opts.profile else "engine",
         "model": SYNTHETIC,
@@ -814,12 +813,9 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_after"] = os.getloadavg()
     report["wall_s"] = round(time.time() - started, 1)
     print(f"\nload average {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}, {report['wall_s']:.0f}s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{report['bench']}-{stamp}.json"
-    text = json.dumps(report, indent=2)
-    out.write_text(text)
-    (RESULTS / f"latest-{report['bench']}.json").write_text(text)
-    print(f"written {out.relative_to(REPO)}")
+    from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+
+    print(f"written {write_results(report['bench'], report).relative_to(REPO)}")
     return 0 if ok else 1
 
 
