@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import stat
-import sys
 from pathlib import Path
 
 import psutil
@@ -20,6 +18,7 @@ import zmq
 from appliance.protocol import Catalog
 from ipc.tiers import FALLBACK
 from tests.appliance.conftest import Appliance, module_appliance
+from tests.fakes.apertium_stage import write_stage
 from tests.fakes.waiting import poll_until
 from workers.apertium import installed_modes
 from workers.jobs import TranslationJob
@@ -38,21 +37,6 @@ needs_apertium = pytest.mark.skipif(
 BROKEN = "broken-marian-en-fr"  # the built-in en->fr model, whose encoder raises on long inputs
 LONGEST_TOKENS = 12  # framed source tokens it still takes
 CHAT = "Hello! How are you today? 😀 I will send you the photos of the party tomorrow, see https://example.com/p?id=7 @alice"
-CRASH_STAGE = """\
-#!{python}
-import os
-buf = b""
-while True:
-    data = os.read(0, 65536)
-    if not data:
-        break
-    buf += data
-    while b"\\0" in buf:
-        frame, buf = buf.split(b"\\0", 1)
-        if b"CRASH" in frame:
-            os._exit(3)
-        os.write(1, frame.upper() + b"\\0")
-"""
 
 
 # ---------------------------------------------------------------------------------- the catalog
@@ -117,9 +101,7 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
     write_entry(directory, BROKEN, entry)
     fake = directory / "fake-modes"
     fake.mkdir()
-    stage = fake / "crash_stage.py"
-    stage.write_text(CRASH_STAGE.format(python=sys.executable))
-    stage.chmod(stage.stat().st_mode | stat.S_IXUSR)
+    stage = write_stage(fake / "crash_stage.py")
     (fake / "eng-ita.mode").write_text(f"{stage}\n")
     write_entry(directory, "apertium-eng-ita", {
         "path": str(fake), "family": "apertium", "tier": FALLBACK, "quantization": "none", "source": "test:crash",

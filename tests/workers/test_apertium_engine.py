@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
-import sys
 from pathlib import Path
 
 import psutil
@@ -17,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipc.tiers import FALLBACK, pivot_routes
+from tests.fakes.apertium_stage import write_stage
+from tests.fakes.segment_cache import DictCache
 from workers.apertium import (
     ApertiumError,
     ApertiumModel,
@@ -43,37 +43,10 @@ needs_apertium = pytest.mark.skipif(
 )
 MODES = installed_modes()
 
-# A stand-in stage: NUL-framed like an Apertium program in null-flush mode; upper-cases each frame.
-# "CRASH" in a frame kills it, "FLAKY" kills it once (it leaves the flag file behind), "HANG" blocks it.
-STAGE = """\
-#!{python}
-import os, sys, time
-flag = sys.argv[-1] if len(sys.argv) > 2 else ""
-buf = b""
-while True:
-    data = os.read(0, 65536)
-    if not data:
-        break
-    buf += data
-    while b"\\0" in buf:
-        frame, buf = buf.split(b"\\0", 1)
-        if b"CRASH" in frame:
-            os._exit(3)
-        if b"FLAKY" in frame and flag and not os.path.exists(flag):
-            open(flag, "w").close()
-            os._exit(4)
-        if b"HANG" in frame:
-            time.sleep(3600)
-        os.write(1, frame.upper() + b"\\0")
-"""
-
 
 @pytest.fixture
 def stage(tmp_path) -> Path:
-    path = tmp_path / "stage.py"
-    path.write_text(STAGE.format(python=sys.executable))
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
+    return write_stage(tmp_path / "stage.py")
 
 
 @pytest.fixture
@@ -293,17 +266,6 @@ def runtime(models_dir):
     rt = Runtime.load(models_dir)
     yield rt
     rt.close()
-
-
-class DictCache:
-    def __init__(self):
-        self.entries = {}
-
-    def get(self, key):
-        return self.entries.get(key)
-
-    def put(self, key, value):
-        self.entries[key] = value
 
 
 def job(text, target, source="en", tier="auto"):

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelbuild.corpus import generate_corpus
+from tests.fakes.segment_cache import DictCache
 from workers.decoding import Hypothesis
 from workers.jobs import Translation, TranslationError, TranslationJob
 from workers.runtime import BatchLimits, Runtime
@@ -147,17 +148,6 @@ def test_non_finite_scores_count_as_a_failure_and_with_no_other_model_the_job_fa
     assert isinstance(error, TranslationError) and error.code == "translation_failed"
     assert "non-finite" in error.message and "no other model" in error.message
     assert isinstance(good, Translation)  # the same batch's other jobs are unaffected
-
-
-class DictCache:
-    def __init__(self):
-        self.entries = {}
-
-    def get(self, key):
-        return self.entries.get(key)
-
-    def put(self, key, value):
-        self.entries[key] = value
 
 
 def test_segments_are_cached_and_shared_across_messages(runtime):
