@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from appliance import curve
 from appliance.cache import table_name
 from appliance.client import NoAnswer
 from appliance.client import request as one_request
@@ -258,6 +260,23 @@ def start_appliance(tmp_path, zctx):
     yield start
     for app in started:
         app.close()
+
+
+def start_curve_appliance(start_appliance, keys_dir: Path) -> tuple[Appliance, Path, Path]:
+    """An appliance with CURVE on that lets in one client key pair, "good": (the appliance, its
+    server public key, the allowed client's secret key file). Its endpoints are written; its
+    workers may not be ready yet."""
+    server_public, server_secret = curve.generate(keys_dir, "server")
+    good_public, good_secret = curve.generate(keys_dir, "good")
+    allowed = keys_dir / "allowed"
+    allowed.mkdir()
+    shutil.copy(good_public, allowed / good_public.name)
+    app = start_appliance(
+        config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
+        wait=False,
+    )
+    app.wait_endpoints()
+    return app, server_public, good_secret
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from appliance.client import (
     TranslationResult,
     request,
 )
+from tests.appliance.conftest import start_curve_appliance
 from tests.fakes.fake_runtime import jobs_logged
 from tests.fakes.waiting import poll_until
 
@@ -191,17 +191,8 @@ def test_an_appliance_that_never_answers_is_skipped(shared_appliance, tmp_path):
 
 
 def test_a_curve_appliance_serves_clients_with_an_allowed_key(start_appliance, tmp_path):
-    server_public, server_secret = curve.generate(tmp_path / "keys", "server")
-    good_public, good_secret = curve.generate(tmp_path / "keys", "good")
+    app, server_public, good_secret = start_curve_appliance(start_appliance, tmp_path / "keys")
     _, stranger_secret = curve.generate(tmp_path / "keys", "stranger")
-    allowed = tmp_path / "allowed"
-    allowed.mkdir()
-    shutil.copy(good_public, allowed / good_public.name)
-    app = start_appliance(
-        config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
-        wait=False,
-    )
-    app.wait_endpoints()
     keys = {"server_key": server_public, "client_secret_key": good_secret}
     with SyncClient(pair(app), start_timeout=60, **keys) as client:
         assert client.translate("a secret message", "fr", source="en").translated_text == "egassem terces a"

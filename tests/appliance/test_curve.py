@@ -24,6 +24,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from appliance import curve
 from appliance.config import SecuritySettings
+from tests.appliance.conftest import start_curve_appliance
 from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -383,16 +384,8 @@ def test_client_options_check_their_keys(keys, tmp_path):
 
 def test_a_curve_appliance_serves_allowed_clients_only(start_appliance, tmp_path):
     """Through the real appliance: an unauthenticated REQ and SUB get nothing, an allowed one is served."""
-    server_public, server_secret = curve.generate(tmp_path / "keys", "server")
-    good_public, good_secret = curve.generate(tmp_path / "keys", "good")
-    allowed = tmp_path / "allowed"
-    allowed.mkdir()
-    shutil.copy(good_public, allowed / good_public.name)
-    app = start_appliance(
-        config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
-        wait=False,
-    )
-    endpoints = app.wait_endpoints()
+    app, server_public, good_secret = start_curve_appliance(start_appliance, tmp_path / "keys")
+    endpoints = app.endpoints
     ctx = zmq.Context()
     try:
         def client(kind: int, endpoint: str, secure: bool) -> zmq.Socket:
