@@ -233,28 +233,31 @@ def child_env() -> dict[str, str]:
 class Appliance:
     def __init__(self, tmp: Path, workers: int, model: str, models_dir: Path, cache: dict,
                  queue_depth: int | None = None):
+        sections = {"workers": {"count": workers, "models_dir": str(models_dir), "startup_timeout_s": 300.0,
+                                "tiers": {TIER: model}}}
+        if queue_depth is not None:
+            sections["workers"]["queue_depth"] = queue_depth
+        if cache:
+            sections["cache"] = cache
+        self._start(tmp, sections)
+
+    def _start(self, tmp: Path, sections: dict, log_level: str = "WARNING", preexec_fn=None) -> None:
+        """Write `sections` under a [server] of ephemeral ports and paths in `tmp` as the config,
+        and start `python -m appliance serve` on it (benchmarks with a config of their own call it)."""
         import zmq
 
         self.zmq = zmq
         self.tmp = tmp
         self.run_dir = tmp / "run"
         self.config_path = tmp / "config.toml"
-        sections = {
-            "server": {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "http_enabled": False,
-                       "run_dir": str(self.run_dir), "state_dir": str(tmp / "state"), "log_level": "WARNING"},
-            "workers": {"count": workers, "models_dir": str(models_dir), "startup_timeout_s": 300.0,
-                        "tiers": {TIER: model}},
-        }
-        if queue_depth is not None:
-            sections["workers"]["queue_depth"] = queue_depth
-        if cache:
-            sections["cache"] = cache
-        write_config(self.config_path, sections)
+        server = {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "http_enabled": False,
+                  "run_dir": str(self.run_dir), "state_dir": str(tmp / "state"), "log_level": log_level}
+        write_config(self.config_path, {"server": server, **sections})
         self.log_path = tmp / "appliance.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "serve", "--config", str(self.config_path)],
-            cwd=REPO, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
         )
         self.ctx = zmq.Context()
         self.endpoints: dict = {}

@@ -51,7 +51,6 @@ import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -468,32 +467,11 @@ class SeedAppliance(e2e.Appliance):
     config, and a child that gets SIGTERM if this process dies without cleaning up."""
 
     def __init__(self, tmp: Path, workers: int, opts):
-        self.zmq = zmq
-        self.tmp = tmp
-        self.run_dir = tmp / "run"
-        self.config_path = tmp / "config.toml"
-        worker_section: dict = {"count": workers, "startup_timeout_s": 300.0}
-        if opts.fake:
-            worker_section["runtime_factory"] = "tests.fakes.fake_runtime:load"
-        else:
-            worker_section["models_dir"] = str(opts.models_dir)
-            if opts.model:
-                worker_section["tiers"] = {"basic": opts.model}
-        e2e.write_config(self.config_path, {
-            "server": {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "http_enabled": False,
-                       "run_dir": str(self.run_dir), "state_dir": str(tmp / "state"), "log_level": "WARNING"},
-            "workers": worker_section,
-            "shutdown": {"drain_timeout_s": 10.0},
-        })
-        self.log_path = tmp / "appliance.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "serve", "--config", str(self.config_path)],
-            cwd=REPO, env=e2e.child_env(), stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=soak._die_with_parent,
-        )
-        self.ctx = zmq.Context()
-        self.endpoints: dict = {}
+        workers_config = soak.worker_section(workers, opts.fake, opts.models_dir)
+        if not opts.fake and opts.model:
+            workers_config["tiers"] = {"basic": opts.model}
+        self._start(tmp, {"workers": workers_config, "shutdown": {"drain_timeout_s": 10.0}},
+                    preexec_fn=soak._die_with_parent)
 
 
 def serve_and_run(workers: int, opts, workload: dict) -> dict:

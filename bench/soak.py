@@ -57,7 +57,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -92,31 +91,18 @@ class SoakAppliance(e2e.Appliance):
     its benchmark at once on Ctrl-C)."""
 
     def __init__(self, tmp: Path, workers: int, fake: bool, models_dir: Path):
-        self.zmq = zmq
-        self.tmp = tmp
-        self.run_dir = tmp / "run"
-        self.config_path = tmp / "config.toml"
-        worker_section: dict = {"count": workers, "startup_timeout_s": 300.0}
-        if fake:
-            worker_section["runtime_factory"] = "tests.fakes.fake_runtime:load"
-        else:
-            worker_section["models_dir"] = str(models_dir)
-        e2e.write_config(self.config_path, {
-            "server": {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "http_enabled": False,
-                       "run_dir": str(self.run_dir), "state_dir": str(tmp / "state"), "log_level": "INFO"},
+        self._start(tmp, {
             "limits": {"max_text_chars": MAX_TEXT_CHARS},
-            "workers": worker_section,
+            "workers": worker_section(workers, fake, models_dir),
             "shutdown": {"drain_timeout_s": 10.0},
-        })
-        self.log_path = tmp / "appliance.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "serve", "--config", str(self.config_path)],
-            cwd=REPO, env=e2e.child_env(), stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        self.ctx = zmq.Context()
-        self.endpoints: dict = {}
+        }, log_level="INFO", preexec_fn=_die_with_parent)
+
+
+def worker_section(workers: int, fake: bool, models_dir: Path) -> dict:
+    """[workers] for `workers` workers on the fake runtime or on the models in `models_dir`."""
+    if fake:
+        return {"count": workers, "startup_timeout_s": 300.0, "runtime_factory": "tests.fakes.fake_runtime:load"}
+    return {"count": workers, "startup_timeout_s": 300.0, "models_dir": str(models_dir)}
 
 
 def _die_with_parent() -> None:
