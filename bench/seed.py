@@ -559,6 +559,15 @@ def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
     worker_counts = sorted({r["workers"] for r in rows})
     paths: dict[str, str] = {}
 
+    def save(fig, ax, name: str, legend_size: int) -> str:
+        path = str(prefix.with_name(f"{prefix.name}-{name}.png"))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=legend_size)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     def series(level: str, workers: int) -> list[dict]:
         return sorted((r for r in rows if r["level"] == level and r["workers"] == workers),
                       key=lambda r: r["concurrency"])
@@ -575,12 +584,7 @@ def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
                    label=f"{level}: original claim {CLAIMS[level]:g}/s")
     ax.set(xscale="log", yscale="log", xlabel="concurrency (requests awaiting their event)", ylabel="requests/s",
            title="Throughput vs concurrency (timed to translation_completed)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    paths["throughput_vs_concurrency"] = str(prefix.with_name(prefix.name + "-throughput.png"))
-    fig.tight_layout()
-    fig.savefig(paths["throughput_vs_concurrency"], dpi=110)
-    plt.close(fig)
+    paths["throughput_vs_concurrency"] = save(fig, ax, "throughput", legend_size=8)
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for level in ("gateway", "translator"):
@@ -595,12 +599,7 @@ def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
                     linestyle="--", label=f"{level} p99, {w} worker(s)")
     ax.set(xscale="log", yscale="log", xlabel="concurrency (requests awaiting their event)", ylabel="latency, ms",
            title="p50 / p99 latency vs concurrency (request to its translation_completed event)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    paths["latency_vs_concurrency"] = str(prefix.with_name(prefix.name + "-latency.png"))
-    fig.tight_layout()
-    fig.savefig(paths["latency_vs_concurrency"], dpi=110)
-    plt.close(fig)
+    paths["latency_vs_concurrency"] = save(fig, ax, "latency", legend_size=7)
 
     fig, ax = plt.subplots(figsize=(8, 5))
     scenarios = sorted({(r["level"], r["requests"], r["concurrency"]) for r in rows},
@@ -612,12 +611,7 @@ def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
                 color=colors[level], label=f"{level} {n}/{c}")
     ax.set(yscale="log", xlabel="workers", ylabel="requests/s", title="Throughput vs number of workers",
            xticks=worker_counts)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    paths["throughput_vs_workers"] = str(prefix.with_name(prefix.name + "-workers.png"))
-    fig.tight_layout()
-    fig.savefig(paths["throughput_vs_workers"], dpi=110)
-    plt.close(fig)
+    paths["throughput_vs_workers"] = save(fig, ax, "workers", legend_size=8)
     return paths, ""
 
 
