@@ -742,29 +742,30 @@ def environment() -> dict:
     }
 
 
-BENCH = Path(__file__).resolve().parent
-FULL_RUN = (  # (title, script, its options, the model export it needs)
-    ("opus-mt-base: greedy and beam 4", BENCH / "engine.py",
+FULL_RUN = (  # (title, benchmark in bench/run.py, its options, the model export it needs)
+    ("opus-mt-base: greedy and beam 4", "engine",
      ["--model", "opus-mt-base", "--engines", "ours-int8,ours-int8-shortlist,ct2-int8,hf-pytorch", "--beams", "1,4",
       "--sentences", "64", "--invariance", "32"], "synthetic-opus-mt-base-int8"),
-    ("NLLB-600M shape", BENCH / "engine.py",
+    ("NLLB-600M shape", "engine",
      ["--model", "nllb-600m", "--engines", "ours-int8,ours-int8-shortlist,ct2-int8", "--beams", "1", "--sentences", "16",
       "--batch", "16", "--new-tokens", "16", "--reps", "1", "--invariance", "16"], "synthetic-nllb-600m-int8"),
-    ("chat latency", BENCH / "chat_latency.py", [], "synthetic-opus-mt-base-int8"),
-    ("memory", BENCH / "memory.py", ["--model", "synthetic-opus-mt-base-int8"], "synthetic-opus-mt-base-int8"),
+    ("chat latency", "chat_latency", [], "synthetic-opus-mt-base-int8"),
+    ("memory", "memory", ["--model", "synthetic-opus-mt-base-int8"], "synthetic-opus-mt-base-int8"),
 )
 
 
 def full_run(models_dir: Path) -> int:
+    from run import run_one  # bench/run.py: bench/ is sys.path[0] when this runs as a script
+
     failed = []
-    for title, script, args, needs in FULL_RUN:
+    for title, benchmark, args, needs in FULL_RUN:
         print(f"\n===== {title}", flush=True)
         if not (models_dir / needs).is_dir():
             shape = needs.removeprefix("synthetic-").removesuffix("-int8")
             print(f"skipped: no {needs} in {models_dir}; export it with `python export_models.py "
                   f"--synthetic {shape} --quantize int8 --models-dir {models_dir}`", flush=True)
             continue
-        if subprocess.call([sys.executable, str(script), *args, "--models-dir", str(models_dir)], cwd=REPO):
+        if run_one(benchmark, [*args, "--models-dir", str(models_dir)]):
             failed.append(title)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
