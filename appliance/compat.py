@@ -32,15 +32,23 @@ the mark goes with the last one. A retry arrives through compat too and marks th
 before the service re-publishes what finished, so those events find the gateway as well. The
 marks are bounded in count (oldest dropped, with a log line).
 
-Frames: ZeroMQ bounds each frame (ZMQ_MAXMSGSIZE = compat.max_frame_bytes; a larger frame drops
-the gateway's connection) but delivers a multipart message whole whatever its frame count. The
-reader keeps only the first frame; the others are counted and released one by one, and a
-message with more than MAX_FRAMES frames, or binary frames adding up to more than
-max_frame_bytes, is dropped whole with one log line.
+Bytes in, bounded before anything is parsed or queued: the pull port is served by
+appliance/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
+multipart message until the last arrives, and can bound neither frames per message nor bytes per
+connection). It keeps only the first (JSON) frame's first limits.max_request_bytes bytes; binary
+frames are counted and discarded as they stream. Then, per message, on sizes alone:
 
-The reader runs on the supervisor's event loop like appliance/edge.py: plain (shadow) sockets,
-the PULL's edge-triggered ZMQ_FD watched with add_reader, received until EAGAIN (RECV_BATCH per
-turn). The gateway has no CurveZMQ: these sockets are never secured.
+    more than max_frames_per_message frames, a binary frame over max_frame_bytes,
+    or binary frames over max_message_bytes in all            dropped whole, one log line
+    a JSON frame over limits.max_request_bytes                 never decoded: answered from the ids
+                                                               readable in its kept prefix, like
+                                                               unreadable JSON (invalid_request)
+    else                                                       decoded and handled
+
+The connection survives all of these: only a peer that breaks ZMTP itself is disconnected. At
+most max_connections connections; each holds at most connection_buffer_bytes read ahead of what
+was handled, then stops being read (its PUSH blocks, as at a libzmq high-water mark). The
+gateway has no CurveZMQ: these ports are never secured.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -60,12 +69,11 @@ import zmq
 from appliance import protocol
 from appliance.config import Settings
 from appliance.languages import canonical
+from appliance.zmtp_pull import Message, ZmtpPullServer
 from ipc.tiers import MODEL_TYPES
 
 log = logging.getLogger("meeshy.compat")
 
-RECV_BATCH = 256
-MAX_FRAMES = 8  # the gateway sends at most three (JSON, audio, voice profile)
 POOL_FULL = "translation pool full"  # the string the gateway counts as an overload rejection
 UNSUPPORTED = "unsupported_request"
 VOICE_PROFILE_TYPES = frozenset({"voice_profile_analyze", "voice_profile_verify", "voice_profile_compare"})
@@ -74,12 +82,6 @@ DEFAULT_MODEL_TYPE = "basic"  # the gateway's own fallback; reported for answers
 
 # Fields of a native result that are replaced or dropped in the gateway's result.
 _NATIVE_ONLY = frozenset({"processingTime", "workerId", "targetLanguage", "modelType"})
-
-
-def compat_pull_hwm(settings: Settings) -> int:
-    """The pull socket's high-water mark: the per-client budget ([ipc] edge_buffer_bytes) over the
-    largest frame, since ZeroMQ counts messages and one may carry audio."""
-    return max(16, settings.ipc.edge_buffer_bytes // settings.compat.max_frame_bytes)
 
 
 class _EventHead(msgspec.Struct):
@@ -105,7 +107,8 @@ class Tracked:
 @dataclass(slots=True)
 class Counters:
     requests: int = 0
-    dropped_messages: int = 0  # over the frame bound
+    dropped_messages: int = 0  # over a frame, message or frame-count bound
+    oversized: int = 0  # JSON frames over limits.max_request_bytes, refused undecoded
     dropped_events: int = 0  # beyond the gateway's HWM
     unreadable: int = 0
     forgotten_tasks: int = 0  # marks dropped at the bound
@@ -115,7 +118,7 @@ class CompatFront:
     def __init__(
         self,
         settings: Settings,
-        pull: zmq.Socket,
+        pull: socket.socket,
         pub: zmq.Socket,
         native_publish: Callable[[bytes], None],
         pull_endpoint: str,
@@ -123,20 +126,21 @@ class CompatFront:
     ) -> None:
         self.settings = settings
         self.service = None  # the RequestService; set by the supervisor once it exists
-        # Plain sockets sharing the (asyncio) sockets' underlying ZeroMQ sockets (same thread).
-        self._pull = zmq.Socket.shadow(pull.underlying)
+        c = settings.compat
+        self.puller = ZmtpPullServer(
+            pull, self.on_message, keep_bytes=settings.limits.max_request_bytes, buffer_bytes=c.connection_buffer_bytes,
+            max_connections=c.max_connections, handshake_timeout_s=c.handshake_timeout_s,
+        )
+        # A plain socket sharing the (asyncio) socket's underlying ZeroMQ socket (same thread).
         self._pub = zmq.Socket.shadow(pub.underlying)
         self._native_publish = native_publish
         self.pull_endpoint = pull_endpoint
         self.pub_endpoint = pub_endpoint
         self.pull_port = port_of(pull_endpoint)
         self.pub_port = port_of(pub_endpoint)
-        self.max_frame_bytes = settings.compat.max_frame_bytes
         self.max_tracked = max(1024, settings.limits.max_inflight_tasks)
         self.tracked: OrderedDict[str, Tracked] = OrderedDict()
         self.counters = Counters()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._read_scheduled = False
 
     # ================================================================== events out
 
@@ -205,52 +209,40 @@ class CompatFront:
 
     async def serve(self) -> None:
         """Read the gateway's requests, and publish a pong every pong_interval_s, until cancelled."""
-        self._loop = asyncio.get_running_loop()
-        fd = self._pull.getsockopt(zmq.FD)
-        self._loop.add_reader(fd, self._read)
+        await self.puller.start()
         try:
-            self._read()  # whatever arrived before the reader was added
             while True:
                 await asyncio.sleep(self.settings.compat.pong_interval_s)
                 self._send(self.pong())
         finally:
-            self._loop.remove_reader(fd)
-            self._loop = None
+            await self.puller.close()
 
-    def _read(self) -> None:
-        self._read_scheduled = False
-        recv = self._pull.recv
-        for _ in range(RECV_BATCH):
-            try:
-                first = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            frames, extra = 1, 0
-            while self._pull.getsockopt(zmq.RCVMORE):  # the rest of a message is already here
-                extra += len(recv(copy=False))  # counted, then released
-                frames += 1
-            if frames > MAX_FRAMES or extra > self.max_frame_bytes:
-                self.counters.dropped_messages += 1
-                log.warning(
-                    "dropped a gateway message of %d frames, %d bytes after its JSON: over the bound "
-                    "(%d frames, [compat] max_frame_bytes %d)", frames, extra, MAX_FRAMES, self.max_frame_bytes,
-                )
-                continue
-            try:
-                self.handle(first)
-            except Exception:  # one request must never stop the reader
-                log.exception("unexpected error handling a gateway request")
-        self._schedule_read()  # more is queued: go on after the loop's other callbacks
+    def on_message(self, message: Message) -> None:
+        """One message off the pull port, bounded on its sizes before anything of it is decoded."""
+        c = self.settings.compat
+        if (message.frames > c.max_frames_per_message or message.largest > c.max_frame_bytes
+                or message.binary_bytes > c.max_message_bytes):
+            self.counters.dropped_messages += 1
+            log.warning(
+                "dropped a gateway message of %d frames, %d bytes after its JSON (largest frame %d): over the "
+                "bound ([compat] max_frames_per_message %d, max_frame_bytes %d, max_message_bytes %d)",
+                message.frames, message.binary_bytes, message.largest, c.max_frames_per_message,
+                c.max_frame_bytes, c.max_message_bytes,
+            )
+            return
+        self.handle(message.first, message.first_size)
 
-    def _schedule_read(self) -> None:
-        if not self._read_scheduled and self._loop is not None:
-            self._read_scheduled = True
-            self._loop.call_soon(self._read)
-
-    def handle(self, payload: bytes) -> None:
-        """One request's JSON frame (any binary frames after it are already discarded)."""
+    def handle(self, payload: bytes, size: int | None = None) -> None:
+        """One request's JSON frame (any binary frames after it are already discarded); `payload`
+        is its first max_request_bytes bytes when `size`, its real size, is larger."""
         self.counters.requests += 1
         self.service.count_request()
+        size = len(payload) if size is None else size
+        limit = self.settings.limits.max_request_bytes
+        if size > limit:  # never decoded: seconds of the loop for a 16 MiB list, to refuse it anyway
+            self.counters.oversized += 1
+            self._unreadable(payload, f"request is {size} bytes; the limit is {limit}", protocol.INVALID_REQUEST)
+            return
         try:
             obj = msgspec.json.decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -282,8 +274,9 @@ class CompatFront:
             if isinstance(value := obj.get(name), str) and len(value.encode("utf-8", "surrogatepass")) <= limit
         }
 
-    def _unreadable(self, payload: bytes, why: str) -> None:
-        """Not a JSON object: answered on its path only when it names something to answer."""
+    def _unreadable(self, payload: bytes, why: str, code: str = protocol.INVALID_JSON) -> None:
+        """Not a JSON object, or too large to decode: answered on its path only when it names
+        something to answer."""
         self.counters.unreadable += 1
         limits = self.settings.limits
         ids = salvage_ids(payload[: limits.max_request_bytes], limits.max_id_bytes)
@@ -291,10 +284,10 @@ class CompatFront:
         event = None
         if kind == "translation":
             if "taskId" in ids or "messageId" in ids:
-                event = gateway_error(ids.get("taskId", ""), ids.get("messageId", ""), protocol.INVALID_JSON, why,
+                event = gateway_error(ids.get("taskId", ""), ids.get("messageId", ""), code, why,
                                       ids.get("conversationId", ""))
         elif ids.keys() & {"taskId", "messageId", "attachmentId", "request_id"}:
-            event = unsupported_event(kind, ids, protocol.INVALID_JSON, why)
+            event = unsupported_event(kind, ids, code, why)
         if event is not None:
             self._send(event)
         log.warning("unreadable gateway request (%d bytes, %s): %s", len(payload),

@@ -140,6 +140,11 @@ class CompatSettings(_Section):
     bind_address: str = ""  # "" = server.bind_address
     pong_interval_s: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024
+    max_message_bytes: int = 32 * 1024 * 1024
+    max_frames_per_message: int = 8
+    max_connections: int = 32
+    connection_buffer_bytes: int = 1024 * 1024
+    handshake_timeout_s: float = 10.0
 
     def address(self, server: ServerSettings) -> str:
         return self.bind_address or server.bind_address
@@ -373,11 +378,23 @@ def _validate_compat(s: Settings, need) -> None:
     for name, port in (("compat.meeshy_pull_port", c.meeshy_pull_port), ("compat.meeshy_pub_port", c.meeshy_pub_port)):
         need(0 <= port <= 65535, f"{name} must be a port number in 0..65535, got {port}")
     need(c.pong_interval_s > 0, f"compat.pong_interval_s must be > 0, got {c.pong_interval_s}")
+    need(c.max_frame_bytes >= 1, f"compat.max_frame_bytes must be >= 1, got {c.max_frame_bytes}")
     need(
-        c.max_frame_bytes >= s.limits.max_request_bytes,
-        f"compat.max_frame_bytes must be >= limits.max_request_bytes ({s.limits.max_request_bytes}): "
-        f"a request's JSON frame must fit, got {c.max_frame_bytes}",
+        c.max_message_bytes >= c.max_frame_bytes,
+        f"compat.max_message_bytes must be >= compat.max_frame_bytes ({c.max_frame_bytes}): a message "
+        f"must be able to carry its largest frame, got {c.max_message_bytes}",
     )
+    need(
+        c.max_frames_per_message >= 3,
+        f"compat.max_frames_per_message must be >= 3 (the gateway sends JSON, audio and a voice profile), "
+        f"got {c.max_frames_per_message}",
+    )
+    need(c.max_connections >= 1, f"compat.max_connections must be >= 1, got {c.max_connections}")
+    need(
+        c.connection_buffer_bytes >= 65536,
+        f"compat.connection_buffer_bytes must be >= 65536 (64 KiB), got {c.connection_buffer_bytes}",
+    )
+    need(c.handshake_timeout_s > 0, f"compat.handshake_timeout_s must be > 0, got {c.handshake_timeout_s}")
     if not c.enabled:
         return
     ports = [p for p in (c.meeshy_pull_port, c.meeshy_pub_port) if p]

@@ -43,7 +43,7 @@ import zmq.asyncio
 
 from appliance import pool, protocol
 from appliance.cache import ApplianceCache
-from appliance.compat import CompatFront, compat_pull_hwm
+from appliance.compat import CompatFront
 from appliance.config import Settings, is_loopback
 from appliance.curve import CurveError, EdgeCurve
 from appliance.dispatcher import Dispatcher
@@ -53,6 +53,7 @@ from appliance.pool import Slot, SlotState, WorkerPool
 from appliance.rundir import RunDir, RunDirError
 from appliance.sdnotify import Notifier
 from appliance.service import DRAINING, SERVING, STARTING, STOPPED, RequestService
+from appliance.zmtp_pull import listen
 from ipc import codec, exitcodes
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
 from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Ready, Result, Stats, TaskFailed
@@ -236,10 +237,11 @@ class Supervisor:
         c = s.compat
         address = c.address(s.server)
         linger = s.ipc.edge_linger_ms
-        pull = self._socket(Role.RESULTS_IN, tcp(address, c.meeshy_pull_port), compat_pull_hwm(s), linger,
-                            max_msg_size=c.max_frame_bytes)
+        # The pull port speaks ZMTP through the appliance's own bounded reader (appliance/zmtp_pull.py).
+        pull = listen(address, c.meeshy_pull_port)
         pub = self._socket(Role.EVENTS, tcp(address, c.meeshy_pub_port), pub_hwm, linger)
-        return CompatFront(s, pull, pub, self.edge.publish_bytes, bound_endpoint(pull), bound_endpoint(pub))
+        pull_endpoint = tcp(pull.getsockname()[0], pull.getsockname()[1])
+        return CompatFront(s, pull, pub, self.edge.publish_bytes, pull_endpoint, bound_endpoint(pub))
 
     def _open_cache(self) -> None:
         if not self.settings.cache.enabled:

@@ -80,7 +80,7 @@ def app(tmp_path_factory):
     flag = tmp_path_factory.mktemp("flags") / "error"
     extra = {
         "compat": {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0, "pong_interval_s": 0.5,
-                   "max_frame_bytes": 65536},
+                   "max_frame_bytes": 65536, "max_message_bytes": 65536, "max_connections": 64},
     }
     with module_appliance(tmp_path_factory, "compat", extra, {"FAKE_RUNTIME_ERROR_FLAG": str(flag)}) as a:
         a.error_flag = flag
@@ -333,22 +333,23 @@ def test_garbage_gets_an_error_event_only_when_it_names_a_task(app, gateway):
 def test_a_message_over_the_bound_is_dropped_whole(app, gateway):
     audio = {"type": "audio_process", "messageId": "m-big", "attachmentId": "att-big"}
     gateway.send(audio, *[b"x"] * 9)  # ten frames
-    gateway.send(audio, b"x" * 40000, b"y" * 40000)  # binary frames over max_frame_bytes in all
+    gateway.send(audio, b"x" * 40000, b"y" * 40000)  # binary frames over max_message_bytes in all
     gateway.send({"type": "audio_process", "messageId": "m-small", "attachmentId": "att-small"}, b"z" * 1000)
     (event,) = gateway.wait_for(lambda: gateway.of_type("audio_process_error"), "the bounded message's error")
     assert event["messageId"] == "m-small"
     assert poll_until(lambda: app.log().count("dropped a gateway message") >= 2, 10)
 
 
-def test_a_frame_over_max_frame_bytes_costs_the_connection_not_the_appliance(app):
+def test_a_frame_over_max_frame_bytes_costs_its_message_not_the_connection(app):
     gw = Gateway(app)
     gw.sync()
-    gw.send({"type": "audio_process", "messageId": "m-huge"}, b"x" * 70000)  # ZeroMQ drops the peer
     gw.events.all.clear()
-    gw.sync()  # the PUSH reconnects by itself
-    gw.send(translation("t-after-huge", ["fr"]))
-    gw.wait_for(lambda: gw.of_type("translation_completed", "t-after-huge"), "served after the reconnect")
+    before = app.log().count("dropped a gateway message")
+    gw.send({"type": "audio_process", "messageId": "m-huge"}, b"x" * 70000)
+    gw.send(translation("t-after-huge", ["fr"]))  # the same connection, right behind it
+    gw.wait_for(lambda: gw.of_type("translation_completed", "t-after-huge"), "served on the same connection")
     assert not gw.of_type("audio_process_error")
+    assert poll_until(lambda: app.log().count("dropped a gateway message") > before, 10)
 
 
 def test_a_compat_port_in_use_fails_the_start(start_appliance, zctx):
@@ -434,7 +435,12 @@ def test_compat_bind_address_defaults_to_the_servers(tmp_path):
 @pytest.mark.parametrize("compat_, needle", [
     ({"meeshy_pull_port": 70000}, "meeshy_pull_port"),
     ({"pong_interval_s": 0.0}, "pong_interval_s"),
-    ({"max_frame_bytes": 1000}, "max_frame_bytes"),
+    ({"max_frame_bytes": 0}, "max_frame_bytes"),
+    ({"max_frame_bytes": 4096, "max_message_bytes": 1024}, "max_message_bytes must be >= compat.max_frame_bytes"),
+    ({"max_frames_per_message": 2}, "max_frames_per_message must be >= 3"),
+    ({"max_connections": 0}, "max_connections"),
+    ({"connection_buffer_bytes": 1024}, "connection_buffer_bytes"),
+    ({"handshake_timeout_s": 0.0}, "handshake_timeout_s"),
     ({"enabled": True, "meeshy_pull_port": 5558}, "must differ"),
     ({"enabled": True, "meeshy_pull_port": 5555}, "already [server] ports"),
     ({"surprise": 1}, "surprise"),
