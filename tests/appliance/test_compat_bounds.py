@@ -218,6 +218,22 @@ def test_a_garbage_greeting_is_closed_and_costs_the_gateway_nothing(app, gateway
     served(gateway, "t-after-garbage-" + garbage[:4].hex(), "a translation after the garbage")
 
 
+@pytest.mark.parametrize("after_greeting, why", [
+    (bytes([0, 5]) + b"hello", "a message before READY"),
+    (zmtp_pull.command(b"READY", b""), "socket type b''"),
+    (zmtp_pull.command(b"READY", bytes([11]) + b"Socket-Type" + (4).to_bytes(4, "big") + b"PU"), "truncated READY"),
+    (zmtp_pull.command(b"PING", b"\x00\x01"), "before READY"),
+    (bytes([zmtp_pull.COMMAND | zmtp_pull.LONG]) + (100_000).to_bytes(8, "big"), "a command frame of 100000 bytes"),
+    (bytes([zmtp_pull.COMMAND, 3, 9]) + b"ab", "a truncated command"),
+])
+def test_a_malformed_handshake_is_closed(app, gateway, after_greeting, why):
+    with raw_peer(app) as peer:
+        peer.sendall(zmtp_pull.GREETING + after_greeting)
+        assert read_until_closed(peer) == zmtp_pull.GREETING + zmtp_pull.READY
+    assert poll_until(lambda: why in app.log(), 20)
+    served(gateway, "t-after-malformed-" + after_greeting[:6].hex(), "a translation after a malformed handshake")
+
+
 def test_a_socket_other_than_push_is_refused(app, gateway):
     dealer = app.socket(zmq.DEALER, app.endpoints["compat_pull"])
     dealer.send(json.dumps(translation("t-from-dealer", ["fr"])).encode(), zmq.NOBLOCK)
