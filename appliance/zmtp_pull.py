@@ -96,11 +96,12 @@ def properties(data: bytes) -> dict[str, bytes]:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket ("*" or "" = every IPv4 interface, as libzmq reads "*");
-    raises OSError when the address is taken or unknown."""
+    """A bound, listening TCP socket where libzmq would bind `tcp://host:port`: "*" or "" is every
+    IPv4 interface, and a host name its IPv4 address (libzmq without ZMQ_IPV6), an IPv6 literal
+    itself. Raises OSError when the address is taken or unknown."""
     infos = socket.getaddrinfo(None if host in ("", "*") else host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)
-    family, _, _, _, address = infos[0]
+    family, _, _, _, address = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
     return socket.create_server(address, family=family, backlog=64)
 
 

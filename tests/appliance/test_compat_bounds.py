@@ -150,6 +150,15 @@ def test_a_message_of_thousands_of_small_frames_is_dropped_without_buffering(app
     assert not gateway.of_type("audio_process_error")
 
 
+def test_the_gateway_s_real_audio_sizes_are_answered(gateway):
+    """An audio_process as the gateway sends it: 12 MiB of audio and a voice profile, under the bounds."""
+    request = {"type": "audio_process", "messageId": "m-real-audio", "attachmentId": "a-real-audio",
+               "binaryFrames": {"audio": 1, "audioSize": 12 * MIB, "voiceProfile": 2, "voiceProfileSize": 4096}}
+    gateway.send(request, b"\x02" * (12 * MIB), b"\x03" * 4096)
+    (event,) = gateway.wait_for(lambda: gateway.of_type("audio_process_error"), "the audio request's error")
+    assert event["messageId"] == "m-real-audio" and event["errorCode"] == "unsupported_request"
+
+
 # ---------------------------------------------------------------- parsing
 
 
@@ -331,3 +340,19 @@ def test_stalled_peers_with_full_buffers_hold_a_bounded_amount_each(app, gateway
             peer.close()
     print(f"24 stalled peers with full buffers: supervisor RSS {before / MIB:.0f} -> {held / MIB:.0f} MiB")
     assert held < 300 * MIB
+
+
+# ---------------------------------------------------------------- binding, in-process
+
+
+@pytest.mark.parametrize("host, bound", [("*", "0.0.0.0"), ("", "0.0.0.0"), ("localhost", "127.0.0.1"),
+                                         ("127.0.0.1", "127.0.0.1")])
+def test_the_pull_port_binds_where_libzmq_would(host, bound):
+    with zmtp_pull.listen(host, 0) as sock:
+        assert sock.family == socket.AF_INET and sock.getsockname()[0] == bound
+
+
+def test_a_taken_pull_port_is_an_os_error():
+    with zmtp_pull.listen("127.0.0.1", 0) as taken:
+        with pytest.raises(OSError):
+            zmtp_pull.listen("127.0.0.1", taken.getsockname()[1])
