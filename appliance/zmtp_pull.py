@@ -31,8 +31,9 @@ the first frame being kept: reading then stops, TCP's window closes and the peer
 its high-water mark, exactly as on a libzmq PULL. The receiver's policy (how large a request or a
 message may be) is the callback's: this module only never keeps more than it says.
 
-Fairness: every connection is its own task, and each yields to the event loop after every message
-and whenever its bounded buffer runs dry, so one flooding peer cannot starve another.
+Fairness: every connection is its own task, and each yields to the event loop before every frame
+and whenever its bounded buffer runs dry, so one flooding peer cannot starve another, nor hold
+the supervisor's loop (5555, the dispatcher) for longer than one frame's handling.
 """
 
 from __future__ import annotations
@@ -195,10 +196,14 @@ class ZmtpPullServer:
     async def _messages(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         message: Message | None = None
         while True:
+            # The other connections' turn, every frame: reads from a full buffer do not yield, and
+            # a megabyte of empty frames would otherwise hold the loop for a second.
+            await asyncio.sleep(0)
             flags, size = await self._frame_head(reader)
             if flags & COMMAND:
                 name, data = await self._command(reader, size)
-                if name == b"PING" and len(data) >= 2:
+                # A peer that does not read its PONGs needs none: never queue them without bound.
+                if name == b"PING" and len(data) >= 2 and writer.transport.get_write_buffer_size() < MAX_COMMAND_BYTES:
                     writer.write(command(b"PONG", data[2:18]))
                 continue
             if message is None:
@@ -216,7 +221,6 @@ class ZmtpPullServer:
                 except Exception:  # one message must never end the connection
                     log.exception("unexpected error handling a compat message")
                 message = None
-                await asyncio.sleep(0)  # the other connections' turn
 
     async def _frame_head(self, reader: asyncio.StreamReader) -> tuple[int, int]:
         flags = (await reader.readexactly(1))[0]

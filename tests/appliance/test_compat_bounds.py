@@ -298,6 +298,54 @@ def test_a_flooding_connection_does_not_starve_another(app, gateway):
     print(attack.report("2 connections flooding pings"))
 
 
+class RawFlood:
+    """A raw ZMTP peer that writes `chunk` over and over after its handshake, and never reads."""
+
+    def __init__(self, app, chunk: bytes) -> None:
+        self.peer, self.chunk, self.stop = raw_peer(app), chunk, threading.Event()
+        push_handshake(self.peer)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.peer.settimeout(1)
+        while not self.stop.is_set():
+            try:
+                self.peer.sendall(self.chunk)
+            except TimeoutError:
+                continue  # the appliance stopped reading: its buffer for us is full
+            except OSError:
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.peer.close()
+
+
+@pytest.mark.parametrize("what, chunk", [
+    ("empty frames, all of one message", bytes([zmtp_pull.MORE, 0]) * (512 * 1024)),
+    ("PINGs whose PONGs are never read", zmtp_pull.command(b"PING", b"\x00\x01" + b"c" * 16) * 40000),
+])
+def test_a_flood_of_tiny_frames_does_not_hold_the_loop(app, gateway, what, chunk):
+    before = peak = rss(app)
+    pings = []
+    with RawFlood(app, chunk):
+        for n in range(20):
+            start = time.monotonic()
+            assert app.request({"type": "ping"}, timeout=30) is not None
+            pings.append(time.monotonic() - start)
+            peak = max(peak, rss(app))
+        served(gateway, "t-beside-" + what.split()[0].lower(), "a translation beside the flood")
+    pings.sort()
+    print(f"{what}: supervisor RSS {before / MIB:.0f} -> peak {peak / MIB:.0f} MiB; 5555 ping p50 "
+          f"{pings[10] * 1000:.0f} ms, max {pings[-1] * 1000:.0f} ms")
+    assert peak < 300 * MIB
+
+
 def test_connections_beyond_the_cap_are_closed_and_squatters_time_out(start_appliance):
     cap = 4
     app = start_appliance(config={"compat": {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0,
