@@ -40,6 +40,9 @@ class Translation:
     pivot: str = ""  # translated through this language ("en"), or ""
     engine: str = ""  # engines that produced the text: "onnx", "apertium", "onnx+apertium" ("" if none was needed)
     unknown_words: int = 0  # words the rule-based engine did not know (their marks removed)
+    # False when an engine answered some segment from an exchange that went wrong (a restarted or
+    # desynced Apertium chain): the text is checked to be the segment's own, but never cached.
+    cacheable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +67,4 @@ class Chunk:
     cached: bool = False
     unknown: int = 0  # words marked unknown by a rule-based engine
     failure: str = ""
+    cacheable: bool = True  # False: answered by an exchange that went wrong; kept out of every cache
