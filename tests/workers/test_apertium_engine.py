@@ -368,3 +368,67 @@ def test_a_pair_only_apertium_serves_is_refused_without_it(builtin_models_dir):
     (error,) = neural.translate([job("Merci.", "es", source="fr")])
     assert isinstance(error, TranslationError) and error.code == "unsupported_language"
     assert "through another language" in error.message
+
+
+@needs_apertium
+def test_no_engine_mark_reaches_the_text_in_a_pivots_legs_and_each_is_counted(runtime):
+    (result,) = runtime.translate([job("à 20h30", "en", source="fr", tier="rule-based")])
+    assert (result.text, result.pivot, result.unknown_words) == ("To the 20h30", "es", 1)
+
+
+def fake_engine(tmp_path: Path, stage: Path) -> ApertiumModel:
+    """An ApertiumModel whose pipeline is the two stand-in stages (SWALLOW desyncs it once)."""
+    from workers.manifest import ModelSpec
+
+    modes = tmp_path / "modes"
+    modes.mkdir(exist_ok=True)
+    (modes / "eng-ita.mode").write_text(f"{stage}\n")
+    spec = ModelSpec("apertium-eng-ita", modes, "apertium", FALLBACK, "none", "test:fake", (("en", "it"),), {},
+                     mode="eng-ita")
+    model = ApertiumModel(spec)
+    model.pipeline = Pipeline([[str(stage), "-z"], [str(stage), "-z", str(tmp_path / "flag")]], 10.0, "fake")
+    return model
+
+
+def test_what_a_desynced_exchange_answered_is_right_but_cached_nowhere(tmp_path, stage):
+    model = fake_engine(tmp_path, stage)
+    rt = Runtime({"apertium-eng-ita": model}, Registry({FALLBACK: {"apertium-eng-ita": (("en", "it"),)}}))
+    cache = DictCache()
+    try:
+        texts = ["Good day.", "Hello SWALLOW there.", "See you.", "Bye now."]
+        results = rt.translate([job(t, "it") for t in texts], cache)
+        assert [r.text for r in results] == [t.upper() for t in texts]
+        assert model.pipeline.desyncs == 1 and not any(r.cacheable for r in results)
+        assert cache.entries == {}  # not one segment of the broken run
+        again = rt.translate([job(t, "it") for t in texts], cache)  # a clean run: cached as usual
+        assert [r.text for r in again] == [t.upper() for t in texts] and all(r.cacheable for r in again)
+        assert len(cache.entries) == 4 and all(r.cached_segments == 0 for r in again)
+    finally:
+        rt.close()
+
+
+def test_the_revision_covers_the_framing_code_and_the_modes_files_as_they_are_on_disk(tmp_path, stage, monkeypatch):
+    from workers import apertium
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x")
+    mode = tmp_path / "xx-yy.mode"
+    mode.write_text(f"{stage} {data}\n")
+    stages = read_stages(mode)
+    first = apertium.engine_revision("files", mode, stages)
+    assert first == apertium.engine_revision("files", mode, stages) != apertium.engine_revision("other", mode, stages)
+    data.write_bytes(b"xy")  # an upgraded package: new data under the same manifest checksums
+    upgraded = apertium.engine_revision("files", mode, stages)
+    assert upgraded != first
+    monkeypatch.setattr(apertium, "FRAMING_REVISION", apertium.FRAMING_REVISION + 1)
+    assert apertium.engine_revision("files", mode, stages) not in (first, upgraded)
+    model = fake_engine(tmp_path, stage)
+    assert model.revision != model.spec.revision
+    from ipc.cache_key import segment_key
+
+    spec = model.spec  # segment keys, and (through the Ready frame) message keys, carry the engine's revision
+    assert model.chunk("hi", "en", "it", 1).key != segment_key(spec.name, spec.revision, "en", "it", list(b"hi"),
+                                                                 {"engine": "apertium"})
+    rt = Runtime({spec.name: model}, Registry({FALLBACK: {spec.name: (("en", "it"),)}}))
+    assert [m["revision"] for m in rt.models()] == [model.revision]
+    rt.close()
