@@ -97,7 +97,7 @@ def test_a_segment_ending_in_a_caret_does_not_shift_its_mates_answers(engines):
 
 
 @needs_apertium
-@settings(max_examples=40)
+@settings(max_examples=80)
 @given(batch=hostile_batches("eng-spa"))
 @example(batch=["Hello my friend.", "I love cats ^", "The dog sleeps in the garden.", "Good morning, how are you?"])
 @example(batch=["a\uffffb", "Hello my friend.", "x\0y", "Good morning, how are you?"])
@@ -106,7 +106,7 @@ def test_english_to_spanish_answers_are_their_own_whatever_the_batch(engines, ba
 
 
 @needs_apertium
-@settings(max_examples=30)
+@settings(max_examples=60)
 @given(batch=hostile_batches("fr-es"))
 @example(batch=["Merci beaucoup pour ton message.", "Bonjour ^", "Le chien du voisin dort.", "{x} $ ^ /"])
 def test_french_to_spanish_answers_are_their_own_whatever_the_batch(engines, batch):
