@@ -10,27 +10,35 @@ transfer stages, the generator) chained with pipes, each started once in null-fl
 so a segment goes in and comes back without restarting the chain:
 
     worker ──stdin──▶ lt-proc -z │ apertium-tagger -z │ … │ lt-proc -z -g │ lt-proc -z -p ──stdout──▶ worker
-    in:  escape(segment) "[]" NUL                 out: the translation in stream format, NUL
+    in:  text with slots "[N.i.k]", then the end marker "[N.i]", NUL
+    out: the translation in stream format, the same slots and end marker, NUL
 
-Wire contract (Apertium's stream format; the text deformatter `apertium-destxt` drops NULs, so
-this module formats the text itself):
+Wire contract (the text deformatter `apertium-destxt` drops NULs, so this module formats the
+text itself), per exchange a random number N, per frame its index i:
 
-- in: the reserved characters \\ [ ] ^ $ / @ < > { } get a backslash; a `~` becomes the
-  superblank `[~]` (bare, it would trigger post-generation rules); NUL is dropped (it is the
-  frame end). The empty superblank `[]` closes the last word, which the tokenizer otherwise holds
-  back waiting for more input.
-- out: `\\x` is the literal x, `[...]` a superblank whose content is literal; `*word`, `#word`
-  and `@word` at the start of a word are an unknown word, a generation error and a word missing
-  from the bilingual dictionary: the mark is removed and counted. Words dropped by transfer leave
-  runs of spaces, which are collapsed. Every answer carries the frame's closing `[]` back: an
-  answer without it is the empty frame a stage flushes when its input ends, i.e. a dying chain.
-  A literal `*` or `#` right before a letter would read as a mark; the segmenter keeps markdown
-  emphasis and hashtags out of segments, so in practice only the engine's marks are there.
+- in: no character of Apertium's stream syntax reaches the chain. Each run of them (lttoolbox's
+  escaped characters \\ [ ] { } ^ $ / @ < >, the deformatter's ~, the readers' marks * # = %,
+  + and |) and of control, format, unassigned, private-use or surrogate characters (NUL ends a
+  frame; ICU reads U+FFFF as the end of input) is replaced by the superblank `[N.i.k]` (its slot
+  k) and put back on return. Escaping is not enough: lrx-proc swallows the NUL after an escaped
+  `\\^` at a frame's end, and every later answer shifts by one. The end marker `[N.i]` also
+  closes the last word, which the tokenizer otherwise holds back waiting for more input.
+- out: `\\x` is the literal x; a superblank must be one of the frame's own slots or its end
+  marker, which must come exactly once, last. Anything else is a *desync*: content cannot forge a
+  marker (it never carries a `[`), so only a broken chain makes one. Unescaped `*`, `#`, `@` and
+  `~` can only be the engine's (the text's own are in slots): an unknown word, a generation
+  error, a word missing from the bilingual dictionary, a post-generation trigger; they are
+  removed and the marks counted. Words dropped by transfer leave runs of spaces, collapsed.
 
-The pipeline is read with a timeout that restarts whenever output arrives. A chain that dies
-(any stage), or stops answering within the timeout, is killed whole and started again; the
-segments that were in flight are retried once each, alone, on the fresh chain, so a segment that
-kills the chain again fails by itself and the others are not charged for it.
+A chain that dies (any stage) or desyncs is killed whole and started again: the answers read
+before it stand, the segment where it happened is retried once, alone, on the fresh chain (so a
+segment that breaks it again fails by itself), and the rest are sent again. Every answer of such
+a run is marked uncacheable (`Chunk.cacheable`): the runtime keeps it out of the segment cache
+and the message out of the message cache. Every frame comes back, so nothing waits on content;
+the read timeout (restarted by any output) is only a liveness guard for a hung program.
+
+The cache revision (`engine_revision`) covers `FRAMING_REVISION` and the mode file, data files
+and programs as they are on disk at load, beside the manifest's checksums.
 
 Confidence of a rule-based translation is the share of the source's words Apertium knew (not
 marked), not a probability.

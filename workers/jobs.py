@@ -54,8 +54,9 @@ class TranslationError:
 @dataclass(slots=True)
 class Chunk:
     """A piece of one leg's input that fits the engine: what one decoder row (or one pipeline
-    round trip) translates. `ids` is what the engine receives (token ids, or the UTF-8 bytes
-    written to an Apertium pipeline): the segment cache keys on it, and it weighs confidence."""
+    round trip) translates. `ids` is what the engine receives (token ids), or for Apertium the
+    text's UTF-8 bytes (its framing is a function of them): the segment cache keys on it, and it
+    weighs confidence."""
 
     ids: list[int]
     key: bytes

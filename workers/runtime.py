@@ -18,10 +18,12 @@
         token budget, padded to a multiple of `LENGTH_BUCKET` (few distinct shapes: flat memory)
       rule-based (`workers.apertium.ApertiumModel`): pipelined through the mode's Apertium chain
 
-An engine is anything with `spec`, `engine`, `fit`, `chunk`, `run` and `close` (`Engine`). All
-segments of all jobs go through the same rounds, so a message's segments share batches. The
-segment cache (`SegmentCache`, the worker's shared table) is keyed by what the engine receives
-(token ids, or the bytes written to the pipeline; `ipc.cache_key.segment_key`). The source
+An engine is anything with `spec`, `engine`, `revision`, `fit`, `chunk`, `run` and `close`
+(`Engine`). All segments of all jobs go through the same rounds, so a message's segments share
+batches. The segment cache (`SegmentCache`, the worker's shared table) is keyed by what the
+engine receives (token ids, or for Apertium the segment's text) under the engine's revision
+(`ipc.cache_key.segment_key`); a chunk an engine marks uncacheable (an Apertium exchange that
+died or desynced) is never put there, and its job's `Translation.cacheable` is False. The source
 language must be given: the edge detects it.
 """
 
