@@ -158,7 +158,7 @@ class ApplianceCache:
             self.worker_hits += 1
         else:
             self.misses += 1
-        if not key:
+        if not key or not frame.cacheable:  # an engine exchange went wrong on the way: never kept
             return
         value = CachedTranslation(
             frame.text, frame.source_language, frame.confidence, frame.model, frame.tier, time.time(),

@@ -120,6 +120,9 @@ class Result(msgspec.Struct, tag="result", array_like=True, gc=False, frozen=Tru
     processing_ms: float  # wall time of the batch that produced it
     from_cache: bool = False  # every segment answered from the shared cache: nothing decoded
     segments: Segments | None = None  # how the message was segmented and routed
+    # False: some segment came from an engine exchange that went wrong (a restarted or desynced
+    # Apertium chain); its text is the message's own, but no cache level may keep it.
+    cacheable: bool = True
 
 
 class TaskFailed(msgspec.Struct, tag="failed", array_like=True, gc=False, frozen=True):

@@ -10,27 +10,35 @@ transfer stages, the generator) chained with pipes, each started once in null-fl
 so a segment goes in and comes back without restarting the chain:
 
     worker ──stdin──▶ lt-proc -z │ apertium-tagger -z │ … │ lt-proc -z -g │ lt-proc -z -p ──stdout──▶ worker
-    in:  escape(segment) "[]" NUL                 out: the translation in stream format, NUL
+    in:  text with slots "[N.i.k]", then the end marker "[N.i]", NUL
+    out: the translation in stream format, the same slots and end marker, NUL
 
-Wire contract (Apertium's stream format; the text deformatter `apertium-destxt` drops NULs, so
-this module formats the text itself):
+Wire contract (the text deformatter `apertium-destxt` drops NULs, so this module formats the
+text itself), per exchange a random number N, per frame its index i:
 
-- in: the reserved characters \\ [ ] ^ $ / @ < > { } get a backslash; a `~` becomes the
-  superblank `[~]` (bare, it would trigger post-generation rules); NUL is dropped (it is the
-  frame end). The empty superblank `[]` closes the last word, which the tokenizer otherwise holds
-  back waiting for more input.
-- out: `\\x` is the literal x, `[...]` a superblank whose content is literal; `*word`, `#word`
-  and `@word` at the start of a word are an unknown word, a generation error and a word missing
-  from the bilingual dictionary: the mark is removed and counted. Words dropped by transfer leave
-  runs of spaces, which are collapsed. Every answer carries the frame's closing `[]` back: an
-  answer without it is the empty frame a stage flushes when its input ends, i.e. a dying chain.
-  A literal `*` or `#` right before a letter would read as a mark; the segmenter keeps markdown
-  emphasis and hashtags out of segments, so in practice only the engine's marks are there.
+- in: no character of Apertium's stream syntax reaches the chain. Each run of them (lttoolbox's
+  escaped characters \\ [ ] { } ^ $ / @ < >, the deformatter's ~, the readers' marks * # = %,
+  + and |) and of control, format, unassigned, private-use or surrogate characters (NUL ends a
+  frame; ICU reads U+FFFF as the end of input) is replaced by the superblank `[N.i.k]` (its slot
+  k) and put back on return. Escaping is not enough: lrx-proc swallows the NUL after an escaped
+  `\\^` at a frame's end, and every later answer shifts by one. The end marker `[N.i]` also
+  closes the last word, which the tokenizer otherwise holds back waiting for more input.
+- out: `\\x` is the literal x; a superblank must be one of the frame's own slots or its end
+  marker, which must come exactly once, last. Anything else is a *desync*: content cannot forge a
+  marker (it never carries a `[`), so only a broken chain makes one. Unescaped `*`, `#`, `@` and
+  `~` can only be the engine's (the text's own are in slots): an unknown word, a generation
+  error, a word missing from the bilingual dictionary, a post-generation trigger; they are
+  removed and the marks counted. Words dropped by transfer leave runs of spaces, collapsed.
 
-The pipeline is read with a timeout that restarts whenever output arrives. A chain that dies
-(any stage), or stops answering within the timeout, is killed whole and started again; the
-segments that were in flight are retried once each, alone, on the fresh chain, so a segment that
-kills the chain again fails by itself and the others are not charged for it.
+A chain that dies (any stage) or desyncs is killed whole and started again: the answers read
+before it stand, the segment where it happened is retried once, alone, on the fresh chain (so a
+segment that breaks it again fails by itself), and the rest are sent again. Every answer of such
+a run is marked uncacheable (`Chunk.cacheable`): the runtime keeps it out of the segment cache
+and the message out of the message cache. Every frame comes back, so nothing waits on content;
+the read timeout (restarted by any output) is only a liveness guard for a hung program.
+
+The cache revision (`engine_revision`) covers `FRAMING_REVISION` and the mode file, data files
+and programs as they are on disk at load, beside the manifest's checksums.
 
 Confidence of a rule-based translation is the share of the source's words Apertium knew (not
 marked), not a probability.
@@ -38,13 +46,17 @@ marked), not a probability.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import select
 import shlex
 import shutil
 import subprocess
 import time
+import unicodedata
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import regex
@@ -57,12 +69,21 @@ from workers.segmenter import Piece
 ENGINE = "apertium"
 # What `make system-deps` installs: the engine and the language data the appliance serves by default.
 DEBIAN_PACKAGES = ("apertium", "apertium-eng-spa", "apertium-fr-es")
-DEFAULT_TIMEOUT_S = 10.0
-_RESERVED = frozenset("\\[]^$/@<>{}")
-# Ends every frame. A superblank always comes back, and the text's own brackets are escaped, so an
-# answer without it is not a translation: it is the empty frame a stage flushes when its input ends.
-_END = b"[]"
-_MARKS = "*#@"
+# A liveness guard for a truly hung program only: every frame comes back (content cannot break
+# the framing), so no answer is waited for because of what a segment says.
+DEFAULT_TIMEOUT_S = 30.0
+# Bumped whenever `encode`/`decode` change what reaches the pipeline or how an answer is read: it
+# is part of every Apertium cache key (with the mode's data files), so entries written by older
+# code are never served. 2: slots for every stream character, a nonce marker per frame.
+FRAMING_REVISION = 2
+# Apertium's stream syntax: lttoolbox's escaped characters (\\ [ ] { } ^ $ / @ < >), the text
+# deformatter's space characters (~ triggers post-generation), the readers' word marks (* # @ = %),
+# multiword joins (+) and alternatives (|). None reaches the pipeline: each run of them (with
+# control, format, unassigned, private-use and surrogate characters, NUL and noncharacters such
+# as U+FFFF, which ICU reads as the end of input) waits in a slot.
+_SYNTAX = frozenset("\\[]^$/@<>{}~*#=%+|")
+# Unescaped in an answer, these can only be the engine's: the text's own are in slots.
+_MARKS = frozenset("*#@~")
 _SHELL = regex.compile(r"[<>;&`]|\$\(|\$[^12]")  # redirections, sequencing, substitutions: not a plain pipeline
 _SPACES = regex.compile(r" {2,}")
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]*\p{L}[\p{L}\p{M}\p{N}]*")
@@ -149,49 +170,77 @@ def check_installed(stages: list[list[str]], packages: tuple[str, ...] | list[st
 # ------------------------------------------------------------------------------------ the text
 
 
-def frame(text: str) -> bytes:
-    """One segment as the pipeline reads it, without the NUL that ends the frame."""
-    out = []
+class Desync(Exception):
+    """An answer that is not the frame's own: its marker is missing, foreign or out of place."""
+
+
+def literal(ch: str) -> bool:
+    """Whether a character goes into the pipeline as itself; every other one waits in a slot."""
+    if ch in _SYNTAX:
+        return False
+    if ch in "\t\n":
+        return True
+    return not unicodedata.category(ch).startswith(("C", "Zl", "Zp"))
+
+
+def encode(text: str, tag: str) -> tuple[bytes, list[str]]:
+    """One segment as the pipeline reads it (without the NUL that ends the frame), and its slots:
+    each run of non-literal characters, replaced in the stream by the superblank `[tag.k]`."""
+    out: list[str] = []
+    slots: list[str] = []
+    run: list[str] = []
     for ch in text:
-        if ch in _RESERVED:
-            out.append("\\" + ch)
-        elif ch == "~":
-            out.append("[~]")
-        elif ch != "\0":
+        if literal(ch):
+            if run:
+                out.append(f"[{tag}.{len(slots)}]")
+                slots.append("".join(run))
+                run = []
             out.append(ch)
-    return "".join(out).encode("utf-8") + _END
+        else:
+            run.append(ch)
+    if run:
+        out.append(f"[{tag}.{len(slots)}]")
+        slots.append("".join(run))
+    out.append(f"[{tag}]")
+    return "".join(out).encode("utf-8"), slots
 
 
-def unformat(stream: str) -> tuple[str, int]:
-    """A translation in stream format -> plain text and the number of marked words."""
+def decode(stream: str, tag: str, slots: list[str]) -> tuple[str, int]:
+    """A frame's answer -> plain text and the number of engine marks removed. Raises Desync unless
+    the answer carries its own end marker exactly once, last, and no superblank but its own."""
     out: list[str] = []
     marks = 0
+    ended = False
     i, n = 0, len(stream)
     while i < n:
         ch = stream[i]
+        if ended and not ch.isspace():
+            raise Desync(f"output after the frame's end marker: {stream[i:i + 40]!r}")
         if ch == "\\" and i + 1 < n:
             out.append(stream[i + 1])
             i += 2
         elif ch == "[":
-            i = _superblank(stream, i + 1, out)
-        elif ch in _MARKS and i + 1 < n and stream[i + 1].isalpha() and not (out and out[-1][-1:].isalnum()):
-            marks += 1
+            end = stream.find("]", i + 1)
+            if end < 0:
+                raise Desync(f"an unclosed superblank: {stream[i:i + 40]!r}")
+            content = stream[i + 1 : end]
+            if content == tag:
+                ended = True
+            elif content.startswith(tag + ".") and content[len(tag) + 1 :].isdigit() \
+                    and int(content[len(tag) + 1 :]) < len(slots):
+                out.append(slots[int(content[len(tag) + 1 :])])
+            else:
+                raise Desync(f"a superblank that is not this frame's: [{content[:40]}]")
+            i = end + 1
+        elif ch in _MARKS:  # the text's own marks are in slots: an unescaped one is the engine's
+            marks += ch != "~"
             i += 1
         else:
             out.append(ch)
             i += 1
+    if not ended:
+        raise Desync("the frame's end marker did not come back")
     return _SPACES.sub(" ", "".join(out)).strip(), marks
-
-
-def _superblank(stream: str, i: int, out: list[str]) -> int:
-    """Copy a superblank's content (escapes resolved) from `i`; returns the index after its `]`."""
-    n = len(stream)
-    while i < n and stream[i] != "]":
-        if stream[i] == "\\" and i + 1 < n:
-            i += 1
-        out.append(stream[i])
-        i += 1
-    return i + 1
 
 
 def known_share(source: str, marks: int) -> float:
@@ -203,14 +252,25 @@ def known_share(source: str, marks: int) -> float:
 # ------------------------------------------------------------------------------------ processes
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A pipeline's answers to one `run`: per text (translation, engine marks removed) or why it
+    failed. `clean`: no chain died, stalled or desynced meanwhile, so the answers may be cached."""
+
+    answers: list[tuple[str, int] | str]
+    clean: bool
+
+
 class Pipeline:
-    """One mode's chain of programs, started once and kept; restarted when it dies or stalls."""
+    """One mode's chain of programs, started once and kept; restarted when it dies, stalls or
+    answers a frame with anything but that frame's own marker."""
 
     def __init__(self, stages: list[list[str]], timeout_s: float = DEFAULT_TIMEOUT_S, name: str = "") -> None:
         self.stages = stages
         self.timeout_s = timeout_s
         self.name = name or Path(stages[0][0]).name
         self.starts = 0  # chains started; more than one means a restart
+        self.desyncs = 0  # exchanges that ended on an answer that was not its frame's own
         self._procs: list[subprocess.Popen] = []
         self._finalizer: weakref.finalize | None = None
 
@@ -248,49 +308,56 @@ class Pipeline:
             self._finalizer = None
         self._procs = []
 
-    def run(self, payloads: list[bytes]) -> list[bytes | str]:
-        """Translate every payload (a frame without its NUL); each answer is the output bytes, or
-        a str saying why that payload failed. Never raises for a dying chain."""
-        answers: list[bytes | str | None] = [None] * len(payloads)
-        pending = list(range(len(payloads)))
+    def run(self, texts: list[str]) -> Run:
+        """Translate every text; each answer is (text, engine marks removed), or a str saying why
+        that text failed. Never raises for a dying or desynced chain."""
+        answers: list[tuple[str, int] | str | None] = [None] * len(texts)
+        clean = True
+        pending = list(range(len(texts)))
         while pending:
-            done, in_flight, unsent, why = self._exchange(pending, payloads)
-            for i, out in done.items():
-                answers[i] = out
-            for i in in_flight:  # alone on a fresh chain: a segment that kills it again fails by itself
-                again, _, _, why_again = self._exchange([i], payloads)
+            done, lost, unsent, why = self._exchange(pending, texts)
+            clean &= not why
+            for i, answer in done.items():
+                answers[i] = answer
+            for i in lost:  # alone on a fresh chain: a segment that breaks it again fails by itself
+                again, _, _, why_again = self._exchange([i], texts)
+                clean &= not why_again
                 answers[i] = again.get(i, f"{why}; retried on a fresh pipeline: {why_again}")
-            for i in set(pending) - done.keys() - set(in_flight) - set(unsent):
+            for i in set(pending) - done.keys() - set(lost) - set(unsent):
                 answers[i] = why  # the chain could not start
             pending = unsent
-        return answers  # type: ignore[return-value]
+        return Run(answers, clean)  # type: ignore[arg-type]
 
     def _exchange(
-        self, items: list[int], payloads: list[bytes]
-    ) -> tuple[dict[int, bytes], list[int], list[int], str]:
+        self, items: list[int], texts: list[str]
+    ) -> tuple[dict[int, tuple[str, int]], list[int], list[int], str]:
         """Write the items' frames and read their answers, pipelined. Returns (answers, items lost
-        in flight when the chain died, items never written, why it died)."""
+        in flight when the chain died or desynced, items never written or after a desync, why)."""
         if not self.alive():
             try:
                 self.start()
             except ApertiumError as exc:
                 return {}, [], [], str(exc)  # nothing was written: `run` gives up on them below
         stdin, stdout = self._procs[0].stdin.fileno(), self._procs[-1].stdout.fileno()
-        data = b"".join(payloads[i] + b"\0" for i in items)
+        nonce = str(secrets.randbits(63))  # digits: no stage rewrites them (case, escapes)
+        tags = [f"{nonce}.{i}" for i in items]
+        framed = [encode(texts[i], tag) for i, tag in zip(items, tags)]
+        data = b"".join(payload + b"\0" for payload, _ in framed)
         ends = []  # byte offset where each item's frame ends
-        for i in items:
-            ends.append((ends[-1] if ends else 0) + len(payloads[i]) + 1)
+        for payload, _ in framed:
+            ends.append((ends[-1] if ends else 0) + len(payload) + 1)
         written, received, buffer = 0, 0, bytearray()
-        done: dict[int, bytes] = {}
+        done: dict[int, tuple[str, int]] = {}
         poller = select.poll()
         poller.register(stdout, select.POLLIN)
         poller.register(stdin, select.POLLOUT)
         deadline = time.monotonic() + self.timeout_s
         why = ""
+        desynced = -1  # the position of the first answer that was not its frame's own
         while received < len(items):
             left = deadline - time.monotonic()
             if left <= 0:
-                why = f"no answer within {self.timeout_s:g}s"
+                why = f"no output for {self.timeout_s:g}s"
                 break
             events = poller.poll(left * 1000)
             for fd, event in events:
@@ -315,15 +382,16 @@ class Pipeline:
                     if not chunk:
                         why = "its last program closed its output"
                         break
-                    deadline = time.monotonic() + self.timeout_s  # progress: the timeout starts again
+                    deadline = time.monotonic() + self.timeout_s  # progress: the guard starts again
                     buffer += chunk
                     while (end := buffer.find(b"\0")) >= 0 and received < len(items):
-                        answer = bytes(buffer[:end])
-                        if _END not in answer:  # a stage that reaches EOF flushes an empty frame: dying
-                            why = "a stage exited"
-                            break
-                        done[items[received]] = answer
+                        answer = bytes(buffer[:end]).decode("utf-8", "replace")
                         del buffer[: end + 1]
+                        try:
+                            done[items[received]] = decode(answer, tags[received], framed[received][1])
+                        except Desync as exc:
+                            why, desynced = f"answer {received} of {len(items)} is not its frame's own: {exc}", received
+                            break
                         received += 1
                     if why:
                         break
@@ -333,8 +401,12 @@ class Pipeline:
             return done, [], [], ""
         if not why:
             why = "it answered more than it was asked"
-        why = f"the {self.name} pipeline died ({why}{self._exit_codes()})"
+        self.desyncs += desynced >= 0
+        why = f"the {self.name} pipeline {'desynced' if desynced >= 0 else 'died'} ({why}{self._exit_codes()})"
         self.close()
+        if desynced >= 0:  # the answers before it were each their own; it is charged, the rest go again
+            rest = [i for i in items[desynced:] if i not in done]
+            return done, rest[:1], rest[1:], why
         lost = [i for k, i in enumerate(items) if i not in done and (ends[k - 1] if k else 0) < written]
         unsent = [i for k, i in enumerate(items) if i not in done and (ends[k - 1] if k else 0) >= written]
         if not lost and unsent:  # died before a byte of them went in: the first is charged, or this never ends
@@ -379,24 +451,27 @@ class ApertiumModel:
                                 f"{install_hint(spec.packages)}, or drop {spec.name!r} from the manifest")
         stages = read_stages(mode_file)
         check_installed(stages, spec.packages)
+        self.revision = engine_revision(spec.revision, mode_file, stages)
         self.pipeline = Pipeline(stages, timeout_s, spec.mode)
 
     def fit(self, text: str, source: str, target: str) -> list[Piece]:
         return [Piece(text, True)]  # no input limit: a segment goes whole
 
     def chunk(self, text: str, source: str, target: str, beam: int, limits: object = None) -> Chunk:
-        payload = frame(text)
-        spec = self.spec
-        key = segment_key(spec.name, spec.revision, source, target, payload, {"engine": ENGINE})
-        return Chunk(list(payload), key, source=text)
+        # `encode` is a function of the text alone (the nonce is added per exchange): the text's
+        # own bytes key it, under the revision that covers the framing code and the mode's data.
+        ids = list(text.encode("utf-8", "surrogatepass"))
+        key = segment_key(self.spec.name, self.revision, source, target, ids, {"engine": ENGINE})
+        return Chunk(ids, key, source=text)
 
     def run(self, source: str, target: str, beam: int, chunks: list[Chunk], limits: object = None) -> None:
-        answers = self.pipeline.run([bytes(c.ids) for c in chunks])
-        for chunk, answer in zip(chunks, answers):
+        outcome = self.pipeline.run([c.source for c in chunks])
+        for chunk, answer in zip(chunks, outcome.answers):
+            chunk.cacheable = outcome.clean
             if isinstance(answer, str):
                 chunk.failure = f"model {self.spec.name!r} failed: {answer}"
                 continue
-            chunk.text, chunk.unknown = unformat(answer.decode("utf-8", "replace"))
+            chunk.text, chunk.unknown = answer
             chunk.confidence = round(known_share(chunk.source, chunk.unknown), 4)
 
     def translate(self, texts: list[str]) -> list[str]:
@@ -410,3 +485,19 @@ class ApertiumModel:
 
     def close(self) -> None:
         self.pipeline.close()
+
+
+def engine_revision(files_revision: str, mode_file: Path, stages: list[list[str]]) -> str:
+    """What an Apertium translation depends on besides its text, taken once at load: the framing
+    code, the manifest's checksums, and the mode file, data files and programs as they are on
+    disk now (path, size, mtime), so an upgraded package or a change of framing starts fresh
+    cache entries instead of serving ones written before."""
+    material = [str(FRAMING_REVISION), files_revision]
+    programs = [shutil.which(stage[0]) or stage[0] for stage in stages]
+    for path in [mode_file, *data_files(stages), *map(Path, programs)]:
+        try:
+            st = path.stat()
+            material.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            material.append(f"{path}:absent")
+    return hashlib.sha256("\n".join(material).encode()).hexdigest()[:16]

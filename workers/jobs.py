@@ -40,6 +40,9 @@ class Translation:
     pivot: str = ""  # translated through this language ("en"), or ""
     engine: str = ""  # engines that produced the text: "onnx", "apertium", "onnx+apertium" ("" if none was needed)
     unknown_words: int = 0  # words the rule-based engine did not know (their marks removed)
+    # False when an engine answered some segment from an exchange that went wrong (a restarted or
+    # desynced Apertium chain): the text is checked to be the segment's own, but never cached.
+    cacheable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,9 @@ class TranslationError:
 @dataclass(slots=True)
 class Chunk:
     """A piece of one leg's input that fits the engine: what one decoder row (or one pipeline
-    round trip) translates. `ids` is what the engine receives (token ids, or the UTF-8 bytes
-    written to an Apertium pipeline): the segment cache keys on it, and it weighs confidence."""
+    round trip) translates. `ids` is what the engine receives (token ids), or for Apertium the
+    text's UTF-8 bytes (its framing is a function of them): the segment cache keys on it, and it
+    weighs confidence."""
 
     ids: list[int]
     key: bytes
@@ -64,3 +68,4 @@ class Chunk:
     cached: bool = False
     unknown: int = 0  # words marked unknown by a rule-based engine
     failure: str = ""
+    cacheable: bool = True  # False: answered by an exchange that went wrong; kept out of every cache

@@ -344,6 +344,7 @@ class WorkerProcess:
                     engine=out.engine,
                     unknown_words=out.unknown_words,
                 ),
+                cacheable=out.cacheable,
             )
         )
 

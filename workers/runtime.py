@@ -18,10 +18,12 @@
         token budget, padded to a multiple of `LENGTH_BUCKET` (few distinct shapes: flat memory)
       rule-based (`workers.apertium.ApertiumModel`): pipelined through the mode's Apertium chain
 
-An engine is anything with `spec`, `engine`, `fit`, `chunk`, `run` and `close` (`Engine`). All
-segments of all jobs go through the same rounds, so a message's segments share batches. The
-segment cache (`SegmentCache`, the worker's shared table) is keyed by what the engine receives
-(token ids, or the bytes written to the pipeline; `ipc.cache_key.segment_key`). The source
+An engine is anything with `spec`, `engine`, `revision`, `fit`, `chunk`, `run` and `close`
+(`Engine`). All segments of all jobs go through the same rounds, so a message's segments share
+batches. The segment cache (`SegmentCache`, the worker's shared table) is keyed by what the
+engine receives (token ids, or for Apertium the segment's text) under the engine's revision
+(`ipc.cache_key.segment_key`); a chunk an engine marks uncacheable (an Apertium exchange that
+died or desynced) is never put there, and its job's `Translation.cacheable` is False. The source
 language must be given: the edge detects it.
 """
 
@@ -68,6 +70,7 @@ class Engine(Protocol):
 
     spec: ModelSpec
     engine: str  # "onnx" | "apertium": reported in results
+    revision: str  # what its cache keys and the Ready frame carry: its files, and for Apertium its code
 
     def fit(self, text: str, source: str, target: str) -> list[Piece]: ...
     def chunk(self, text: str, source: str, target: str, beam: int, limits: "BatchLimits") -> Chunk: ...
@@ -90,6 +93,7 @@ class Model:
 
     def __init__(self, spec: ModelSpec, threads: int = 1, packed_dir: Path | None = None, shortlist: bool = False):
         self.spec = spec
+        self.revision = spec.revision
         self.graphs = Seq2SeqGraphs(spec.directory, threads, packed_dir)
         shortlists = spec.directory / SHORTLISTS_FILE
         self._heads: dict[str, OutputHead] = {}  # target language -> its shortlisted head
@@ -214,6 +218,7 @@ class _Segment:
     confidence: float = 1.0  # product over legs
     truncated: bool = False
     cached: bool = True  # every chunk of every leg came from the cache
+    cacheable: bool = True  # no chunk of any leg came from an exchange that went wrong
     retried: bool = False
     unknown: int = 0  # words a rule-based leg did not know
     outside: bool = False  # a word outside the leg's model vocabulary: the route is skipped
@@ -307,14 +312,15 @@ class Runtime:
         described = []
         for tier, names in self.registry.models().items():
             for name in names:
-                spec = self._models[name].spec
+                model = self._models[name]
+                spec = model.spec
                 described.append(
                     {
                         "name": name,
                         "family": spec.family,
                         "tier": tier,
                         "quantization": spec.quantization,
-                        "revision": spec.revision,
+                        "revision": model.revision,
                         "languages": [f"{s}-{t}" for s, t in spec.pairs],
                     }
                 )
@@ -414,6 +420,7 @@ class Runtime:
             self._run_group(self._models[name], source, target, beam, chunks, cache)
         for seg, pieces, chunks in plans:
             failed = next((c.failure for c in chunks if c.failure), "")
+            seg.cacheable &= all(c.cacheable for c in chunks)  # a failed route's exchange taints too
             if failed:
                 seg.failure = failed
                 continue
@@ -434,7 +441,8 @@ class Runtime:
         self, model: Engine, source: str, target: str, beam: int, chunks: list[Chunk], cache: SegmentCache | None
     ) -> None:
         """Answer each distinct chunk once: from the cache, else by the model's engine; a failed
-        chunk is never cached (its segment moves to another route)."""
+        chunk is never cached (its segment moves to another route), nor one the engine marked
+        uncacheable (an Apertium chain that died or desynced during its exchange)."""
         by_key: dict[bytes, list[Chunk]] = {}
         for chunk in chunks:
             by_key.setdefault(chunk.key, []).append(chunk)
@@ -456,10 +464,10 @@ class Runtime:
         for same in todo:
             leader = same[0]
             for chunk in same[1:]:
-                chunk.text, chunk.confidence, chunk.truncated, chunk.unknown, chunk.failure = (
-                    leader.text, leader.confidence, leader.truncated, leader.unknown, leader.failure,
+                chunk.text, chunk.confidence, chunk.truncated, chunk.unknown, chunk.failure, chunk.cacheable = (
+                    leader.text, leader.confidence, leader.truncated, leader.unknown, leader.failure, leader.cacheable,
                 )
-            if cache is not None and not leader.failure:
+            if cache is not None and not leader.failure and leader.cacheable:
                 cache.put(leader.key, _segment_value(leader, model.spec))
 
     def _finish(self, message: _Message) -> Translation | TranslationError:
@@ -495,6 +503,7 @@ class Runtime:
             pivot=route.pivot if route else "",
             engine="+".join(engines),
             unknown_words=sum(s.unknown for s in segments),
+            cacheable=all(s.cacheable for s in segments),
         )
 
 

@@ -1,7 +1,9 @@
 """Apertium through the real appliance (real runtime, one worker, the real Debian packages): a chat
 message with every protected part in place, a pivot through Spanish, a neural model that raises on
-one segment handing it to Apertium, a killed Apertium process that loses nothing, and a segment
-that kills its pipeline twice ending as an error event. The catalog's pivot search is tested here
+one segment handing it to Apertium, a killed Apertium process that loses nothing, a segment
+that kills its pipeline twice ending as an error event, an attacker's stream syntax batched with
+innocent users' messages (each gets exactly its own translation), and a desynced chain whose
+answers reach no cache. The catalog's pivot search is tested here
 too (pure)."""
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
     fake = directory / "fake-modes"
     fake.mkdir()
     stage = write_stage(fake / "crash_stage.py")
-    (fake / "eng-ita.mode").write_text(f"{stage}\n")
+    # The stage is its own flag file (it exists, so FLAKY never fires): SWALLOW desyncs it once.
+    (fake / "eng-ita.mode").write_text(f"{stage} {stage}\n")
     write_entry(directory, "apertium-eng-ita", {
         "path": str(fake), "family": "apertium", "tier": FALLBACK, "quantization": "none", "source": "test:crash",
         "mode": "eng-ita", "pairs": [["en", "it"]], "packages": [],
@@ -250,3 +253,50 @@ def test_a_segment_that_kills_its_pipeline_twice_ends_as_an_error_event(app):
     assert "segment 1" in event["error"]["message"] and "retried on a fresh pipeline" in event["error"]["message"]
     ok = translate(app, "Hello there.", "it", sourceLanguage="en")
     assert ok["translatedText"] == "HELLO THERE." and ok["engine"] == "apertium"
+
+
+ATTACKS = ["I love cats ^", "^", "Hi ^$/<x>{y}[z]\\ @*#~+=%|", "a\uffffb \x00 \ufdd0 end ^", "Bye [[x]] ^"]
+INNOCENT = ["Hello my friend.", "The dog sleeps in the garden.", "Good morning, how are you?",
+            "My neighbour bought a new bicycle yesterday."]
+
+
+@needs_apertium
+def test_an_attackers_stream_syntax_batched_with_innocent_messages_reaches_no_one_else(app, reference):
+    """From outside, as found: an attacker's messages (a segment ending in `^` and the rest of the
+    stream syntax) go in one burst with innocent users' messages; every innocent user gets exactly
+    its own translation, now and from the caches afterwards."""
+    dealer = app.socket(zmq.DEALER)
+    burst = [(f"a{i}", text) for i, text in enumerate(ATTACKS)] + [(f"u{i}", text) for i, text in enumerate(INNOCENT)]
+    burst = [burst[i] for i in (0, 5, 1, 6, 2, 7, 3, 8, 4)]  # interleaved: attackers between the users
+    for message_id, text in burst:
+        dealer.send(json.dumps({"messageId": message_id, "text": text, "sourceLanguage": "en", "targetLanguage": "es",
+                                "sync": True}).encode())
+    replies = {}
+    while len(replies) < len(burst):
+        assert dealer.poll(120_000), f"no reply; have {sorted(replies)}"
+        reply = json.loads(dealer.recv())
+        replies[reply["messageId"]] = reply
+    wanted = {text: expected(reference, text, "es") for text in INNOCENT}
+    for message_id, text in burst:
+        reply = replies[message_id]
+        assert reply["status"] == "completed", reply
+        out = reply["results"][0]["translatedText"]
+        if message_id.startswith("u"):
+            assert out == wanted[text], (text, out)
+        else:
+            assert out == expected(reference, text, "es")
+            assert not any(translation in out for translation in wanted.values()), (text, out)
+    for text in INNOCENT:  # what the caches kept is each user's own
+        again = translate(app, text, "es", sourceLanguage="en")
+        assert again["translatedText"] == wanted[text] and again["fromCache"] is True
+
+
+@needs_apertium
+def test_what_a_desynced_chain_answered_is_served_but_never_cached(app):
+    text = "Hello SWALLOW there. Good day."  # the first frame eats its NUL once: the answers desync
+    first = translate(app, text, "it", sourceLanguage="en")
+    assert first["translatedText"] == "HELLO SWALLOW THERE. GOOD DAY." and first["fromCache"] is False
+    second = translate(app, text, "it", sourceLanguage="en")  # neither message nor segments were kept
+    assert second["translatedText"] == first["translatedText"] and second["fromCache"] is False
+    third = translate(app, text, "it", sourceLanguage="en")  # the clean run was kept as usual
+    assert third["translatedText"] == first["translatedText"] and third["fromCache"] is True

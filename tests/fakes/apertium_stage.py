@@ -1,6 +1,7 @@
 """A stand-in Apertium stage: NUL-framed like an Apertium program in null-flush mode; it upper-cases
 each frame. "CRASH" in a frame kills it, "FLAKY" kills it once when given a flag file as its last
-argument (it leaves the file behind), "HANG" blocks it."""
+argument (it leaves the file behind), "HANG" blocks it, and "SWALLOW" (once, with the flag file)
+eats the NUL that ends its frame, so its answer runs into the next one's: a desynced chain."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ while True:
             os._exit(4)
         if b"HANG" in frame:
             time.sleep(3600)
+        if b"SWALLOW" in frame and flag and not os.path.exists(flag + ".swallowed"):
+            open(flag + ".swallowed", "w").close()
+            os.write(1, frame.upper())
+            continue
         os.write(1, frame.upper() + b"\\0")
 """
 

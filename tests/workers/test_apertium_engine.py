@@ -1,6 +1,8 @@
 """The Apertium engine: real pipelines of real processes (the Debian packages when installed, and
-small stand-in stages that crash or hang on cue), the stream-format framing, unknown-word marks,
-restarts, timeouts; the runtime routing to it, caching it, and the pivot search."""
+small stand-in stages that crash, hang or desync on cue), the stream-format framing (slots and the
+per-frame marker), unknown-word marks, restarts, the liveness guard; the runtime routing to it,
+caching it (and not caching what a broken exchange answered), and the pivot search. The framing's
+differential property on the real pipelines is in test_apertium_framing.py."""
 
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from tests.fakes.segment_cache import DictCache
 from workers.apertium import (
     ApertiumError,
     ApertiumModel,
+    Desync,
     Pipeline,
-    frame,
+    decode,
+    encode,
     installed_modes,
     known_share,
     read_stages,
-    unformat,
 )
 from workers.jobs import Translation, TranslationError, TranslationJob
 from workers.manifest import load_specs, read_manifest, write_entry
@@ -63,8 +66,8 @@ def fake(pipelines, stage: Path, tmp_path: Path, timeout_s: float = 10.0) -> Pip
     return pipeline
 
 
-def texts(answers) -> list:
-    return [unformat(a.decode())[0] if isinstance(a, bytes) else a for a in answers]
+def texts(run) -> list:
+    return [a[0] if isinstance(a, tuple) else a for a in run.answers]
 
 
 def gone(pids: list[int]) -> bool:
@@ -74,23 +77,31 @@ def gone(pids: list[int]) -> bool:
 # ---------------------------------------------------------------------------------- the text
 
 
-def test_reserved_characters_are_escaped_and_a_tilde_becomes_a_superblank():
-    assert frame("a [b] $c ^d \\e /f @g <h> {i} ~") == b"a \\[b\\] \\$c \\^d \\\\e \\/f \\@g \\<h\\> \\{i\\} [~][]"
-    assert frame("nul\0byte") == b"nulbyte[]"  # NUL ends a frame: it never goes in
+def test_no_stream_character_reaches_the_pipeline_each_run_waits_in_a_slot():
+    payload, slots = encode("a [b] $c ^d \\e /f @g <h> {i} ~ *j #k +=%| nul\0x \uffff\ufdd0 \x85y", "7.3")
+    assert payload == (b"a [7.3.0]b[7.3.1] [7.3.2]c [7.3.3]d [7.3.4]e [7.3.5]f [7.3.6]g [7.3.7]h[7.3.8] [7.3.9]i[7.3.10] "
+                       b"[7.3.11] [7.3.12]j [7.3.13]k [7.3.14] nul[7.3.15]x [7.3.16] [7.3.17]y[7.3]")
+    assert slots == ["[", "]", "$", "^", "\\", "/", "@", "<", ">", "{", "}", "~", "*", "#", "+=%|", "\0", "\uffff\ufdd0",
+                     "\x85"]
+    assert encode("", "1.0") == (b"[1.0]", [])
 
 
-def test_marks_are_removed_and_counted_escapes_and_superblanks_resolved():
-    assert unformat("Vi un *flurgleblax y #bueno @casa.[]") == ("Vi un flurgleblax y bueno casa.", 3)
-    assert unformat(" El \\[gato\\] \\@en   casa [~] 5 * 3 #1 x*y.[]") == ("El [gato] @en casa ~ 5 * 3 #1 x*y.", 0)
+def test_an_answer_is_read_only_with_its_own_marker_and_engine_marks_are_removed_and_counted():
+    assert decode("Vi un *flurgleblax y #bueno @casa.[9.2]", "9.2", []) == ("Vi un flurgleblax y bueno casa.", 3)
+    assert decode("A las 20*h30[9.2.0][9.2]", "9.2", ["^"]) == ("A las 20h30^", 1)
+    assert decode(" El \\]gato   [9.2.0] x[9.2]\n", "9.2", ["~"]) == ("El ]gato ~ x", 0)
+    for foreign in ("Hola[9.3]", "Hola[8.2]", "Hola[9.2][9.3]", "Hola[9.2] y más", "Hola[9.2.1]", "Hola", "Hola[9.2"):
+        with pytest.raises(Desync):
+            decode(foreign, "9.2", ["x"])
     assert known_share("I saw a flurgleblax yesterday.", 1) == 0.8
     assert known_share("!!!", 0) == 1.0 and known_share("one", 3) == 0.0
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="*#\0", blacklist_categories=("Cs",))))
-def test_a_frame_read_back_untranslated_is_the_text(text):
-    # Only * and # before a letter are not literal on the way back: Apertium's own deformatter
-    # does not escape them either. Runs of spaces (left by words that transfer drops) read as one.
-    assert unformat(frame(text).decode()) == (regex.sub(" {2,}", " ", text).strip(), 0)
+@given(st.text(), st.integers(0, 10**6))
+def test_a_frame_read_back_untranslated_is_the_text(text, index):
+    # Runs of spaces (left by words that transfer drops) read as one.
+    payload, slots = encode(text, f"123.{index}")
+    assert decode(payload.decode(), f"123.{index}", slots) == (regex.sub(" {2,}", " ", text).strip(), 0)
 
 
 def test_a_mode_becomes_programs_in_null_flush_mode(tmp_path):
@@ -127,57 +138,70 @@ def test_a_missing_installation_names_the_debian_packages(tmp_path):
 def test_segments_are_framed_apart_and_the_chain_starts_once(pipelines, stage, tmp_path):
     pipeline = fake(pipelines, stage, tmp_path)
     inputs = ["one", "two [x]", "three \\ four", "", "~ five"] * 50
-    assert texts(pipeline.run([frame(t) for t in inputs])) == [t.upper().strip() for t in inputs]
-    assert texts(pipeline.run([frame("again")])) == ["AGAIN"]
+    assert texts(pipeline.run(inputs)) == [t.upper().strip() for t in inputs]
+    assert texts(pipeline.run(["again"])) == ["AGAIN"]
     assert pipeline.starts == 1 and pipeline.alive()
 
 
 def test_a_segment_whose_chain_dies_is_retried_once_on_a_fresh_chain(pipelines, stage, tmp_path):
     pipeline = fake(pipelines, stage, tmp_path)
-    assert texts(pipeline.run([frame("warm")])) == ["WARM"]
+    assert texts(pipeline.run(["warm"])) == ["WARM"]
     first = pipeline.pids
-    assert texts(pipeline.run([frame(t) for t in ("a", "b FLAKY", "c", "d")])) == ["A", "B FLAKY", "C", "D"]
+    assert texts(pipeline.run(["a", "b FLAKY", "c", "d"])) == ["A", "B FLAKY", "C", "D"]
     assert pipeline.starts == 2 and set(pipeline.pids).isdisjoint(first)
     assert (tmp_path / "flaky-once").exists()  # it did die once
 
 
+def test_an_answer_that_is_not_its_frames_own_restarts_the_chain_and_nothing_is_clean(pipelines, stage, tmp_path):
+    pipeline = fake(pipelines, stage, tmp_path)
+    assert pipeline.run(["warm"]).clean
+    first = pipeline.pids
+    run = pipeline.run(["a", "b SWALLOW", "c", "d"])  # b's answer runs into c's: b's marker is not last
+    assert (tmp_path / "flaky-once.swallowed").exists()
+    assert texts(run) == ["A", "B SWALLOW", "C", "D"]  # b alone on a fresh chain, c and d again after it
+    assert not run.clean and pipeline.desyncs == 1
+    assert pipeline.starts == 2 and gone(first)
+    assert pipeline.run(["after"]).clean
+
+
 def test_a_segment_that_kills_the_fresh_chain_too_fails_alone(pipelines, stage, tmp_path):
     pipeline = fake(pipelines, stage, tmp_path)
-    answers = texts(pipeline.run([frame(t) for t in ("a", "b CRASH", "c", "d")]))
+    answers = texts(pipeline.run(["a", "b CRASH", "c", "d"]))
     assert answers[0] == "A" and answers[2:] == ["C", "D"]
     assert "fake pipeline died" in answers[1] and "retried on a fresh pipeline" in answers[1]
     assert "exited 3" in answers[1]
-    assert texts(pipeline.run([frame("after")])) == ["AFTER"]
+    assert texts(pipeline.run(["after"])) == ["AFTER"]
 
 
 def test_a_killed_stage_loses_nothing(pipelines, stage, tmp_path):
     pipeline = fake(pipelines, stage, tmp_path)
-    assert texts(pipeline.run([frame("warm")])) == ["WARM"]
+    assert texts(pipeline.run(["warm"])) == ["WARM"]
     for victim in (1, 0):
         pids = pipeline.pids
         os.kill(pids[victim], signal.SIGKILL)
         inputs = [f"line {i}" for i in range(300)]
-        assert texts(pipeline.run([frame(t) for t in inputs])) == [t.upper() for t in inputs]
+        assert texts(pipeline.run(inputs)) == [t.upper() for t in inputs]
         assert gone(pids)
     assert pipeline.starts == 3
 
 
 def test_a_stage_that_stops_answering_times_out_and_is_replaced(pipelines, stage, tmp_path):
     pipeline = fake(pipelines, stage, tmp_path, timeout_s=1.0)
-    assert texts(pipeline.run([frame("warm")])) == ["WARM"]
+    assert texts(pipeline.run(["warm"])) == ["WARM"]
     hung = pipeline.pids
-    answers = texts(pipeline.run([frame(t) for t in ("a", "HANG", "b")]))
+    answers = texts(pipeline.run(["a", "HANG", "b"]))
     assert answers[0] == "A" and answers[2] == "B"
-    assert "no answer within 1s" in answers[1]
+    assert "no output for 1s" in answers[1]
     assert gone(hung)  # the stalled chain was killed, not left behind
-    assert texts(pipeline.run([frame("later")])) == ["LATER"]
+    assert texts(pipeline.run(["later"])) == ["LATER"]
 
 
 def test_a_chain_that_cannot_start_fails_every_segment_with_the_reason(pipelines):
     pipeline = Pipeline([["/nonexistent/lt-proc", "-z"]], 5.0, "broken")
     pipelines.append(pipeline)
-    answers = pipeline.run([frame("a"), frame("b")])
-    assert all(isinstance(a, str) and "cannot start the broken pipeline" in a for a in answers)
+    run = pipeline.run(["a", "b"])
+    assert all(isinstance(a, str) and "cannot start the broken pipeline" in a for a in run.answers)
+    assert not run.clean
 
 
 @needs_apertium
@@ -185,14 +209,12 @@ def test_a_real_pipeline_translates_and_counts_unknown_words(pipelines):
     pipeline = Pipeline(read_stages(MODES["eng-spa"]), 10.0, "eng-spa")
     pipelines.append(pipeline)
     hello, unknown, special = texts(pipeline.run([
-        frame("Hello! How are you today?"), frame("I saw a flurgleblax yesterday."),
-        frame("The [cat] costs 5 $ @home ~ ok."),
+        "Hello! How are you today?", "I saw a flurgleblax yesterday.", "The [cat] costs 5 $ @home ~ ok.",
     ]))
     assert hello == "Hola! Cómo eres hoy?"
     assert unknown == "Vi un flurgleblax ayer."
-    assert special.startswith("El [gato] cuesta 5 $ @") and "~" in special
-    (raw,) = pipeline.run([frame("I saw a flurgleblax yesterday.")])
-    assert unformat(raw.decode())[1] == 1 and b"*flurgleblax" in raw
+    assert special == "El [gato] cuesta 5 $ @casa ~ vale."
+    assert pipeline.run(["I saw a flurgleblax yesterday."]).answers == [("Vi un flurgleblax ayer.", 1)]
 
 
 @needs_apertium
@@ -200,12 +222,12 @@ def test_a_real_pipeline_killed_mid_chain_is_restarted(pipelines):
     pipeline = Pipeline(read_stages(MODES["fr-es"]), 10.0, "fr-es")
     pipelines.append(pipeline)
     inputs = ["Merci beaucoup pour ton message.", "Le chien du voisin dort.", "On se voit demain à la gare ?"] * 20
-    reference = texts(pipeline.run([frame(t) for t in inputs]))
+    reference = texts(pipeline.run(inputs))
     assert reference[0] == "Muchas gracias para tu mensaje."
     for victim in range(len(pipeline.pids)):
         pids = pipeline.pids
         os.kill(pids[victim], signal.SIGKILL)
-        assert texts(pipeline.run([frame(t) for t in inputs])) == reference
+        assert texts(pipeline.run(inputs)) == reference
         assert gone(pids)
     assert pipeline.starts == 1 + len(pipeline.stages)
 
@@ -346,3 +368,67 @@ def test_a_pair_only_apertium_serves_is_refused_without_it(builtin_models_dir):
     (error,) = neural.translate([job("Merci.", "es", source="fr")])
     assert isinstance(error, TranslationError) and error.code == "unsupported_language"
     assert "through another language" in error.message
+
+
+@needs_apertium
+def test_no_engine_mark_reaches_the_text_in_a_pivots_legs_and_each_is_counted(runtime):
+    (result,) = runtime.translate([job("à 20h30", "en", source="fr", tier="rule-based")])
+    assert (result.text, result.pivot, result.unknown_words) == ("To the 20h30", "es", 1)
+
+
+def fake_engine(tmp_path: Path, stage: Path) -> ApertiumModel:
+    """An ApertiumModel whose pipeline is the two stand-in stages (SWALLOW desyncs it once)."""
+    from workers.manifest import ModelSpec
+
+    modes = tmp_path / "modes"
+    modes.mkdir(exist_ok=True)
+    (modes / "eng-ita.mode").write_text(f"{stage}\n")
+    spec = ModelSpec("apertium-eng-ita", modes, "apertium", FALLBACK, "none", "test:fake", (("en", "it"),), {},
+                     mode="eng-ita")
+    model = ApertiumModel(spec)
+    model.pipeline = Pipeline([[str(stage), "-z"], [str(stage), "-z", str(tmp_path / "flag")]], 10.0, "fake")
+    return model
+
+
+def test_what_a_desynced_exchange_answered_is_right_but_cached_nowhere(tmp_path, stage):
+    model = fake_engine(tmp_path, stage)
+    rt = Runtime({"apertium-eng-ita": model}, Registry({FALLBACK: {"apertium-eng-ita": (("en", "it"),)}}))
+    cache = DictCache()
+    try:
+        texts = ["Good day.", "Hello SWALLOW there.", "See you.", "Bye now."]
+        results = rt.translate([job(t, "it") for t in texts], cache)
+        assert [r.text for r in results] == [t.upper() for t in texts]
+        assert model.pipeline.desyncs == 1 and not any(r.cacheable for r in results)
+        assert cache.entries == {}  # not one segment of the broken run
+        again = rt.translate([job(t, "it") for t in texts], cache)  # a clean run: cached as usual
+        assert [r.text for r in again] == [t.upper() for t in texts] and all(r.cacheable for r in again)
+        assert len(cache.entries) == 4 and all(r.cached_segments == 0 for r in again)
+    finally:
+        rt.close()
+
+
+def test_the_revision_covers_the_framing_code_and_the_modes_files_as_they_are_on_disk(tmp_path, stage, monkeypatch):
+    from workers import apertium
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x")
+    mode = tmp_path / "xx-yy.mode"
+    mode.write_text(f"{stage} {data}\n")
+    stages = read_stages(mode)
+    first = apertium.engine_revision("files", mode, stages)
+    assert first == apertium.engine_revision("files", mode, stages) != apertium.engine_revision("other", mode, stages)
+    data.write_bytes(b"xy")  # an upgraded package: new data under the same manifest checksums
+    upgraded = apertium.engine_revision("files", mode, stages)
+    assert upgraded != first
+    monkeypatch.setattr(apertium, "FRAMING_REVISION", apertium.FRAMING_REVISION + 1)
+    assert apertium.engine_revision("files", mode, stages) not in (first, upgraded)
+    model = fake_engine(tmp_path, stage)
+    assert model.revision != model.spec.revision
+    from ipc.cache_key import segment_key
+
+    spec = model.spec  # segment keys, and (through the Ready frame) message keys, carry the engine's revision
+    assert model.chunk("hi", "en", "it", 1).key != segment_key(spec.name, spec.revision, "en", "it", list(b"hi"),
+                                                                 {"engine": "apertium"})
+    rt = Runtime({spec.name: model}, Registry({FALLBACK: {spec.name: (("en", "it"),)}}))
+    assert [m["revision"] for m in rt.models()] == [model.revision]
+    rt.close()
