@@ -101,7 +101,12 @@ class Metrics:
         self.http_connections = Gauge("meeshy_http_connections", "Open HTTP connections.", registry=r)
         self.http_refused = Counter(
             "meeshy_http_connections_refused",
-            "HTTP connections refused at [http] max_connections (answered 503).",
+            "HTTP connections refused at [http] max_connections or max_connections_per_peer, none evictable (answered 503).",
+            registry=r,
+        )
+        self.http_evicted = Counter(
+            "meeshy_http_connections_evicted",
+            "Unauthenticated HTTP connections waiting for a request head, closed to make room at a connection cap.",
             registry=r,
         )
 
