@@ -611,3 +611,17 @@ def test_partial_heads_never_lock_out_the_token_holder(guarded, peer_count):
           f"after {after / 2**20:.1f} MiB")
     assert served == 60
     assert metric(guarded, "meeshy_http_connections_evicted_total") > 0
+
+
+def test_without_a_token_an_idle_keep_alive_connection_makes_room(start_appliance):
+    app = start_appliance(config={"http": {"max_connections": 2}})
+    with Conn(app) as idle, Conn(app) as serving:
+        for conn in (idle, serving):
+            conn.send(request_bytes("GET", "/health"))
+            assert conn.response()[0] == 200
+        poll_until(lambda: open_connections(app) == 2, 20, what="2 connections open")
+        status, _, body, _ = call(app, "GET", "/stats")  # evicts `idle`, the oldest, without a word
+        assert status == 200 and "workers" in body
+        assert idle.rest() == b""
+        serving.send(request_bytes("GET", "/health"))
+        assert serving.response()[0] == 200
