@@ -192,6 +192,7 @@ class ApplianceCache:
             "persistent_written": t["write_behind_written"],
             "persistent_dropped": t["write_behind_dropped"],
             "persistent_reopened": t["persistent_reopened"],
+            "persistent_repairs": t["persistent_repairs"],
             "lock_timeouts": t["lock_timeouts"],
             "warm_loaded": self.loaded,
         }

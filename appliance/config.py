@@ -112,6 +112,7 @@ class IpcSettings(_Section):
 
 class HttpSettings(_Section):
     max_connections: int = 256
+    max_connections_per_peer: int = 64
     header_timeout_s: float = 10.0
 
 
@@ -348,6 +349,7 @@ def validate(s: Settings) -> None:
     need(16 <= s.limits.max_id_bytes <= 4096, "limits.max_id_bytes must be in 16..4096")
     need(s.limits.max_waiters_per_task >= 1, "limits.max_waiters_per_task must be >= 1")
     need(s.http.max_connections >= 1, "http.max_connections must be >= 1")
+    need(s.http.max_connections_per_peer >= 1, "http.max_connections_per_peer must be >= 1")
     need(s.http.header_timeout_s > 0, "http.header_timeout_s must be > 0")
     sec = s.security
     if sec.curve:

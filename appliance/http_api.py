@@ -21,9 +21,15 @@ no router, and the server is the protocol factory, which is where the limits bel
 
 Limits, so that a slow or hostile client cannot hold memory or connections:
 
-    connections   at most http.max_connections (256) at once; one more is answered 503
-                  "overloaded" and closed at once, unread (aiohttp has no cap of its own:
-                  `Connection.connection_made`).
+    connections   at most http.max_connections (256) at once, and at most
+                  http.max_connections_per_peer (64) from one peer (an IPv4 address, an IPv6
+                  /64). A connection over either cap evicts the oldest connection (of that peer,
+                  or of all) that is evictable: one waiting for a request head, not serving a
+                  request, and not authenticated. Only when none is evictable is the newcomer
+                  answered 503 "overloaded" and closed at once, unread (aiohttp has no cap of
+                  its own: `Connection.connection_made`). So connections that hold partial heads
+                  can never hold the door shut: whoever connects next takes the oldest one's
+                  place, and a client that sends its request at once is served.
     idle          a keep-alive connection waits IDLE_TIMEOUT_S (30 s) for its next request head
                   (aiohttp's keepalive_timeout), then is closed.
     head          once the first byte of a head came, the request line and the whole header block
@@ -48,7 +54,12 @@ Limits, so that a slow or hostile client cannot hold memory or connections:
                   accepted sockets inherit the listener's SO_RCVBUF (RECV_BUFFER, 32 KiB).
     auth          when security.http_token is set, every request but GET /health needs
                   `Authorization: Bearer <token>`, else 401 "unauthorized" with
-                  `WWW-Authenticate: Bearer` (a request with a body is then closed).
+                  `WWW-Authenticate: Bearer`. A connection is authenticated once a request on it
+                  carried the token; until then it gets one request (a 401 or /health, then
+                  closed) and its head deadline (header_timeout_s) runs from the accept, not from
+                  its first byte, so a connection that sends nothing is closed too. Without a
+                  token no connection is authenticated: eviction then takes idle keep-alive
+                  connections as well (a client retries on a new one, as HTTP allows).
 
 aiohttp internals this relies on (tests/appliance/test_http_limits.py fails if they change):
 RequestHandler's `_waiter` (set while it waits for a request head), `_request_count` (heads
@@ -60,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import socket
 from typing import Protocol
@@ -135,9 +147,11 @@ class HttpApi:
         self.metrics = service.metrics
         self.max_body = settings.limits.max_request_bytes
         self.max_connections = settings.http.max_connections
+        self.max_per_peer = settings.http.max_connections_per_peer
         self.header_timeout_s = settings.http.header_timeout_s
         self.token = settings.security.http_token.encode()
-        self.active = 0
+        self.connections: dict[Connection, None] = {}  # holding a slot, oldest first
+        self.per_peer: dict[str, int] = {}
         self._full_logged = False
         self._server: _Server | None = None
         self._listener: asyncio.AbstractServer | None = None
@@ -190,40 +204,74 @@ class HttpApi:
 
     # -------------------------------------------------------------- connections
 
-    def accept(self) -> bool:
-        if self.active >= self.max_connections:
-            if not self._full_logged:
-                self._full_logged = True
-                log.warning("HTTP connection limit reached (http.max_connections = %d): refusing", self.max_connections)
-            self.metrics.http_refused.inc()
-            self.metrics.count_http("unparsed", 503)
-            return False
-        self.active += 1
-        self.metrics.http_connections.set(self.active)
-        return True
+    @property
+    def active(self) -> int:
+        return len(self.connections)
 
-    def release(self) -> None:
-        self.active -= 1
-        self.metrics.http_connections.set(self.active)
-        if self.active < self.max_connections:
+    def accept(self, conn: Connection) -> str | None:
+        """Give `conn` a slot, evicting the oldest evictable connection over a cap; None, or why
+        it is refused."""
+        peer = conn.peer
+        if self.per_peer.get(peer, 0) >= self.max_per_peer and not self._evict(lambda c: c.peer == peer):
+            return self._refuse(f"too many HTTP connections from one peer (limit {self.max_per_peer})")
+        if len(self.connections) >= self.max_connections and not self._evict(lambda c: True):
+            return self._refuse(f"too many HTTP connections (limit {self.max_connections})")
+        self.connections[conn] = None
+        self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
+        self.metrics.http_connections.set(len(self.connections))
+        return None
+
+    def _evict(self, match) -> bool:
+        # Oldest first: a connection that held its slot longest without sending a request is
+        # the likeliest to be holding it on purpose, and a fresh one is about to send its own.
+        for conn in self.connections:
+            if match(conn) and conn.evictable():
+                conn.evict()
+                self.metrics.http_evicted.inc()
+                return True
+        return False
+
+    def _refuse(self, why: str) -> str:
+        if not self._full_logged:
+            self._full_logged = True
+            log.warning("%s and none to evict: refusing", why)
+        self.metrics.http_refused.inc()
+        self.metrics.count_http("unparsed", 503)
+        return why
+
+    def release(self, conn: Connection) -> None:
+        if conn in self.connections:
+            del self.connections[conn]
+            left = self.per_peer[conn.peer] - 1
+            if left:
+                self.per_peer[conn.peer] = left
+            else:
+                del self.per_peer[conn.peer]
+            self.metrics.http_connections.set(len(self.connections))
+        if len(self.connections) < self.max_connections:
             self._full_logged = False
 
     # -------------------------------------------------------------- one request
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         route = request.path if request.path in ROUTES else "other"
-        request.protocol.serving = request
+        conn = request.protocol
+        conn.serving = request
         try:
             status, payload, headers, close = await self._serve(request)
         except Refusal as exc:
             status, payload, headers, close = exc.status, protocol.error_body(exc.code, str(exc)), None, True
         finally:
-            request.protocol.serving = None
+            conn.serving = None
+        if self.token and not conn.trusted:
+            close = True  # one request per unauthenticated connection: it cannot sit on a slot
         self.metrics.count_http(route, status)
         return self._response(request, status, payload, close=close, headers=headers)
 
     async def _serve(self, request: web.BaseRequest) -> tuple[int, dict | bytes, dict | None, bool]:
         self._check_head(request)
+        if self.token and self._has_token(request):
+            request.protocol.trusted = True
         if not self._authorized(request):
             body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
             # Answered before the body is read; an unread body cannot be skipped safely: close.
@@ -261,8 +309,13 @@ class HttpApi:
             raise Refusal(431, "headers_too_large", f"request head longer than {MAX_HEAD} bytes")
 
     def _authorized(self, request: web.BaseRequest) -> bool:
+        # Every request shows the token, even on an authenticated connection: a proxy may carry
+        # several clients' requests on one connection.
         if not self.token or (request.method == "GET" and request.path == "/health"):
             return True
+        return self._has_token(request)
+
+    def _has_token(self, request: web.BaseRequest) -> bool:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
@@ -313,6 +366,21 @@ class HttpApi:
         return resp
 
 
+def peer_key(peername: object) -> str:
+    """What a per-peer cap counts: the IPv4 address, or the /64 of an IPv6 one (one host gets a
+    whole /64, so its addresses are one peer)."""
+    host = peername[0] if isinstance(peername, tuple) and peername else str(peername)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)  # a Unix socket path, or nothing
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 class _Server(web.Server):
     """aiohttp's low-level server, making this module's connection protocol."""
 
@@ -335,6 +403,8 @@ class Connection(web.RequestHandler):
         self.api = api
         self.accepted = False
         self.refused = False
+        self.peer = ""  # the address that per-peer caps count: IPv4, or an IPv6 /64
+        self.trusted = False  # a request on it carried the token
         self.sock_transport: asyncio.Transport | None = None  # aiohttp drops `transport` on close
         self.head_timer: asyncio.TimerHandle | None = None
         self.head_bytes = 0
@@ -344,12 +414,13 @@ class Connection(web.RequestHandler):
         self.serving: web.BaseRequest | None = None  # the request a handler is serving now
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self.api.accept():
-            # Over the cap: a fixed 503 into an empty send buffer, then close, reading nothing.
+        self.peer = peer_key(transport.get_extra_info("peername"))
+        refused = self.api.accept(self)
+        if refused is not None:
+            # Over a cap with none to evict: a fixed 503 into an empty send buffer, then close,
+            # reading nothing.
             self.refused = True
-            transport.write(raw_response(
-                503, protocol.OVERLOADED, f"too many HTTP connections (limit {self.api.max_connections}); retry later"
-            ))
+            transport.write(raw_response(503, protocol.OVERLOADED, f"{refused}; retry later"))
             transport.close()
             return
         self.accepted = True
@@ -357,16 +428,32 @@ class Connection(web.RequestHandler):
         # Pause (and start the reply deadline) as soon as the peer leaves any byte untaken.
         transport.set_write_buffer_limits(high=0)
         super().connection_made(transport)
+        if self.api.token:
+            self._start_head_timer()  # an unauthenticated connection's deadline runs from now
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self.api.release(self)
         if not self.accepted:
             return
         self.accepted = False
-        self.api.release()
         for timer in (self.head_timer, self.stuck_timer):
             if timer is not None:
                 timer.cancel()
         super().connection_lost(exc)
+
+    # -------------------------------------------------------------- eviction
+
+    def evictable(self) -> bool:
+        """Not authenticated, no request in progress: waiting for a (first, or next) head."""
+        return not self.trusted and self.serving is None and self._awaiting_head() and not self.refused
+
+    def evict(self) -> None:
+        """Close now, without a word (an idle keep-alive client would read one as the answer to
+        its next request), and free the slot for the newcomer that asked for it."""
+        self.api.release(self)
+        self._stop_head_timer()
+        self.refused = True
+        self.force_close()
 
     # -------------------------------------------------------------- the head's deadline and budget
 
@@ -375,10 +462,7 @@ class Connection(web.RequestHandler):
             return
         if data:  # aiohttp feeds b"" itself to parse what it buffered while paused
             if self.head_timer is None and self._awaiting_head():
-                self.head_timer = self._loop.call_later(self.api.header_timeout_s, self._head_timeout)
-                self.head_bytes = 0
-                self.head_tail = b""
-                self.line_bytes = None
+                self._start_head_timer()
             if self.head_timer is not None and not self._within_budget(data):
                 self._refuse(431, "headers_too_large", f"request head longer than {MAX_HEAD} bytes")
                 return
@@ -410,6 +494,12 @@ class Connection(web.RequestHandler):
     def _awaiting_head(self) -> bool:
         """Bytes now are a request head: none parsed yet, or aiohttp is waiting for the next."""
         return self._request_count == 0 or (self._waiter is not None and not self._waiter.done())
+
+    def _start_head_timer(self) -> None:
+        self.head_timer = self._loop.call_later(self.api.header_timeout_s, self._head_timeout)
+        self.head_bytes = 0
+        self.head_tail = b""
+        self.line_bytes = None
 
     def _head_timeout(self) -> None:
         self.head_timer = None

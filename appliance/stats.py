@@ -101,7 +101,12 @@ class Metrics:
         self.http_connections = Gauge("meeshy_http_connections", "Open HTTP connections.", registry=r)
         self.http_refused = Counter(
             "meeshy_http_connections_refused",
-            "HTTP connections refused at [http] max_connections (answered 503).",
+            "HTTP connections refused at [http] max_connections or max_connections_per_peer, none evictable (answered 503).",
+            registry=r,
+        )
+        self.http_evicted = Counter(
+            "meeshy_http_connections_evicted",
+            "Unauthenticated HTTP connections waiting for a request head, closed to make room at a connection cap.",
             registry=r,
         )
 
@@ -232,6 +237,7 @@ class StatsCollector:
                 yield gauge("cache_persistent_ok", "1 while the persistent cache level works.", bool(cache["persistent_ok"]))
                 yield counter("cache_persistent_errors", "Persistent cache level failures.", cache["persistent_errors"])
                 yield counter("cache_persistent_reopened", "Persistent cache file found deleted or replaced and reopened.", cache["persistent_reopened"])
+                yield counter("cache_persistent_repairs", "Corrupt persistent cache files moved aside and recreated.", cache["persistent_repairs"])
                 yield counter("cache_persistent_hits", "Lookups the persistent level answered.", cache["persistent_hits"])
                 yield counter("cache_persistent_written", "Entries written behind to the persistent level.", cache["persistent_written"])
                 yield counter("cache_persistent_dropped", "Write-behind entries dropped (queue full or level down).", cache["persistent_dropped"])

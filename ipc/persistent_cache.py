@@ -10,7 +10,12 @@ Levels (one small interface, `PersistentLevel`; keys and values are the opaque b
   handle keeps working on a file that was deleted or renamed over, so before a read or a write
   (every time, by default: one stat call) the level compares the path's inode with the
   one its connection opened; on a mismatch it closes every thread's connection and reopens the
-  path (a fresh file and schema if it is gone), counting `reopened`.
+  path (a fresh file and schema if it is gone), counting `reopened`. A corrupt file (SQLite says
+  "not a database" or "malformed", or its header is not SQLite's after its size or mtime
+  changed) is moved aside as `<name>.corrupt-<UTC time>` (the newest KEEP_CORRUPT kept, for a
+  post-mortem), its -wal/-shm removed, and a fresh file created, counting `repaired`; the
+  operation that found it runs once more on the fresh file, so the cache keeps its persistent
+  level instead of serving around a broken one.
 - `RedisLevel`: for several appliances behind the same gateways (a `redis://` URL in config).
   Expiry is Redis's own (`PX`); its memory bound is the server's `maxmemory` policy. It has
   nothing to warm from: the server outlives the appliance anyway.
@@ -74,6 +79,9 @@ class PersistentLevel(Protocol):
 # largest ids are the newest writes of every process sharing the file. A cache has nothing worth
 # migrating: a file of another schema version is emptied.
 SCHEMA_VERSION = 1
+_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+KEEP_CORRUPT = 3  # corrupt files kept aside: enough to look at, not a disk filled by repeats
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
     id INTEGER PRIMARY KEY,
@@ -85,13 +93,28 @@ CREATE TABLE IF NOT EXISTS cache (
 
 
 FileId = tuple[int, int]  # (st_dev, st_ino)
+FileState = tuple[int, int]  # (st_size, st_mtime_ns): when it changes, the header is read again
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _CORRUPT
+
+
+def _header_ok(path: Path) -> bool:
+    """An empty file (SQLite writes the header on first use) or one that starts as SQLite's do."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC))
+    except FileNotFoundError:
+        return True
+    return not head or head == _MAGIC
 
 
 class _Handle:
     """One thread's connection, the files it opened, and a lock held while the thread uses it,
     so that another thread can close it between two operations."""
 
-    __slots__ = ("conn", "file_id", "side_ids", "checked_at", "closed", "lock")
+    __slots__ = ("conn", "file_id", "side_ids", "checked_at", "closed", "lock", "state")
 
     def __init__(self, conn: sqlite3.Connection, file_id: FileId | None,
                  side_ids: set[FileId]) -> None:
@@ -101,6 +124,14 @@ class _Handle:
         self.checked_at = time.monotonic()
         self.closed = False
         self.lock = threading.Lock()
+        self.state: FileState | None = None
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _file_id(path: Path) -> FileId | None:
@@ -149,6 +180,7 @@ class SqliteLevel:
         self._slack = max(1, max_entries // 10)
         self._since_trim = 0
         self.reopened = 0  # times the file was found deleted or replaced
+        self.repaired = 0  # times the file was found corrupt, moved aside and recreated
         self._local = threading.local()
         # Held to open, reopen or close connections; taken before any handle's lock, never
         # while holding one.
@@ -168,8 +200,16 @@ class SqliteLevel:
                 now = time.monotonic()
                 if now - handle.checked_at >= self._check_interval_s:
                     handle.checked_at = now
-                    if _file_id(self.path) != handle.file_id:
+                    st = _stat(self.path)
+                    if st is None or (st.st_dev, st.st_ino) != handle.file_id:
                         handle = self._open()
+                    elif (st.st_size, st.st_mtime_ns) != handle.state:
+                        # Written since last seen (by this level's checkpoints, or by someone
+                        # else in place): an open connection would go on serving its page cache.
+                        if not _header_ok(self.path):
+                            self._repair(handle.file_id, "its header is not SQLite's")
+                            continue
+                        handle.state = (st.st_size, st.st_mtime_ns)
             with handle.lock:
                 if handle.closed:  # another thread found the file replaced meanwhile
                     continue
@@ -190,28 +230,90 @@ class SqliteLevel:
             if own is not None and not own.closed:
                 return own  # still on the file at the path (it was replaced back meanwhile)
             self._prepare_path()
-            # check_same_thread=False only so that another thread may close it (close(), or a
-            # replaced file); each connection is otherwise used by the thread that opened it.
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_s, isolation_level=None,
-                check_same_thread=False)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes
-                with conn:
-                    conn.execute("BEGIN IMMEDIATE")
-                    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                        conn.execute("DROP TABLE IF EXISTS cache")
-                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    conn.execute(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
+            why = None if _header_ok(self.path) else "its header is not SQLite's"
+            if why is None:
+                try:
+                    conn = self._connect()
+                except sqlite3.DatabaseError as exc:
+                    if not _is_corrupt(exc):
+                        raise
+                    why = str(exc)
+            if why is not None:
+                self._move_aside(_file_id(self.path), why)
+                self._prepare_path()
+                conn = self._connect()
             side_ids = {_file_id(p) for p in self._side_files()} - {None}
             handle = _Handle(conn, _file_id(self.path), side_ids)  # type: ignore[arg-type]
+            if (st := _stat(self.path)) is not None:
+                handle.state = (st.st_size, st.st_mtime_ns)
             self._handles.append(handle)
         self._local.handle = handle
         return handle
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread=False only so that another thread may close it (close(), or a
+        # replaced file); each connection is otherwise used by the thread that opened it.
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_s, isolation_level=None,
+            check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    conn.execute("DROP TABLE IF EXISTS cache")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _repair(self, file_id: FileId | None, why: str) -> None:
+        """Close every connection and move the corrupt file aside; the next use creates a new one."""
+        with self._conn_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("SqliteLevel is closed")
+            self._drop(list(self._handles))
+            self._move_aside(file_id, why)
+
+    def _move_aside(self, file_id: FileId | None, why: str) -> None:
+        """Rename the file at the path (if it is still `file_id`: not one another thread already
+        recreated) to `<name>.corrupt-<UTC time>`; drop its -wal and -shm, which belong to it.
+        Called with _conn_lock held."""
+        if file_id is None or _file_id(self.path) != file_id:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.rename(self.path, aside)
+        for side in self._side_files():
+            side.unlink(missing_ok=True)
+        self.repaired += 1
+        log.warning("cache file %s is corrupt (%s): moved it to %s and started a new one", self.path, why, aside.name)
+        kept = sorted(self.path.parent.glob(f"{self.path.name}.corrupt-*"), key=lambda p: p.stat().st_mtime_ns)
+        for old in kept[:-KEEP_CORRUPT]:
+            old.unlink(missing_ok=True)
+
+    def _run(self, op: Callable[[sqlite3.Connection], object]) -> object:
+        """`op` on this thread's connection; on a corrupt file, repair it and run `op` once more."""
+        try:
+            with self._connection() as conn:
+                return op(conn)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                raise
+            self._repair(self._own_file_id(), str(exc))
+        with self._connection() as conn:
+            return op(conn)
+
+    def _own_file_id(self) -> FileId | None:
+        handle = getattr(self._local, "handle", None)
+        return handle.file_id if handle is not None else None
 
     def _side_files(self) -> tuple[Path, Path]:
         return Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
@@ -251,9 +353,8 @@ class SqliteLevel:
             _make_private(path, 0o600, "cache file")
 
     def get(self, key: bytes) -> tuple[bytes, float] | None:
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone()
+        row = self._run(lambda conn: conn.execute(
+            "SELECT value, expires_at FROM cache WHERE key = ?", (key,)).fetchone())
         if row is None or row[1] <= self._clock():
             return None
         return bytes(row[0]), row[1]
@@ -261,10 +362,13 @@ class SqliteLevel:
     def put_many(self, items: Sequence[Item]) -> None:
         if not items:
             return
-        with self._connection() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", items)
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT OR REPLACE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", items)
+
+        self._run(write)
         self._since_trim += len(items)
         if self._since_trim >= self._slack:
             self.trim()
@@ -272,24 +376,26 @@ class SqliteLevel:
     def trim(self) -> None:
         """Drop expired rows, then the oldest writes beyond max_entries."""
         now = self._clock()
-        with self._connection() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM cache WHERE expires_at <= ?", (now,))
-            conn.execute(
-                "DELETE FROM cache WHERE id <= (SELECT id FROM cache ORDER BY id DESC"
-                " LIMIT 1 OFFSET ?)", (self.max_entries,))
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM cache WHERE expires_at <= ?", (now,))
+                conn.execute(
+                    "DELETE FROM cache WHERE id <= (SELECT id FROM cache ORDER BY id DESC"
+                    " LIMIT 1 OFFSET ?)", (self.max_entries,))
+
+        self._run(delete)
         self._since_trim = 0
 
     def recent(self, limit: int) -> list[Item]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT key, value, expires_at FROM cache WHERE expires_at > ?"
-                " ORDER BY id DESC LIMIT ?", (self._clock(), limit)).fetchall()
+        rows = self._run(lambda conn: conn.execute(
+            "SELECT key, value, expires_at FROM cache WHERE expires_at > ?"
+            " ORDER BY id DESC LIMIT ?", (self._clock(), limit)).fetchall())
         return [(bytes(k), bytes(v), exp) for k, v, exp in rows]
 
     def __len__(self) -> int:
-        with self._connection() as conn:
-            return conn.execute("SELECT count(*) FROM cache").fetchone()[0]
+        return self._run(lambda conn: conn.execute("SELECT count(*) FROM cache").fetchone()[0])
 
     def close(self) -> None:
         with self._conn_lock:
@@ -614,6 +720,7 @@ class TieredCache:
             persistent_misses=self.persistent_misses,
             # Levels that notice their storage vanishing (SqliteLevel) count it.
             persistent_reopened=getattr(self.persistent, "reopened", 0),
+            persistent_repairs=getattr(self.persistent, "repaired", 0),
             write_behind_queued=w.queued if w else 0,
             write_behind_written=w.written if w else 0,
             write_behind_failed=w.failed if w else 0,

@@ -85,19 +85,26 @@ _EMOJI = rf"{_PICT}(?:[\ufe0e\ufe0f\u20e3\U000e0020-\U000e007f\p{{Emoji_Modifier
 #
 # A URL takes its whole token up to "://"; a "://" whose token start another protected part took
 # ("#tag" in "#taghttps://…") is still a URL. Trailing punctuation and brackets stay outside it.
+#
+# Linear time on hostile text: a URL, an e-mail (and `plain`'s look for one) scans `[\w.+\-]*` from
+# where a token may start, so no start may lie inside a run such a scan already crossed, or every
+# start rescans the rest of the run (quadratic: "1️⃣1️⃣…" is one run of \w, digits and marks). _START
+# allows a start after a character outside the run's class, or after one mark that follows such a
+# character: the U+FE0F ending "❤️" before "https://…", not a mark inside a run of word characters.
 _WORD = r"\p{L}\p{N}_"
+_START = r"(?:(?<![\p{L}\p{N}\p{M}_.+\-])|(?<=(?:^|[^\w.+\-])\p{M}))"
 _PROTECTED = regex.compile(
     rf"""
       (?P<plain>(?:
           {_WS}+
         | [,!?'"…¿¡’”“‘»«)\]]+
-        | (?!(?<![{_WORD}.+\-])(?:[\w.+\-]*(?:@|://)|(?i:www\.))|(?<!\S)[xX]D+(?!\S))[\p{{L}}\p{{M}}]+
+        | (?!{_START}(?:[\w.+\-]*(?:@|://)|(?i:www\.))|(?<!\S)[xX]D+(?!\S))[\p{{L}}\p{{M}}]+
       )++)
     | (?P<code>``(?:[^`]|`(?!`))+``|`[^`]+`)
-    | (?P<url>(?:(?<![{_WORD}.+\-])(?:[\w.+\-]*://|[._+\-]*(?i:www\.))|://)
+    | (?P<url>(?:{_START}(?:[\w.+\-]*://|[._+\-]*(?i:www\.))|://)
         (?:\([^\s()<>"`]*\)|[^\s<>"`])+?
         (?=[.,;:!?'")\]}}>»”’]{{0,16}}(?:[\s<>"`]|\Z)))
-    | (?P<email>(?<![{_WORD}.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)
+    | (?P<email>{_START}[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)
     | (?P<mention>(?<![{_WORD}@])@\w+(?:[.\-]\w+)*(?:@[\w\-]+(?:\.[\w\-]+)+)?)
     | (?P<hashtag>(?<![{_WORD}\#&])\#(?=\w*\p{{L}})\w+)
     | (?P<emoji>{_EMOJI})
@@ -292,7 +299,7 @@ def _sentence(text: str, out: _Pieces) -> None:
 _CLAUSE_GAP = regex.compile(
     rf"(?<=[,;:][{_CLOSERS}]*){_WS}+"
     rf"|(?<=[^\s\x1c-\x1f][–—]){_WS}+"
-    rf"|{_WS}+(?=[–—])"
+    rf"|(?<!{_WS}){_WS}+(?=[–—])"  # from a run's start only: tried inside it, each start rescans it
     rf"|(?<=[，；：、。！？])(?![\s\x1c-\x1f])"
 )
 _WS_RUN = regex.compile(rf"{_WS}+")

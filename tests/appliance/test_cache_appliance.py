@@ -186,3 +186,25 @@ def test_cache_disabled_sends_everything_to_the_worker(start_appliance, tmp_path
         assert translate(app, f"d{i}", "no cache", ["fr"], sourceLanguage="en")["fr"]["fromCache"] is False
     assert len(decoded(log, "no cache")) == 2
     assert app.stats()["cache"] == {"hits": 0, "misses": 0, "hit_rate": 0.0, "size": 0, "enabled": False}
+
+
+def test_a_corrupt_sqlite_file_is_moved_aside_at_start_and_while_running(start_appliance, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    db = state / "cache.sqlite3"
+    db.write_bytes(b"not a database, " * 4096)
+    app = start_appliance(config={"server": {"state_dir": str(state)}})
+    assert app.stats()["cache"]["persistent_repairs"] == 1
+    translate(app, "c1", "after the start", ["fr"], sourceLanguage="en")
+    poll_until(lambda: app.stats()["cache"]["persistent_written"] >= 1, 20, what="a write to the new file")
+
+    with open(db, "r+b") as f:  # in place, as a disk error or a stray writer would
+        f.write(b"\xff" * db.stat().st_size)
+    translate(app, "c2", "after the garbage", ["fr"], sourceLanguage="en")
+    poll_until(lambda: app.stats()["cache"]["persistent_repairs"] == 2, 20, what="the second repair")
+    poll_until(lambda: app.stats()["cache"]["persistent_written"] >= 2, 20, what="a write to the newest file")
+    cache = app.stats()["cache"]
+    assert cache["persistent_ok"] is True
+    assert len(list(state.glob("cache.sqlite3.corrupt-*"))) == 2
+    with urllib.request.urlopen(app.endpoints["http"] + "/metrics", timeout=10) as answer:
+        assert "\nmeeshy_cache_persistent_repairs_total 2.0\n" in answer.read().decode()

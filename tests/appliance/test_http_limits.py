@@ -9,6 +9,7 @@ import json
 import select
 import selectors
 import socket
+import threading
 from urllib.parse import urlsplit
 
 import psutil
@@ -116,12 +117,13 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 
 
 def test_connections_beyond_the_cap_get_503_and_are_closed_unread(limited):
+    """With every slot held by an authenticated connection, none is evictable."""
     held: list[Conn] = []
 
     def hold_one_more() -> bool:
         # A connection the server closed a moment ago may still count: retry until it is gone.
         conn = Conn(limited)
-        conn.send(request_bytes("GET", "/health"))
+        conn.send(request_bytes("GET", "/ready", auth()))
         if conn.response()[0] == 200:
             held.append(conn)
             return True
@@ -138,7 +140,7 @@ def test_connections_beyond_the_cap_get_503_and_are_closed_unread(limited):
             assert error["code"] == "overloaded" and "connection" in error["message"]
             assert extra.rest() == b""
         for conn in held:  # the held ones are still served
-            conn.send(request_bytes("GET", "/health"))
+            conn.send(request_bytes("GET", "/health", auth()))
             assert conn.response()[0] == 200
     finally:
         for conn in held:
@@ -238,13 +240,32 @@ def test_bearer_token_guards_every_route_but_health(limited):
     assert call(limited, "GET", "/stats", {"authorization": f"bearer {TOKEN}"})[0] == 200  # the scheme is case-blind
 
 
-def test_a_401_keeps_a_bodyless_keep_alive_connection(limited):
-    with Conn(limited) as conn:
+def test_an_unauthenticated_connection_gets_one_request(limited):
+    for headers in ({}, auth("wrong")):
+        with Conn(limited) as conn:
+            conn.send(request_bytes("GET", "/stats", headers))
+            status, resp_headers, _ = conn.response()
+            assert status == 401 and resp_headers["connection"] == "close"
+            assert conn.rest() == b""
+    with Conn(limited) as conn:  # /health is free, and closes an unauthenticated connection too
+        conn.send(request_bytes("GET", "/health"))
+        status, resp_headers, _ = conn.response()
+        assert status == 200 and resp_headers["connection"] == "close"
+    with Conn(limited) as conn:  # an authenticated one stays open, and each request shows the token
+        conn.send(request_bytes("GET", "/stats", auth()))
+        status, resp_headers, _ = conn.response()
+        assert status == 200 and resp_headers["connection"] == "keep-alive"
         conn.send(request_bytes("GET", "/stats"))
-        status, headers, _ = conn.response()
-        assert status == 401 and headers["connection"] == "keep-alive"
+        assert conn.response()[0] == 401
         conn.send(request_bytes("GET", "/stats", auth()))
         assert conn.response()[0] == 200
+
+
+def test_an_unauthenticated_connection_that_sends_nothing_is_closed_at_the_head_deadline(limited):
+    with Conn(limited) as conn:  # the deadline runs from the accept, not from a first byte
+        conn.sock.settimeout(HEADER_TIMEOUT_S * 20)
+        got = conn.rest()
+        assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
 
 
 # ------------------------------------------------------------------ framing and header budget (defaults)
@@ -407,3 +428,200 @@ def test_rss_stays_bounded_under_a_flood_of_oversized_heads(start_appliance):
     assert growth_mib < 60
     status, _, body, _ = exchange(app, request_bytes("GET", "/health", {"Connection": "close"}))
     assert status == 200 and body["status"] == "ok"
+
+
+# ------------------------------------------------------------------ eviction and per-peer caps
+
+PARTIAL_HEAD = b"GET /stats HTTP/1.1\r\nHost: t\r\nX-Never-Ends: "
+
+
+def connect_from(app, source: str, timeout: float = 20.0) -> socket.socket:
+    """A connection from `source`, one of 127.0.0.0/8: Linux routes all of it to loopback, so a
+    test can be many peers."""
+    url = urlsplit(app.endpoints["http"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect((url.hostname, url.port))
+    return sock
+
+
+def metric(app, name: str) -> float:
+    _, _, body, _ = call(app, "GET", "/metrics", auth())
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def open_connections(app) -> int:
+    """Connections the supervisor holds (asking over HTTP would take a slot itself)."""
+    port = urlsplit(app.endpoints["http"]).port
+    conns = psutil.Process(app.proc.pid).net_connections("tcp")
+    return sum(c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in conns)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def peers(tmp_path_factory):
+    """Small caps, a head deadline that outlasts each test, and a token."""
+    extra = {
+        "http": {"max_connections": 8, "max_connections_per_peer": 3, "header_timeout_s": 60.0},
+        "security": {"http_token": TOKEN},
+    }
+    with module_appliance(tmp_path_factory, "http_peers", extra) as app:
+        yield app
+
+
+def hold(app, source: str, expected_open: int) -> socket.socket:
+    sock = connect_from(app, source)
+    sock.sendall(PARTIAL_HEAD)
+    poll_until(lambda: open_connections(app) == expected_open, 20, what=f"{expected_open} connections open")
+    return sock
+
+
+def test_a_peer_over_its_cap_evicts_its_own_oldest_partial_head(peers):
+    evicted_before = metric(peers, "meeshy_http_connections_evicted_total")
+    a = [hold(peers, "127.0.0.2", n) for n in (1, 2, 3)]
+    b = [hold(peers, "127.0.0.3", n) for n in (4, 5)]
+    try:
+        a.append(hold(peers, "127.0.0.2", 5))  # 127.0.0.2 is at 3: its oldest makes room
+        assert poll_until(lambda: closed_by_server(a[0]), 20, what="the eviction of 127.0.0.2's oldest")
+        assert not any(closed_by_server(s) for s in a[1:] + b)
+        assert metric(peers, "meeshy_http_connections_evicted_total") == evicted_before + 1
+    finally:
+        for sock in a + b:
+            sock.close()
+    poll_until(lambda: open_connections(peers) == 0, 20, what="the server to see them closed")
+
+
+def test_a_full_server_evicts_the_oldest_partial_head_for_a_token_holder(peers):
+    held = [hold(peers, f"127.0.0.{10 + i // 2}", i + 1) for i in range(8)]  # 4 peers, 2 each
+    try:
+        for n in range(3):  # each newcomer takes the oldest partial head's place, never a 503
+            with Conn(peers) as conn:
+                conn.send(request_bytes("GET", "/stats", auth()))
+                assert conn.response()[0] == 200
+            assert poll_until(lambda: closed_by_server(held[n]), 20, what="the oldest's eviction")
+            assert not any(closed_by_server(s) for s in held[n + 1:])
+            held.append(hold(peers, "127.0.0.20", 8))  # full again
+    finally:
+        for sock in held:
+            sock.close()
+    poll_until(lambda: open_connections(peers) == 0, 20, what="the server to see them closed")
+
+
+class PartialHeadFlood:
+    """`count` connections holding partial heads, spread over `sources`; each one the server
+    closes is opened again (an attacker keeps the pressure on). Runs in a thread."""
+
+    def __init__(self, app, sources: list[str], count: int) -> None:
+        url = urlsplit(app.endpoints["http"])
+        self.address = (url.hostname, url.port)
+        self.sources = sources
+        self.count = count
+        self.opened = 0
+        self.closed = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PartialHeadFlood":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _open(self, sel: selectors.BaseSelector) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((self.sources[self.opened % len(self.sources)], 0))
+        sock.setblocking(False)
+        sock.connect_ex(self.address)
+        sel.register(sock, selectors.EVENT_WRITE)
+        self.opened += 1
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            for _ in range(self.count):
+                self._open(sel)
+            while not self.stop.is_set():
+                for key, events in sel.select(0.05):
+                    sock = key.fileobj
+                    try:
+                        if events & selectors.EVENT_WRITE:
+                            sock.send(PARTIAL_HEAD)
+                            sel.modify(sock, selectors.EVENT_READ)
+                            continue
+                        if sock.recv(65536):
+                            continue
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        pass
+                    sel.unregister(sock)
+                    sock.close()
+                    self.closed += 1
+                    self._open(sel)
+        finally:
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()
+            sel.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """The default HTTP limits (256 connections, 64 per peer, 10 s heads) and a token."""
+    with module_appliance(tmp_path_factory, "http_guarded", {"security": {"http_token": TOKEN}}) as app:
+        yield app
+
+
+@pytest.mark.parametrize("peer_count", [1, 40])
+def test_partial_heads_never_lock_out_the_token_holder(guarded, peer_count):
+    """320 connections holding partial heads (from one address, or from 40), reopened as soon as
+    the server closes one, while the token holder makes 60 requests on fresh connections: every
+    one is served. Before eviction, 4 of 60 went through."""
+    proc = psutil.Process(guarded.proc.pid)
+    call(guarded, "GET", "/stats", auth())  # warm the code path
+    before = proc.memory_info().rss
+    sources = [f"127.0.0.{1 + i}" for i in range(peer_count)]  # 127.0.0.1: the token holder's too
+    served = 0
+    with PartialHeadFlood(guarded, sources, 320) as flood:
+        poll_until(lambda: flood.closed >= 320 - 256, 60, what="the flood to fill every slot")
+        for i in range(60):
+            try:
+                status, _, body, _ = call(guarded, "POST", "/translate", auth(), TRANSLATE)
+            except (OSError, AssertionError):  # refused, reset or never answered
+                continue
+            served += status == 200 and body["results"][0]["translatedText"] == "cba"
+        peak = proc.memory_info().rss
+        churned = flood.closed
+    after = proc.memory_info().rss
+    print(f"{peer_count} peer(s): {served}/60 served; flood connections closed by the server: {churned}; "
+          f"supervisor RSS before {before / 2**20:.1f} MiB, under the flood {peak / 2**20:.1f} MiB, "
+          f"after {after / 2**20:.1f} MiB")
+    assert served == 60
+    assert metric(guarded, "meeshy_http_connections_evicted_total") > 0
+
+
+def test_without_a_token_an_idle_keep_alive_connection_makes_room(start_appliance):
+    app = start_appliance(config={"http": {"max_connections": 2}})
+    with Conn(app) as idle, Conn(app) as serving:
+        for conn in (idle, serving):
+            conn.send(request_bytes("GET", "/health"))
+            assert conn.response()[0] == 200
+        poll_until(lambda: open_connections(app) == 2, 20, what="2 connections open")
+        status, _, body, _ = call(app, "GET", "/stats")  # evicts `idle`, the oldest, without a word
+        assert status == 200 and "workers" in body
+        assert idle.rest() == b""
+        serving.send(request_bytes("GET", "/health"))
+        assert serving.response()[0] == 200

@@ -3,11 +3,16 @@ the hand-written chat messages of bench/data/langid_chat.tsv."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from appliance.langid import LanguageDetector, clean
+from appliance import langid
+from appliance.langid import DETECT_CHARS, SCAN_CHARS, LanguageDetector, clean
+from tests.fakes.hostile_text import GENERATORS, slow_patterns
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,3 +103,46 @@ def test_detectors_with_different_languages_coexist():
     assert {lang for lang, _ in first.detect("vielen dank für alles")} <= {"en", "fr"}
     assert second.detect("vielen dank für alles")[0][0] == "de"
     assert first.detect("merci pour ton aide")[0][0] == "fr"
+
+
+def test_every_pattern_is_linear_on_hostile_text():
+    # Each pattern runs on the supervisor's loop; a super-linear one trips the regex timeout on
+    # the amplified adversarial texts (tests/fakes/hostile_text.py says why that bound is safe).
+    assert slow_patterns(langid) == []
+
+
+# The patterns before they were made linear: quadratic on long runs, the reference on short text.
+_QUADRATIC_NOISE = re.compile(
+    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[@#]\w+"
+    r"|[\U0001F000-\U0001FAFF\u2190-\u21FF\u2300-\u23FF\u2600-\u27BF\u2B00-\u2BFF"
+    r"\uFE00-\uFE0F\u200D\u20E3\U000E0020-\U000E007F]+|\d+"
+)
+
+
+# Marks and joiners are left out: the `regex` module's \w includes them (a joiner after "#" now
+# makes a hashtag), where `re`'s stops at them.
+@given(st.text(st.sampled_from("ab é_.+-@#:/w h t p s 1 😀"), max_size=60))
+def test_linear_patterns_clean_what_the_quadratic_ones_did(text):
+    assert clean(text) == " ".join(_QUADRATIC_NOISE.sub(" ", text).split())
+
+
+def test_e_mails_are_still_cleaned_whole():
+    assert clean("write to a.b+c_d-e@mail.example.org now") == "write to now"
+    assert clean("a.a.a.a.a words") == "a.a.a.a.a words"
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_hostile_text_detects_or_not_without_error(detector, name):
+    ranked = detector.detect(GENERATORS[name](5000))
+    assert all(lang in SERVED for lang, _ in ranked)
+
+
+def test_detection_reads_a_bounded_prefix(detector):
+    french = "Merci beaucoup pour ton message, on se voit demain soir chez Marie. "
+    english = "Thank you so much for your message, see you tomorrow evening at Mary's. "
+    start = (french * 40)[:DETECT_CHARS]
+    assert detector.detect(start + english * 60)[0][0] == "fr"
+    # What cleaning removes does not count against DETECT_CHARS, within SCAN_CHARS of raw text.
+    noise = "👍 @bob https://x.example/a " * (SCAN_CHARS // 2 // 27)
+    assert detector.detect(noise + french * 3)[0][0] == "fr"
+    assert detector.detect("😀" * SCAN_CHARS + french * 10) == []

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ipc.cache_key import CachedTranslation, cache_key
-from ipc.persistent_cache import RedisLevel, SqliteLevel, TieredCache, WriteBehind, open_level
+from ipc.persistent_cache import KEEP_CORRUPT, RedisLevel, SqliteLevel, TieredCache, WriteBehind, open_level
 from ipc.shm_cache import ShmCache
 from tests.fakes.clock import Clock
 
@@ -349,3 +349,86 @@ def test_an_existing_open_directory_and_file_are_made_private(tmp_path, clock, c
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     assert len([r for r in caplog.records if "made it" in r.getMessage()]) == 2
     level.close()
+
+
+# ------------------------------------------------------------------------------- a corrupt file
+
+def aside_files(db) -> list:
+    return sorted(db.parent.glob(f"{db.name}.corrupt-*"))
+
+
+def garbage(size: int) -> bytes:
+    return bytes((i * 7919 + 13) % 251 for i in range(size))  # not random: the same file every run
+
+
+@pytest.mark.timeout(20)
+def test_a_garbage_file_at_start_is_moved_aside_and_recreated(tmp_path, new_table, clock, caplog):
+    db = tmp_path / "cache.sqlite"
+    db.write_bytes(garbage(64 * 1024))
+    (tmp_path / "cache.sqlite-wal").write_bytes(garbage(4096))  # belongs to the garbage
+    with caplog.at_level(logging.WARNING, logger="ipc.cache"):
+        level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    assert level.repaired == 1
+    [aside] = aside_files(db)
+    assert aside.read_bytes() == garbage(64 * 1024)  # kept as it was, for a post-mortem
+    assert not (tmp_path / "cache.sqlite-wal").exists() or (tmp_path / "cache.sqlite-wal").read_bytes() != garbage(4096)
+    cache = TieredCache(new_table(), level, clock=clock)
+    cache.put(key(1), value(1))
+    assert cache.flush(10) and rows_in(db) == [key(1)]
+    assert cache.stats()["persistent_repairs"] == 1 and cache.stats()["persistent_ok"] is True
+    assert any("is corrupt" in r.getMessage() for r in caplog.records)
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_file_overwritten_with_garbage_while_open_is_repaired(tmp_path, new_table, clock):
+    db = tmp_path / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    cache = TieredCache(new_table(), level, clock=clock)
+    for i in range(50):
+        cache.put(key(i), value(i))
+    assert cache.flush(10)
+    level.trim()  # as a long-running appliance would have: rows checkpointed into the file
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    with open(db, "r+b") as f:  # in place: the same inode, so no "deleted or replaced"
+        f.write(garbage(size))
+
+    # The open connection's page cache would go on answering; the level notices the header.
+    assert cache.get_persistent(key(1)) is None
+    stats = cache.stats()
+    assert stats["persistent_repairs"] == 1 and stats["persistent_ok"] is True and stats["persistent_errors"] == 0
+    assert len(aside_files(db)) == 1
+    cache.put(key(99), value(99))
+    assert cache.flush(10) and rows_in(db) == [key(99)]
+    cache.close()
+
+
+@pytest.mark.timeout(20)
+def test_pages_sqlite_finds_malformed_are_repaired_and_the_operation_retried(tmp_path, clock):
+    db = tmp_path / "cache.sqlite"
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    level.put_many([(key(i), b"x" * 500, math.inf) for i in range(400)])
+    level.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(db, "r+b") as f:  # keep page 1 (header and schema), break the table's pages
+        f.seek(4096)
+        f.write(garbage(db.stat().st_size - 4096))
+
+    level = SqliteLevel(db, clock=clock, check_interval_s=0)
+    assert level.get(key(3)) is None  # "malformed": moved aside, asked again of the new file
+    assert level.repaired == 1 and len(level) == 0
+    level.put_many([(key(1), b"v", math.inf)])
+    assert level.get(key(1)) == (b"v", math.inf)
+    level.close()
+
+
+@pytest.mark.timeout(20)
+def test_only_the_newest_corrupt_files_are_kept(tmp_path, clock):
+    db = tmp_path / "cache.sqlite"
+    for _ in range(KEEP_CORRUPT + 2):
+        db.write_bytes(garbage(8192))
+        SqliteLevel(db, clock=clock).close()
+    assert len(aside_files(db)) == KEEP_CORRUPT

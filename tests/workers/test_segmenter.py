@@ -9,6 +9,8 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fakes.hostile_text import GENERATORS, slow_patterns
+from workers import segmenter
 from workers.segmenter import Piece, reassemble, segment, split_to_fit
 
 pytestmark = pytest.mark.timeout(120)
@@ -382,3 +384,26 @@ def test_reassemble_refuses_a_wrong_number_of_translations() -> None:
         reassemble(pieces, ["Un."])
     with pytest.raises(ValueError):
         reassemble(pieces, ["Un.", "Deux.", "Trois."])
+
+
+def test_every_pattern_is_linear_on_hostile_text() -> None:
+    # Before: `_PROTECTED` rescanned a run of keycaps ("1️⃣1️⃣…", digits and marks are all \w) from
+    # every keycap, and `_CLAUSE_GAP` a run of whitespace from every position (both quadratic).
+    assert slow_patterns(segmenter) == []
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_hostile_text_round_trips(name: str) -> None:
+    text = GENERATORS[name](5000)
+    pieces = segment(text)
+    assert "".join(piece.text for piece in pieces) == text
+    for piece in pieces:
+        if piece.translatable:
+            chunks = split_to_fit(piece.text, lambda chunk: len(chunk) <= 200)
+            assert "".join(chunk.text for chunk in chunks) == piece.text
+
+
+def test_token_starts_after_an_emoji_mark_but_not_inside_a_word() -> None:
+    assert segment("love ❤\ufe0fhttps://e.com/x now") == [T("love"), K(" ❤\ufe0fhttps://e.com/x "), T("now")]
+    assert segment("mail jose\u0301@x.com ok") == [T("mail"), K(" jose\u0301@x.com "), T("ok")]
+    assert segment("1\ufe0f\u20e3https://e.com ok") == [K("1\ufe0f\u20e3https://e.com "), T("ok")]
