@@ -9,6 +9,9 @@
                     503 for overloaded / shutting_down / not_ready, 500 for internal_error.
     POST /detect    {"text": ...}: the languages the text may be in, ranked, with confidences
                     (same JSON as the `detect` request on 5555)
+    LibreTranslate  GET /languages, GET /frontend/settings, and a POST /translate or /detect in
+                    LibreTranslate's shape (`q`, a form): appliance/libretranslate.py, its own
+                    error bodies and its api_key beside the Bearer token
 
 Every error is a JSON body {"status": "error", "error": {"code", "message"}}.
 
@@ -48,7 +51,10 @@ Limits, so that a slow or hostile client cannot hold memory or connections:
                   accepted sockets inherit the listener's SO_RCVBUF (RECV_BUFFER, 32 KiB).
     auth          when security.http_token is set, every request but GET /health needs
                   `Authorization: Bearer <token>`, else 401 "unauthorized" with
-                  `WWW-Authenticate: Bearer` (a request with a body is then closed).
+                  `WWW-Authenticate: Bearer` (a request with a body is then closed). LibreTranslate
+                  requests may carry the token as `api_key` instead, so a POST /translate or
+                  /detect without it is read (bounded as above) before it is refused; GET
+                  /languages and /frontend/settings are open, as in LibreTranslate.
 
 aiohttp internals this relies on (tests/appliance/test_http_limits.py fails if they change):
 RequestHandler's `_waiter` (set while it waits for a request head), `_request_count` (heads
@@ -69,7 +75,7 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import _ErrInfo
 
-from appliance import protocol
+from appliance import libretranslate, protocol
 from appliance.config import Settings
 from appliance.stats import CONTENT_TYPE, Metrics
 
@@ -85,7 +91,8 @@ UNAVAILABLE = {protocol.OVERLOADED, protocol.SHUTTING_DOWN, protocol.NOT_READY}
 UNAUTHORIZED = "unauthorized"
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
-ROUTES = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST"}
+ROUTES = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST",
+          "/languages": "GET", "/frontend/settings": "GET"}  # the last two: LibreTranslate's only
 POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the one request type each route takes
 # Headers whose meaning two copies would make ambiguous (auth confusion); llhttp refuses a second
 # Content-Length and Host itself.
@@ -132,6 +139,7 @@ class HttpApi:
     def __init__(self, service: Service) -> None:
         settings = service.settings
         self.service = service
+        self.libre = libretranslate.LibreTranslateApi(service)
         self.metrics = service.metrics
         self.max_body = settings.limits.max_request_bytes
         self.max_connections = settings.http.max_connections
@@ -224,10 +232,12 @@ class HttpApi:
 
     async def _serve(self, request: web.BaseRequest) -> tuple[int, dict | bytes, dict | None, bool]:
         self._check_head(request)
-        if not self._authorized(request):
-            body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
-            # Answered before the body is read; an unread body cannot be skipped safely: close.
-            return 401, body, {"WWW-Authenticate": "Bearer"}, request.body_exists
+        authorized = self._authorized(request)
+        # LibreTranslate's clients send their key in the body: a POST that may be one is read first.
+        if not authorized and not (request.method == "POST" and request.path in libretranslate.POST_ROUTES) and not (
+            request.method == "GET" and request.path in libretranslate.GET_ROUTES  # open, as in LibreTranslate
+        ):
+            return self._unauthorized(request)
         if (request.content_length or 0) > self.max_body:
             raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes")
         try:
@@ -236,8 +246,20 @@ class HttpApi:
             raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes") from None
         except TimeoutError:
             raise Refusal(408, "request_timeout", f"request body not received within {IDLE_TIMEOUT_S:g}s") from None
+        claim = libretranslate.handles(request.method, request.path, request.headers.get("Content-Type", ""), body)
+        if claim is not None:
+            status, payload = await self.libre.serve(request.path, claim, bearer_ok=authorized)
+            return status, payload, None, False
+        if not authorized:
+            return self._unauthorized(request)
         status, payload = await self._route(request.method, request.path, body)
         return status, payload, None, False
+
+    @staticmethod
+    def _unauthorized(request: web.BaseRequest) -> tuple[int, dict, dict, bool]:
+        body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
+        # An unread body cannot be skipped safely: close (a body read to look for an api_key too).
+        return 401, body, {"WWW-Authenticate": "Bearer"}, request.body_exists
 
     def _check_head(self, request: web.BaseRequest) -> None:
         """What llhttp lets through but this API refuses (each closes the connection)."""
@@ -268,7 +290,7 @@ class HttpApi:
             return False
         return hmac.compare_digest(credentials.strip(" ").encode("latin-1", "replace"), self.token)
 
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | bytes]:
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | list | bytes]:
         svc = self.service
         if path not in ROUTES:
             return 404, protocol.error_body("not_found", f"no route {path}")
@@ -299,7 +321,7 @@ class HttpApi:
 
     @staticmethod
     def _response(
-        request: web.BaseRequest, status: int, payload: dict | bytes, *, close: bool = False, headers: dict | None = None
+        request: web.BaseRequest, status: int, payload: dict | list | bytes, *, close: bool = False, headers: dict | None = None
     ) -> web.Response:
         if isinstance(payload, bytes):
             data, ctype = payload, CONTENT_TYPE
