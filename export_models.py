@@ -72,6 +72,13 @@ FALLBACK_SAMPLES = {
     "fr": ["Bonjour, comment allez-vous ?", "La réunion commence demain à neuf heures.", "Merci beaucoup !"],
     "es": ["Hola, ¿cómo estás?", "La reunión empieza mañana a las nueve.", "¡Muchas gracias!"],
     "de": ["Hallo, wie geht es dir?", "Das Treffen beginnt morgen um neun Uhr.", "Vielen Dank!"],
+    # The languages of Debian's other Apertium pairs (apertium-es-pt, -spa-ita, -spa-cat, -es-gl, -es-ro):
+    # each registered mode is verified on a sentence in its own source language.
+    "pt": ["Olá, como estás?", "A reunião começa amanhã às nove horas.", "Muito obrigado!"],
+    "it": ["Ciao, come stai?", "La riunione comincia domani alle nove.", "Grazie mille!"],
+    "ca": ["Hola, com estàs?", "La reunió comença demà a les nou.", "Moltes gràcies!"],
+    "gl": ["Ola, como estás?", "A reunión comeza mañá ás nove.", "Moitas grazas!"],
+    "ro": ["Bună ziua, ce mai faci?", "Întâlnirea începe mâine la ora nouă.", "Mulțumesc foarte mult!"],
 }
 
 

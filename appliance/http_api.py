@@ -9,6 +9,9 @@
                     503 for overloaded / shutting_down / not_ready, 500 for internal_error.
     POST /detect    {"text": ...}: the languages the text may be in, ranked, with confidences
                     (same JSON as the `detect` request on 5555)
+    LibreTranslate  GET /languages, GET /frontend/settings, and a POST /translate or /detect in
+                    LibreTranslate's shape (`q`, a form): appliance/libretranslate.py, its own
+                    error bodies and its api_key beside the Bearer token
 
 Every error is a JSON body {"status": "error", "error": {"code", "message"}}.
 
@@ -60,6 +63,10 @@ Limits, so that a slow or hostile client cannot hold memory or connections:
                   its first byte, so a connection that sends nothing is closed too. Without a
                   token no connection is authenticated: eviction then takes idle keep-alive
                   connections as well (a client retries on a new one, as HTTP allows).
+                  LibreTranslate requests may carry the token as `api_key` instead, so a POST
+                  /translate or /detect without the header is read (bounded as above) before it
+                  is refused, and may be evicted while its body arrives, like a partial head;
+                  GET /languages and /frontend/settings are open, as in LibreTranslate.
 
 aiohttp internals this relies on (tests/appliance/test_http_limits.py fails if they change):
 RequestHandler's `_waiter` (set while it waits for a request head), `_request_count` (heads
@@ -81,7 +88,7 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import _ErrInfo
 
-from appliance import protocol
+from appliance import libretranslate, protocol
 from appliance.config import Settings
 from appliance.stats import CONTENT_TYPE, Metrics
 
@@ -97,7 +104,8 @@ UNAVAILABLE = {protocol.OVERLOADED, protocol.SHUTTING_DOWN, protocol.NOT_READY}
 UNAUTHORIZED = "unauthorized"
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
-ROUTES = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST"}
+ROUTES = {"/health": "GET", "/ready": "GET", "/stats": "GET", "/metrics": "GET", "/translate": "POST", "/detect": "POST",
+          "/languages": "GET", "/frontend/settings": "GET"}  # the last two: LibreTranslate's only
 POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the one request type each route takes
 # Headers whose meaning two copies would make ambiguous (auth confusion); llhttp refuses a second
 # Content-Length and Host itself.
@@ -144,6 +152,7 @@ class HttpApi:
     def __init__(self, service: Service) -> None:
         settings = service.settings
         self.service = service
+        self.libre = libretranslate.LibreTranslateApi(service)
         self.metrics = service.metrics
         self.max_body = settings.limits.max_request_bytes
         self.max_connections = settings.http.max_connections
@@ -272,20 +281,39 @@ class HttpApi:
         self._check_head(request)
         if self.token and self._has_token(request):
             request.protocol.trusted = True
-        if not self._authorized(request):
-            body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
-            # Answered before the body is read; an unread body cannot be skipped safely: close.
-            return 401, body, {"WWW-Authenticate": "Bearer"}, request.body_exists
+        authorized = self._authorized(request)
+        # LibreTranslate's clients send their key in the body: a POST that may be one is read first.
+        if not authorized and not (request.method == "POST" and request.path in libretranslate.POST_ROUTES) and not (
+            request.method == "GET" and request.path in libretranslate.GET_ROUTES  # open, as in LibreTranslate
+        ):
+            return self._unauthorized(request)
         if (request.content_length or 0) > self.max_body:
             raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes")
+        # A body read before its sender showed the token may be evicted like a partial head: a
+        # trickled body must not hold a slot the token holder needs.
+        request.protocol.unauthenticated_body = not authorized
         try:
             body = await asyncio.wait_for(request.read(), IDLE_TIMEOUT_S)
         except web.HTTPRequestEntityTooLarge:
             raise Refusal(413, protocol.INVALID_REQUEST, f"body must be 0..{self.max_body} bytes") from None
         except TimeoutError:
             raise Refusal(408, "request_timeout", f"request body not received within {IDLE_TIMEOUT_S:g}s") from None
+        finally:
+            request.protocol.unauthenticated_body = False
+        claim = libretranslate.handles(request.method, request.path, request.headers.get("Content-Type", ""), body)
+        if claim is not None:
+            status, payload = await self.libre.serve(request.path, claim, bearer_ok=authorized)
+            return status, payload, None, False
+        if not authorized:
+            return self._unauthorized(request)
         status, payload = await self._route(request.method, request.path, body)
         return status, payload, None, False
+
+    @staticmethod
+    def _unauthorized(request: web.BaseRequest) -> tuple[int, dict, dict, bool]:
+        body = protocol.error_body(UNAUTHORIZED, "this route needs the header `Authorization: Bearer <token>`")
+        # An unread body cannot be skipped safely: close (a body read to look for an api_key too).
+        return 401, body, {"WWW-Authenticate": "Bearer"}, request.body_exists
 
     def _check_head(self, request: web.BaseRequest) -> None:
         """What llhttp lets through but this API refuses (each closes the connection)."""
@@ -321,7 +349,7 @@ class HttpApi:
             return False
         return hmac.compare_digest(credentials.strip(" ").encode("latin-1", "replace"), self.token)
 
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | bytes]:
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict | list | bytes]:
         svc = self.service
         if path not in ROUTES:
             return 404, protocol.error_body("not_found", f"no route {path}")
@@ -352,7 +380,7 @@ class HttpApi:
 
     @staticmethod
     def _response(
-        request: web.BaseRequest, status: int, payload: dict | bytes, *, close: bool = False, headers: dict | None = None
+        request: web.BaseRequest, status: int, payload: dict | list | bytes, *, close: bool = False, headers: dict | None = None
     ) -> web.Response:
         if isinstance(payload, bytes):
             data, ctype = payload, CONTENT_TYPE
@@ -412,6 +440,7 @@ class Connection(web.RequestHandler):
         self.line_bytes: int | None = None  # the request line's length, once its end arrived
         self.stuck_timer: asyncio.TimerHandle | None = None
         self.serving: web.BaseRequest | None = None  # the request a handler is serving now
+        self.unauthenticated_body = False  # reading a body that may hold a LibreTranslate api_key
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.peer = peer_key(transport.get_extra_info("peername"))
@@ -444,8 +473,10 @@ class Connection(web.RequestHandler):
     # -------------------------------------------------------------- eviction
 
     def evictable(self) -> bool:
-        """Not authenticated, no request in progress: waiting for a (first, or next) head."""
-        return not self.trusted and self.serving is None and self._awaiting_head() and not self.refused
+        """Not authenticated, and waiting for a (first, or next) head or reading a body whose
+        sender has not shown the token."""
+        waiting = self.unauthenticated_body or (self.serving is None and self._awaiting_head())
+        return not self.trusted and waiting and not self.refused
 
     def evict(self) -> None:
         """Close now, without a word (an idle keep-alive client would read one as the answer to

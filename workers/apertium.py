@@ -67,8 +67,14 @@ from workers.manifest import ModelSpec
 from workers.segmenter import Piece
 
 ENGINE = "apertium"
-# What `make system-deps` installs: the engine and the language data the appliance serves by default.
-DEBIAN_PACKAGES = ("apertium", "apertium-eng-spa", "apertium-fr-es")
+# What `make system-deps` installs: the engine and the language data the appliance serves by default
+# (the Makefile's APERTIUM_PACKAGES). Each pair after the first two joins en or es, so every
+# language reaches the others through one pivot: pt, it, ca, gl <-> es; en <-> ca; ro -> es only
+# (apertium-es-ro ships no es -> ro mode).
+DEBIAN_PACKAGES = (
+    "apertium", "apertium-eng-spa", "apertium-fr-es", "apertium-es-pt", "apertium-spa-ita",
+    "apertium-spa-cat", "apertium-es-gl", "apertium-eng-cat", "apertium-es-ro",
+)
 # A liveness guard for a truly hung program only: every frame comes back (content cannot break
 # the framing), so no answer is waited for because of what a segment says.
 DEFAULT_TIMEOUT_S = 30.0

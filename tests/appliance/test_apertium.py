@@ -29,7 +29,8 @@ from workers.runtime import Model, Runtime
 
 pytestmark = pytest.mark.timeout(300)
 
-MISSING = [m for m in ("eng-spa", "spa-eng", "fr-es", "es-fr") if m not in installed_modes()]
+PAIRS = ("eng-spa", "spa-eng", "fr-es", "es-fr")
+MISSING = [m for m in PAIRS if m not in installed_modes()]
 needs_apertium = pytest.mark.skipif(
     bool(MISSING),
     reason=f"Apertium modes {MISSING} not installed: apt-get install apertium apertium-eng-spa apertium-fr-es "
@@ -93,7 +94,9 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
     directory = tmp_path_factory.mktemp("apertium-appliance-models")
     if MISSING:
         return directory
-    export_apertium(directory)
+    # The four modes these tests are about: with the other Debian pairs installed, en -> it would
+    # also be served through es, and the fake en -> it mode's failures would fail over there.
+    export_apertium(directory, list(PAIRS))
     original = read_manifest(builtin_models_dir)["models"]["builtin-marian-en-fr"]
     shutil.copytree(builtin_models_dir / original["path"], directory / BROKEN)
     broken_encoder(builtin_models_dir / original["path"] / "encoder_model.onnx", directory / BROKEN / "encoder_model.onnx",

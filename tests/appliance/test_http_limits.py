@@ -433,6 +433,10 @@ def test_rss_stays_bounded_under_a_flood_of_oversized_heads(start_appliance):
 # ------------------------------------------------------------------ eviction and per-peer caps
 
 PARTIAL_HEAD = b"GET /stats HTTP/1.1\r\nHost: t\r\nX-Never-Ends: "
+# A LibreTranslate request may carry its key in the body, so its body is read before it is
+# refused: a whole head, then a body that never ends.
+PARTIAL_LIBRE_BODY = (b"POST /translate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 60000\r\n\r\n{\"q\": \"")
 
 
 def connect_from(app, source: str, timeout: float = 20.0) -> socket.socket:
@@ -523,8 +527,9 @@ class PartialHeadFlood:
     """`count` connections holding partial heads, spread over `sources`; each one the server
     closes is opened again (an attacker keeps the pressure on). Runs in a thread."""
 
-    def __init__(self, app, sources: list[str], count: int) -> None:
+    def __init__(self, app, sources: list[str], count: int, payload: bytes = PARTIAL_HEAD) -> None:
         url = urlsplit(app.endpoints["http"])
+        self.payload = payload
         self.address = (url.hostname, url.port)
         self.sources = sources
         self.count = count
@@ -559,7 +564,7 @@ class PartialHeadFlood:
                     sock = key.fileobj
                     try:
                         if events & selectors.EVENT_WRITE:
-                            sock.send(PARTIAL_HEAD)
+                            sock.send(self.payload)
                             sel.modify(sock, selectors.EVENT_READ)
                             continue
                         if sock.recv(65536):
@@ -585,17 +590,18 @@ def guarded(tmp_path_factory):
         yield app
 
 
-@pytest.mark.parametrize("peer_count", [1, 40])
-def test_partial_heads_never_lock_out_the_token_holder(guarded, peer_count):
-    """320 connections holding partial heads (from one address, or from 40), reopened as soon as
-    the server closes one, while the token holder makes 60 requests on fresh connections: every
-    one is served. Before eviction, 4 of 60 went through."""
+@pytest.mark.parametrize("peer_count, payload", [(1, PARTIAL_HEAD), (40, PARTIAL_HEAD), (40, PARTIAL_LIBRE_BODY)],
+                         ids=["1-peer-heads", "40-peers-heads", "40-peers-libretranslate-bodies"])
+def test_partial_heads_never_lock_out_the_token_holder(guarded, peer_count, payload):
+    """320 connections holding partial heads, or unauthenticated LibreTranslate bodies (from one
+    address, or from 40), reopened as soon as the server closes one, while the token holder makes
+    60 requests on fresh connections: every one is served. Before eviction, 4 of 60 went through."""
     proc = psutil.Process(guarded.proc.pid)
     call(guarded, "GET", "/stats", auth())  # warm the code path
     before = proc.memory_info().rss
     sources = [f"127.0.0.{1 + i}" for i in range(peer_count)]  # 127.0.0.1: the token holder's too
     served = 0
-    with PartialHeadFlood(guarded, sources, 320) as flood:
+    with PartialHeadFlood(guarded, sources, 320, payload) as flood:
         poll_until(lambda: flood.closed >= 320 - 256, 60, what="the flood to fill every slot")
         for i in range(60):
             try:
