@@ -307,7 +307,8 @@ class Dispatcher:
     def _remember(self, record: RequestRecord) -> None:
         if not self.recent_capacity or not record.remember:
             return
-        size = 200 + len(record.scope) + len(record.task_id) + len(record.message_id) + sum(len(o.event) for o in record.outcomes.values())
+        ids = len(record.scope) + len(record.task_id) + len(record.message_id)
+        size = 200 + ids + sum(len(o.event) for o in record.outcomes.values())
         if size > self.recent_max_bytes:
             return
         self.recent[record.key] = Finished(record.digest, record.message_id, dict(record.outcomes), size)
