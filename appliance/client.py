@@ -19,6 +19,7 @@ Wire contract, as this client uses it:
                   | {"status": "error", "error": {"code", "message"}}  (fails every target asked)
     SUB  <- 5556  {"type": "translation_completed", "taskId", "targetLanguage", "result": {...}}
                   {"type": "translation_error", "taskId", "targetLanguage", "error": {...}}
+                  under CURVE: two frames, [this client's public key (Z85), json]
 
 A target is done when its event arrives, not at the ack. Events are matched by the client's own
 `taskId` (uuid4 hex) and the target language; an event for no pending task (another client's,
@@ -35,7 +36,10 @@ Design:
   and reopened (a REQ that missed its reply is stuck), never a stream of late replies to sort
   out. A DEALER connected to several appliances would also hand requests out blindly, dead ones
   included; a pool per appliance lets the client choose.
-- One SUB per appliance, subscribed to `{"type":"translation_` before anything is sent. An
+- One SUB per appliance, subscribed before anything is sent: to `{"type":"translation_` (every
+  client's events; the appliance broadcasts) or, under CURVE, to this client's own public key,
+  the only subscription a CURVE appliance applies, which brings this client's events only
+  (appliance/curve.py, "Events under CURVE"). An
   appliance counts as up only once it answered `ping` as ready and a probe proved its events
   reach this client: a same-language translation (answered by its edge, no worker, no cache)
   whose event must arrive. ZMTP heartbeats on every socket notice a peer gone without a word.
@@ -90,7 +94,7 @@ log = logging.getLogger("meeshy.client")
 
 EVENT_PREFIX = b'{"type":"translation_'
 REQ_HWM = 4  # a REQ holds one request at a time
-SUB_HWM = 10_000  # events of every client of the appliance arrive here, not only ours
+SUB_HWM = 10_000  # without CURVE, events of every client of the appliance arrive here, not only ours
 PROBE_WAIT_S = 0.5  # how long one probe's event is awaited before another probe is sent
 # Error replies after which another appliance may serve the request; the first two also mark the
 # appliance down until it answers a ping as ready again.
@@ -439,6 +443,8 @@ class Client:
             elif ep.server_key is not None:
                 raise ValueError(f"{ep.requests} names a server_key: give the client_secret_key too")
             self._apps.append(_Appliance(ep, keys, pool_size))
+        # Under CURVE the SUB subscribes to this client's own key: the appliance applies no other.
+        self._topic = curve.client_topic(client_secret_key) if client_secret_key is not None else EVENT_PREFIX
         self._ctx: zmq.asyncio.Context | None = None
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._any_up = asyncio.Event()
@@ -525,7 +531,7 @@ class Client:
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat_ms)
             if role is Role.SUBSCRIBER:
                 sock.setsockopt(zmq.UNSUBSCRIBE, b"")
-                sock.setsockopt(zmq.SUBSCRIBE, EVENT_PREFIX)
+                sock.setsockopt(zmq.SUBSCRIBE, self._topic)
 
         assert self._ctx is not None
         return make_socket(self._ctx, role, endpoint, hwm=hwm, linger_ms=0, configure=configure)
@@ -733,7 +739,7 @@ class Client:
     async def _read_events(self, app: _Appliance) -> None:
         assert app.sub is not None
         while True:
-            raw = await app.sub.recv()
+            raw = (await app.sub.recv_multipart())[-1]  # under CURVE, [topic, json]
             try:
                 self._on_event(app, raw)
             except Exception:

@@ -26,11 +26,15 @@ Events: the dispatcher publishes every outcome through `CompatFront.publish` (th
 wires it in place of the native PUB). The gateway de-duplicates on taskId + targetLanguage, so
 the first event of a target must already be in its shape (`processingTime` in seconds); a
 compat task's events therefore go to the compat PUB only, converted, and never to 5556. Which
-tasks are compat tasks: every compat request marks its taskId with the targets it names (in the
-gateway's own spelling, echoed back); each event published for the task settles one target, and
-the mark goes with the last one. A retry arrives through compat too and marks the taskId again
-before the service re-publishes what finished, so those events find the gateway as well. The
-marks are bounded in count (oldest dropped, with a log line).
+tasks are compat tasks: those in the compat scope (`SCOPE`): every gateway request is made in
+it, so its taskIds are a namespace of their own (appliance/dispatcher.py, "Scopes"): a gateway
+request naming a native task's taskId is another task, and no native event ever reaches the
+gateway nor a compat event 5556. Within the scope, every compat request marks its taskId with
+the targets it names (in the gateway's own spelling, echoed back); each event published for the
+task settles one target, and the mark goes with the last one. A retry arrives through compat too
+and marks the taskId again before the service re-publishes what finished, so those events find
+the gateway as well. The marks are bounded in count (oldest dropped, with a log line; an event
+of a forgotten task is dropped and counted, and the gateway's retry marks it again).
 
 Bytes in, bounded before anything is parsed or queued: the pull port is served by
 appliance/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
@@ -79,6 +83,7 @@ UNSUPPORTED = "unsupported_request"
 VOICE_PROFILE_TYPES = frozenset({"voice_profile_analyze", "voice_profile_verify", "voice_profile_compare"})
 GATEWAY_MODEL_TYPES = ("basic", "medium", "premium")  # what the gateway sends and stores
 DEFAULT_MODEL_TYPE = "basic"  # the gateway's own fallback; reported for answers no tier made
+SCOPE = "compat"  # the gateway's taskId scope: no native scope ("" or a CURVE client's) is spelled so
 
 # Fields of a native result that are replaced or dropped in the gateway's result.
 _NATIVE_ONLY = frozenset({"processingTime", "workerId", "targetLanguage", "modelType"})
@@ -112,6 +117,7 @@ class Counters:
     dropped_events: int = 0  # beyond the gateway's HWM
     unreadable: int = 0
     forgotten_tasks: int = 0  # marks dropped at the bound
+    forgotten_events: int = 0  # events of compat tasks whose mark was dropped
 
 
 class CompatFront:
@@ -120,7 +126,7 @@ class CompatFront:
         settings: Settings,
         pull: socket.socket,
         pub: zmq.Socket,
-        native_publish: Callable[[bytes], None],
+        native_publish: Callable[[str, bytes], None],
         pull_endpoint: str,
         pub_endpoint: str,
     ) -> None:
@@ -144,26 +150,28 @@ class CompatFront:
 
     # ================================================================== events out
 
-    def publish(self, data: bytes) -> None:
+    def publish(self, scope: str, data: bytes) -> None:
         """The dispatcher's publish: a compat task's event goes to the gateway in its shape, any
-        other event to the native PUB unchanged."""
-        if self.tracked:
-            head = _event_head.decode(data)
-            tracked = self.tracked.get(head.taskId)
-            if tracked is not None:
-                target = head.targetLanguage
-                tracked.pending.discard(target)
-                if not tracked.pending:
-                    del self.tracked[head.taskId]
-                try:
-                    event = self._convert(msgspec.json.decode(data), tracked, tracked.spelling.get(target, target))
-                except Exception:  # a bug must not break the dispatcher's bookkeeping
-                    log.exception("cannot convert an event of task %s for the gateway", head.taskId[:64])
-                    return
-                if event is not None:
-                    self._send(event)
-                return
-        self._native_publish(data)
+        other event to the native PUB unchanged, whatever its taskId."""
+        if scope != SCOPE:
+            self._native_publish(scope, data)
+            return
+        head = _event_head.decode(data)
+        tracked = self.tracked.get(head.taskId)
+        if tracked is None:
+            self.counters.forgotten_events += 1
+            return
+        target = head.targetLanguage
+        tracked.pending.discard(target)
+        if not tracked.pending:
+            del self.tracked[head.taskId]
+        try:
+            event = self._convert(msgspec.json.decode(data), tracked, tracked.spelling.get(target, target))
+        except Exception:  # a bug must not break the dispatcher's bookkeeping
+            log.exception("cannot convert an event of task %s for the gateway", head.taskId[:64])
+            return
+        if event is not None:
+            self._send(event)
 
     def _convert(self, native: dict, tracked: Tracked, target: str) -> dict | None:
         if tracked.story is not None:
@@ -361,7 +369,7 @@ class CompatFront:
         self._respond(native, reply)
 
     def _respond(self, native: dict, reply: Callable[[dict], None]) -> None:
-        self.service.respond(protocol.encode(native), reply)
+        self.service.respond(protocol.encode(native), reply, scope=SCOPE)
 
     def _spellings(self, obj: dict) -> dict[str, str]:
         """canonical target -> the gateway's spelling, for up to max_targets targets (a request
@@ -392,7 +400,7 @@ class CompatFront:
                 old, _ = self.tracked.popitem(last=False)
                 self.counters.forgotten_tasks += 1
                 log.warning("more than %d gateway tasks awaiting events: task %s is forgotten (its events "
-                            "go to the native PUB; a retry marks it again)", self.max_tracked, old[:64])
+                            "are dropped; a retry marks it again)", self.max_tracked, old[:64])
         else:
             self.tracked.move_to_end(task_id)
             tracked.model_type = model_type

@@ -2,7 +2,8 @@
 published outcome, and what a retry with the same taskId gets.
 
 No sockets and no clock of its own: the shell hands it `send_task` (a Task to a slot's socket,
-False when it could not go out), `publish` (an encoded event to the PUB socket) and `now`, so
+False when it could not go out), `publish` (an encoded event, with the scope of the task it
+belongs to, to whatever delivers that scope's events) and `now`, so
 dispatch, retries, deduplication, timeouts and drain are tested in-process
 (tests/appliance/test_dispatcher.py).
 
@@ -18,6 +19,13 @@ A taskId names one content. Seen again with other content it is refused (TaskIdC
 never reaches the first request's results. With the same content (a gateway's retry, perhaps
 naming only the languages it still misses), each target named gets: nothing new while it runs;
 its recorded outcome again when it finished; a new run when it failed or is new.
+
+Scopes. A taskId is only unique within its scope, an opaque string the caller gives with each
+request: the records are keyed by (scope, taskId), and every event is published with its
+record's scope. The service uses "" for anonymous clients (5555 without CURVE, HTTP), the
+CURVE client's identity for an authenticated one (appliance/curve.py), and one scope for
+Meeshy's gateway (appliance/compat.py). So two scopes may use the same taskId and never reach
+each other's records, outcomes or events; within a scope, ids are first come, first served.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import msgspec
 
 from appliance import protocol
 from appliance.config import LimitSettings
-from appliance.tasks import Outcome, RequestRecord, TaskTable, TargetTask, Waiter
+from appliance.tasks import Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
 from ipc.frames import Result, Task, TaskFailed
 
 
@@ -68,7 +76,7 @@ class Dispatcher:
         limits: LimitSettings,
         queue_depth: int,
         send_task: Callable[[int, Task], bool],
-        publish: Callable[[bytes], None],
+        publish: Callable[[str, bytes], None],
     ) -> None:
         self.max_units = limits.max_inflight_tasks
         self.max_waiters = limits.max_waiters_per_task
@@ -78,8 +86,8 @@ class Dispatcher:
         self.max_output_chars = 2 * limits.max_text_chars  # bounds an event's size (edge.buffer_hwm)
         self.queue_depth = queue_depth
         self.table = TaskTable(max_attempts=limits.max_attempts, task_timeout_s=limits.task_timeout_s)
-        self.records: dict[str, RequestRecord] = {}
-        self.recent: OrderedDict[str, Finished] = OrderedDict()
+        self.records: dict[TaskKey, RequestRecord] = {}
+        self.recent: OrderedDict[TaskKey, Finished] = OrderedDict()
         self.recent_bytes = 0
         self.ready_slots: list[int] = []
         self._send_task = send_task
@@ -97,10 +105,11 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ admission
 
-    def find(self, task_id: str, digest: bytes) -> RequestRecord | Finished | None:
-        """What already holds `task_id`: a record in flight, a finished one, or None.
+    def find(self, scope: str, task_id: str, digest: bytes) -> RequestRecord | Finished | None:
+        """What already holds `task_id` in `scope`: a record in flight, a finished one, or None.
         Raises TaskIdConflict when it was given to other content."""
-        known = self.records.get(task_id) or self.recent.get(task_id)
+        key = (scope, task_id)
+        known = self.records.get(key) or self.recent.get(key)
         if known is not None and known.digest != digest:
             raise TaskIdConflict(f"taskId {task_id!r} already names another message; use a new taskId")
         return known
@@ -123,13 +132,13 @@ class Dispatcher:
         """Start `record`: publish the targets answered already (events; or outcomes recorded by
         an earlier attempt of the same task, published again for the targets in `republish`),
         and queue one unit per target in `run`."""
-        self.recent_forget(record.task_id)
-        self.records[record.task_id] = record
+        self.recent_forget(record.key)
+        self.records[record.key] = record
         for target, answer in answered.items():
             if isinstance(answer, Outcome):
                 record.outcomes[target] = answer
                 if target in republish:
-                    self._publish(answer.event)
+                    self._publish(record.scope, answer.event)
             else:
                 self._record(record, target, self._encode(answer))
         self.table.add(record, run, now, keys)
@@ -153,13 +162,13 @@ class Dispatcher:
             raise TooManyWaiters(f"{len(record.waiters)} requests already wait on task {record.task_id}")
         record.waiters.append(Waiter(targets, reply))
 
-    def republish(self, outcomes: Mapping[str, Outcome], targets: Iterable[str]) -> None:
+    def republish(self, scope: str, outcomes: Mapping[str, Outcome], targets: Iterable[str]) -> None:
         for target in targets:
             if target in outcomes:
-                self._publish(outcomes[target].event)
+                self._publish(scope, outcomes[target].event)
 
-    def recent_forget(self, task_id: str) -> None:
-        finished = self.recent.pop(task_id, None)
+    def recent_forget(self, key: TaskKey) -> None:
+        finished = self.recent.pop(key, None)
         if finished is not None:
             self.recent_bytes -= finished.size
 
@@ -277,7 +286,7 @@ class Dispatcher:
             self.on_idle()
 
     def _record(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
-        self._publish(outcome.event)
+        self._publish(record.scope, outcome.event)
         record.outcomes[target] = outcome
         self.on_outcome(record, target, outcome.ok)
 
@@ -291,17 +300,18 @@ class Dispatcher:
                 else:
                     waiting.append(waiter)
             record.waiters = waiting
-        if record.remaining == 0 and self.records.get(record.task_id) is record:
-            del self.records[record.task_id]
+        if record.remaining == 0 and self.records.get(record.key) is record:
+            del self.records[record.key]
             self._remember(record)
 
     def _remember(self, record: RequestRecord) -> None:
         if not self.recent_capacity or not record.remember:
             return
-        size = 200 + len(record.task_id) + len(record.message_id) + sum(len(o.event) for o in record.outcomes.values())
+        ids = len(record.scope) + len(record.task_id) + len(record.message_id)
+        size = 200 + ids + sum(len(o.event) for o in record.outcomes.values())
         if size > self.recent_max_bytes:
             return
-        self.recent[record.task_id] = Finished(record.digest, record.message_id, dict(record.outcomes), size)
+        self.recent[record.key] = Finished(record.digest, record.message_id, dict(record.outcomes), size)
         self.recent_bytes += size
         while len(self.recent) > self.recent_capacity or self.recent_bytes > self.recent_max_bytes:
             _, old = self.recent.popitem(last=False)

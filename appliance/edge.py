@@ -1,5 +1,18 @@
 """The ZeroMQ edge: ROUTER on 5555 (requests and replies), PUB on 5556 (events).
 
+Scopes (appliance/dispatcher.py, "Scopes"). Without CURVE every request is in the anonymous
+scope "" and every event is one JSON frame to every subscriber. With CURVE (`scoped`), each
+request is in its client's scope, read from the ZAP User-Id libzmq attaches to the message
+(frames received with copy=False carry it), and the events socket is an XPUB in manual mode:
+
+    received  [identity, *envelope, body]   + User-Id (the client's Z85 public key) -> its scope
+    published [topic, json]                 topic = the public key of the task's client
+    XPUB      subscription messages read here; applied only for the subscriber's own key
+              (appliance/curve.py, "Events under CURVE"); others are counted, never applied
+
+A task of a scope that is no CURVE client (HTTP's) has no topic: its events are not published
+on a CURVE appliance (counted in withheld_events).
+
 Envelope handling, so plain REQ clients see REQ/REP and DEALER clients may pipeline:
 
     received  [identity, *envelope, body]   envelope = every frame up to and including the first
@@ -32,7 +45,7 @@ from typing import Protocol
 import zmq
 import zmq.asyncio
 
-from appliance import protocol
+from appliance import curve, protocol
 from appliance.config import Settings
 
 log = logging.getLogger("meeshy.edge")
@@ -60,7 +73,7 @@ def buffer_hwm(settings: Settings) -> tuple[int, int]:
 
 class Service(Protocol):
     def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply: Callable[[dict], None]) -> None: ...
+    def respond(self, payload: bytes, reply: Callable[[dict], None], *, scope: str = "") -> None: ...
 
 
 def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]]:
@@ -72,10 +85,13 @@ def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]
 
 
 class Edge:
-    def __init__(self, service: Service, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket) -> None:
+    def __init__(
+        self, service: Service, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket, *, scoped: bool = False
+    ) -> None:
         self.service = service
         self.router = router
         self.pub = pub
+        self.scoped = scoped  # CURVE: per-client scopes, `pub` an XPUB secured by EdgeCurve
         # Plain sockets sharing the asyncio sockets' underlying ZeroMQ sockets (same thread).
         self._router = zmq.Socket.shadow(router.underlying)
         self._pub = zmq.Socket.shadow(pub.underlying)
@@ -84,30 +100,41 @@ class Edge:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.dropped_replies = 0
         self.dropped_events = 0
+        self.withheld_events = 0  # scoped: events of tasks with no CURVE client (HTTP's)
+        self.refused_subscriptions = 0  # scoped: subscriptions to anything but the subscriber's own key
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
         self._read_scheduled = False
+        self._subs_scheduled = False
 
     async def serve(self) -> None:
         """Receive and answer requests until cancelled."""
         self._loop = asyncio.get_running_loop()
         fd = self._router.getsockopt(zmq.FD)
         self._loop.add_reader(fd, self._read_requests)
+        subs_fd = self._pub.getsockopt(zmq.FD) if self.scoped else None
+        if subs_fd is not None:
+            self._loop.add_reader(subs_fd, self._read_subscriptions)
         try:
             self._read_requests()  # whatever arrived before the reader was added
+            if subs_fd is not None:
+                self._read_subscriptions()
             await asyncio.get_running_loop().create_future()
         finally:
             self._loop.remove_reader(fd)
+            if subs_fd is not None:
+                self._loop.remove_reader(subs_fd)
             self._loop = None
 
     def _read_requests(self) -> None:
         self._read_scheduled = False
         recv = self._router.recv_multipart
+        copy = not self.scoped  # a Frame carries the message's User-Id
         self._reading = True
         try:
             for _ in range(RECV_BATCH):
                 try:
-                    frames = recv(zmq.NOBLOCK)
+                    frames = recv(zmq.NOBLOCK, copy=copy)
                 except zmq.Again:
                     return
                 try:
@@ -123,7 +150,15 @@ class Edge:
             self._read_scheduled = True
             self._loop.call_soon(self._read_requests)
 
-    def handle(self, frames: list[bytes]) -> None:
+    def handle(self, frames: list[bytes] | list[zmq.Frame]) -> None:
+        scope = ""
+        if self.scoped:
+            try:
+                scope = curve.scope_of(frames[-1].get("User-Id"))
+            except (zmq.ZMQError, ValueError):  # no CURVE identity: ZAP let nobody in unnamed
+                log.error("a request without a CURVE client identity on a CURVE edge: dropped")
+                return
+            frames = [f.bytes for f in frames]
         identity, envelope, body = split_envelope(frames)
         self.service.count_request()
 
@@ -138,7 +173,7 @@ class Edge:
                 )
             )
             return
-        self.service.respond(body[0], reply)
+        self.service.respond(body[0], reply, scope=scope)
 
     def _send(self, frames: list[bytes]) -> None:
         try:
@@ -148,14 +183,58 @@ class Edge:
         if not self._reading:
             self._schedule_read()  # this send may have consumed the FD's signal
 
-    def publish(self, event: dict) -> None:
-        self.publish_bytes(protocol.encode(event))
+    def publish(self, event: dict, scope: str = "") -> None:
+        self.publish_bytes(scope, protocol.encode(event))
 
-    def publish_bytes(self, data: bytes) -> None:
+    def publish_bytes(self, scope: str, data: bytes) -> None:
+        """An event of a task in `scope`: one frame to every subscriber, or (scoped) [topic, json]
+        to the subscribers of that scope's client only."""
         try:
-            self._pub.send(data, zmq.NOBLOCK)
+            if not self.scoped:
+                self._pub.send(data, zmq.NOBLOCK)
+                return
+            topic = curve.topic_of(scope)
+            if topic is None:
+                self.withheld_events += 1
+                return
+            self._pub.send_multipart((topic, data), zmq.NOBLOCK)
         except zmq.ZMQError:
             self.dropped_events += 1
+        if self.scoped:
+            self._schedule_subscriptions()  # this send may have consumed the XPUB's FD signal
+
+    # ------------------------------------------------------------------ subscriptions (scoped)
+
+    def _read_subscriptions(self) -> None:
+        """Apply each subscription that names the subscriber's own key, to that subscriber's
+        pipe only (ZMQ_XPUB_MANUAL: a setsockopt after a recv applies to the pipe it came from)."""
+        self._subs_scheduled = False
+        if self._loop is None:
+            return  # scheduled before the edge stopped: its sockets may be closed
+        for _ in range(RECV_BATCH):
+            try:
+                frame = self._pub.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                user_id = frame.get("User-Id")
+            except zmq.ZMQError:
+                user_id = ""
+            allowed = curve.allowed_subscription(frame.bytes, user_id)
+            if allowed is None:
+                self.refused_subscriptions += 1
+                continue
+            action, topic = allowed
+            self._pub.setsockopt(zmq.SUBSCRIBE if action == curve.SUBSCRIBE else zmq.UNSUBSCRIBE, topic)
+        self._schedule_subscriptions()  # more is queued
+
+    def _schedule_subscriptions(self) -> None:
+        if not self._subs_scheduled and self._loop is not None:
+            self._subs_scheduled = True
+            self._loop.call_soon(self._read_subscriptions)
 
     def counters(self) -> dict:
-        return {"dropped_replies": self.dropped_replies, "dropped_events": self.dropped_events}
+        counts = {"dropped_replies": self.dropped_replies, "dropped_events": self.dropped_events}
+        if self.scoped:
+            counts.update(withheld_events=self.withheld_events, refused_subscriptions=self.refused_subscriptions)
+        return counts

@@ -9,6 +9,10 @@
 
 `reply` is called exactly once per request: at once (queued, or an error), or, for a
 synchronous request, when each of its targets has an outcome.
+
+`scope` names whose taskId namespace a request is in (appliance/dispatcher.py, "Scopes"): the
+edge passes the CURVE client's identity, compat its own scope, HTTP and anonymous 5555 clients "".
+A task's events are published with its scope; who receives them is the publisher's business.
 """
 
 from __future__ import annotations
@@ -102,9 +106,12 @@ class RequestService:
     def count_request(self) -> None:
         self.metrics.count_request()
 
-    def respond(self, payload: bytes, reply: Reply, *, force_sync: bool = False, only_type: str | None = None) -> None:
+    def respond(
+        self, payload: bytes, reply: Reply, *, force_sync: bool = False, only_type: str | None = None, scope: str = ""
+    ) -> None:
         """Answer one request payload: now, or (synchronous mode) when its targets are done.
-        `only_type` (HTTP routes): the one request type accepted, and the default."""
+        `only_type` (HTTP routes): the one request type accepted, and the default. `scope`: the
+        requester's taskId namespace."""
         limits = self.settings.limits
         req = None
         try:
@@ -126,7 +133,7 @@ class RequestService:
             elif isinstance(req, protocol.LanguagesRequest):
                 reply(self.languages() | _with_id(req.message_id))
             else:
-                self.translate(dataclasses.replace(req, sync=True) if force_sync else req, reply)
+                self.translate(dataclasses.replace(req, sync=True) if force_sync else req, reply, scope)
         except RequestError as exc:
             if isinstance(req, protocol.TranslateRequest):  # every error names the request's ids
                 exc.message_id = exc.message_id or req.message_id
@@ -142,21 +149,23 @@ class RequestService:
         self.metrics.count_error(exc.code)
         reply(protocol.error_body(exc.code, exc.message, exc.message_id, exc.task_id))
 
-    def translate(self, req: protocol.TranslateRequest, reply: Reply) -> None:
+    def translate(self, req: protocol.TranslateRequest, reply: Reply, scope: str = "") -> None:
         self._check_serving(req)
         self.catalog.check(req)
         digest = content_digest(req.text, req.source_language, req.model_type)
-        if req.task_id is not None and self._retry(req, digest, reply):
+        if req.task_id is not None and self._retry(req, scope, digest, reply):
             return
         self._check_capacity(req)
         keys, hits = self._memory_lookup(req)
         missing = [keys[t] for t in req.targets if t in keys and t not in hits]
         if missing and self.cache is not None and self.cache.has_persistent:
-            lookup = asyncio.get_running_loop().create_task(self._admit_after_lookup(req, digest, keys, hits, missing, reply))
+            lookup = asyncio.get_running_loop().create_task(
+                self._admit_after_lookup(req, scope, digest, keys, hits, missing, reply)
+            )
             self._lookups.add(lookup)
             lookup.add_done_callback(self._lookups.discard)
             return
-        self._admit(req, digest, keys, hits, reply)
+        self._admit(req, scope, digest, keys, hits, reply)
 
     def _check_serving(self, req: protocol.TranslateRequest) -> None:
         if self.state in (DRAINING, STOPPED):
@@ -171,10 +180,10 @@ class RequestService:
         except Overloaded as exc:
             raise RequestError(protocol.OVERLOADED, f"over capacity ({exc}); retry later", req.message_id, req.task_id) from None
 
-    def _retry(self, req: protocol.TranslateRequest, digest: bytes, reply: Reply) -> bool:
-        """A request whose taskId is known: True when answered here (the task is in flight)."""
+    def _retry(self, req: protocol.TranslateRequest, scope: str, digest: bytes, reply: Reply) -> bool:
+        """A request whose taskId is known in its scope: True when answered here (the task is in flight)."""
         try:
-            known = self.dispatcher.find(req.task_id, digest)
+            known = self.dispatcher.find(scope, req.task_id, digest)
         except TaskIdConflict as exc:
             raise RequestError(protocol.TASK_ID_CONFLICT, str(exc), req.message_id, req.task_id) from None
         if known is None or isinstance(known, Finished):
@@ -191,7 +200,7 @@ class RequestService:
             self.dispatcher.rerun(record, rerun, time.monotonic(), keys)
         self._answer(record, req, reply, duplicate=True)
         if not req.sync:
-            self.dispatcher.republish(record.outcomes, [t for t in req.targets if t not in rerun])
+            self.dispatcher.republish(scope, record.outcomes, [t for t in req.targets if t not in rerun])
         if rerun:
             self._dispatch()
         return True
@@ -213,7 +222,7 @@ class RequestService:
                 hits[target] = (value, (time.perf_counter() - started) * 1000.0)
         return keys, hits
 
-    async def _admit_after_lookup(self, req, digest, keys, hits, missing, reply) -> None:
+    async def _admit_after_lookup(self, req, scope: str, digest, keys, hits, missing, reply) -> None:
         try:
             started = time.perf_counter()
             found = await self.cache.lookup_persistent(missing)
@@ -221,9 +230,9 @@ class RequestService:
             hits.update({t: (found[k], ms) for t, k in keys.items() if k in found and t not in hits})
             self._lookups.discard(asyncio.current_task())  # no longer waiting: counted as a task below
             self._check_serving(req)
-            if req.task_id is not None and self._retry(req, digest, reply):
+            if req.task_id is not None and self._retry(req, scope, digest, reply):
                 return  # the same task arrived while this one was looking up
-            self._admit(req, digest, keys, hits, reply)
+            self._admit(req, scope, digest, keys, hits, reply)
         except RequestError as exc:
             self._refuse(exc, reply)
         except Exception as exc:
@@ -231,9 +240,9 @@ class RequestService:
             self.metrics.count_error(protocol.INTERNAL_ERROR)
             reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", req.message_id, req.task_id))
 
-    def _admit(self, req, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
+    def _admit(self, req, scope: str, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
         task_id = req.task_id or uuid.uuid4().hex
-        previous = self.dispatcher.recent.get(task_id)
+        previous = self.dispatcher.recent.get((scope, task_id))
         answered: dict[str, dict | Outcome] = {}
         if previous is not None:  # a retry of a finished task: what finished is answered again
             self.metrics.duplicate_requests += 1
@@ -257,6 +266,7 @@ class RequestService:
             accepted_at=time.monotonic(),
             detection=detection,
             remember=req.task_id is not None,  # a taskId we made up is retried by no one
+            scope=scope,
         )
         for target in req.targets:
             if target in answered:

@@ -45,7 +45,7 @@ from appliance import pool, protocol
 from appliance.cache import ApplianceCache
 from appliance.compat import CompatFront
 from appliance.config import Settings, is_loopback
-from appliance.curve import CurveError, EdgeCurve
+from appliance.curve import SUBSCRIPTION_MAX_BYTES, CurveError, EdgeCurve
 from appliance.dispatcher import Dispatcher
 from appliance.edge import Edge, buffer_hwm
 from appliance.http_api import HttpApi
@@ -200,13 +200,19 @@ class Supervisor:
             max_msg_size=2 * s.limits.max_request_bytes,
             configure=secure,
         )
+        # Under CURVE, an XPUB whose subscriptions the edge checks against each subscriber's key.
         pub = self._socket(
-            Role.EVENTS, tcp(s.server.bind_address, s.server.zmq_pub_port), pub_hwm, ipc.edge_linger_ms, configure=secure
+            Role.SCOPED_EVENTS if self.curve is not None else Role.EVENTS,
+            tcp(s.server.bind_address, s.server.zmq_pub_port),
+            pub_hwm,
+            ipc.edge_linger_ms,
+            max_msg_size=SUBSCRIPTION_MAX_BYTES if self.curve is not None else None,
+            configure=secure,
         )
         self._open_cache()
         self.pool = WorkerPool(s, endpoints, task_socks, lambda slot, pid: self.events.put_nowait(WorkerExited(slot, pid)))
         self.pool.cache_name = self.cache.name if self.cache else ""
-        self.edge = Edge(None, router, pub)
+        self.edge = Edge(None, router, pub, scoped=self.curve is not None)
         # Drop-in mode: a compat task's events go to Meeshy's gateway in its shape, the rest to 5556.
         self.compat = self._open_compat(pub_hwm) if s.compat.enabled else None
         publish = self.compat.publish if self.compat is not None else self.edge.publish_bytes

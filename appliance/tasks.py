@@ -40,6 +40,9 @@ class Waiter:
     reply: Callable[[RequestRecord, tuple[str, ...]], None]
 
 
+TaskKey = tuple[str, str]  # (scope, taskId): see appliance/dispatcher.py, "Scopes"
+
+
 @dataclass(slots=True, eq=False)
 class RequestRecord:
     task_id: str
@@ -56,6 +59,11 @@ class RequestRecord:
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
     remember: bool = True  # kept for retries once finished (the client chose the taskId)
     waiters: list[Waiter] = field(default_factory=list)
+    scope: str = ""  # whose taskId namespace this is: "" anonymous, a CURVE client, compat
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.scope, self.task_id)
 
 
 @dataclass(slots=True, eq=False)

@@ -12,6 +12,7 @@ termination can hang).
     RESULTS_OUT     PUSH    connect  worker
     REQUESTS        ROUTER  bind     edge, port 5555 (REQ and DEALER clients)
     EVENTS          PUB     bind     edge, port 5556
+    SCOPED_EVENTS   XPUB    bind     edge, port 5556 under CURVE (subscriptions checked by the edge)
     CLIENT          REQ     connect  CLI and tests
     SUBSCRIBER      SUB     connect  CLI and tests
 
@@ -34,6 +35,7 @@ class Role(enum.Enum):
     RESULTS_OUT = (zmq.PUSH, False)
     REQUESTS = (zmq.ROUTER, True)
     EVENTS = (zmq.PUB, True)
+    SCOPED_EVENTS = (zmq.XPUB, True)
     CLIENT = (zmq.REQ, False)
     SUBSCRIBER = (zmq.SUB, False)
 

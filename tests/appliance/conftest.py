@@ -262,15 +262,19 @@ def start_appliance(tmp_path, zctx):
         app.close()
 
 
-def start_curve_appliance(start_appliance, keys_dir: Path) -> tuple[Appliance, Path, Path]:
+def start_curve_appliance(
+    start_appliance, keys_dir: Path, more_clients: tuple[str, ...] = ()
+) -> tuple[Appliance, Path, Path]:
     """An appliance with CURVE on that lets in one client key pair, "good": (the appliance, its
     server public key, the allowed client's secret key file). Its endpoints are written; its
-    workers may not be ready yet."""
+    workers may not be ready yet. Each name in `more_clients` is allowed too; its secret key is
+    `keys_dir / f"{name}.key_secret"`."""
     server_public, server_secret = curve.generate(keys_dir, "server")
     good_public, good_secret = curve.generate(keys_dir, "good")
     allowed = keys_dir / "allowed"
     allowed.mkdir()
-    shutil.copy(good_public, allowed / good_public.name)
+    for public in (good_public, *(curve.generate(keys_dir, name)[0] for name in more_clients)):
+        shutil.copy(public, allowed / public.name)
     app = start_appliance(
         config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
         wait=False,

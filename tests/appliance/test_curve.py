@@ -66,7 +66,8 @@ def keys(tmp_path: Path) -> Keys:
 
 
 class Edge:
-    """A secured ROUTER (echoes `echo:<body>`) and PUB, with monitors for failed handshakes."""
+    """A secured ROUTER (echoes `echo:<body>`) and XPUB (applying what curve.allowed_subscription
+    admits, as appliance/edge.py does), with monitors for failed handshakes."""
 
     def __init__(self, keys: Keys, tmp: Path, handshake_ivl_ms: int | None = None) -> None:
         self.curve = curve.EdgeCurve.load(keys.security())
@@ -77,7 +78,7 @@ class Edge:
     async def __aenter__(self) -> Edge:
         self.ctx = zmq.asyncio.Context()
         self.curve.start(self.ctx)
-        self.router, self.pub = self.ctx.socket(zmq.ROUTER), self.ctx.socket(zmq.PUB)
+        self.router, self.pub = self.ctx.socket(zmq.ROUTER), self.ctx.socket(zmq.XPUB)
         for sock, endpoint in ((self.router, self.requests), (self.pub, self.events)):
             sock.setsockopt(zmq.LINGER, 0)
             if self.handshake_ivl_ms is not None:
@@ -87,7 +88,15 @@ class Edge:
         self.router_failures = self.router.get_monitor_socket(FAILED)
         self.pub_failures = self.pub.get_monitor_socket(FAILED)
         self.echo = asyncio.create_task(self._echo())
+        self.subscriptions = asyncio.create_task(self._subscriptions())
         return self
+
+    async def _subscriptions(self) -> None:
+        while True:
+            frame = await self.pub.recv(copy=False)
+            allowed = curve.allowed_subscription(frame.bytes, frame.get("User-Id"))
+            if allowed is not None:
+                self.pub.setsockopt(zmq.SUBSCRIBE if allowed[0] == curve.SUBSCRIBE else zmq.UNSUBSCRIBE, allowed[1])
 
     async def _echo(self) -> None:
         while True:
@@ -97,6 +106,7 @@ class Edge:
 
     async def __aexit__(self, *exc) -> None:
         self.echo.cancel()
+        self.subscriptions.cancel()
         for sock, monitor in ((self.router, self.router_failures), (self.pub, self.pub_failures)):
             sock.disable_monitor()
             monitor.close(linger=0)
@@ -128,9 +138,14 @@ class Clients:
         else:
             assert kind == "plain"
         if socket_type == zmq.SUB:
-            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.setsockopt(zmq.SUBSCRIBE, b"")  # greedy: only its own key's subscription is applied
+            if kind != "plain":
+                sock.setsockopt(zmq.SUBSCRIBE, self.topic(kind))
         sock.connect(endpoint)
         return sock
+
+    def topic(self, kind: str) -> bytes:
+        return curve.client_topic(self.keys.stranger_secret if kind == "stranger" else self.keys.good_secret)
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -143,13 +158,13 @@ async def ask(sock: zmq.asyncio.Socket, body: bytes) -> bytes:
     return await asyncio.wait_for(sock.recv(), DEADLINE)
 
 
-async def publish_until_received(pub: zmq.asyncio.Socket, sub: zmq.asyncio.Socket) -> bytes:
-    """Publish until `sub` gets a message: a SUB misses what precedes its subscription."""
+async def publish_until_received(pub: zmq.asyncio.Socket, sub: zmq.asyncio.Socket, topic: bytes) -> bytes:
+    """Publish [topic, event] until `sub` gets a message: a SUB misses what precedes its subscription."""
     async def loop() -> bytes:
         while True:
-            await pub.send(b"event")
+            await pub.send_multipart([topic, b"event"])
             if await sub.poll(20):
-                return await sub.recv()
+                return (await sub.recv_multipart())[-1]
 
     return await asyncio.wait_for(loop(), DEADLINE)
 
@@ -168,7 +183,7 @@ def test_an_allowed_client_gets_replies_and_events(run, keys, tmp_path):
                 sub = clients.socket("good", zmq.SUB, edge.events)
                 assert await ask(req, b"hello") == b"echo:hello"
                 assert await ask(dealer, b"pipelined") == b"echo:pipelined"
-                assert await publish_until_received(edge.pub, sub) == b"event"
+                assert await publish_until_received(edge.pub, sub, clients.topic("good")) == b"event"
                 assert edge.seen == [b"hello", b"pipelined"]
             finally:
                 clients.close()
@@ -193,9 +208,9 @@ def test_refused_clients_get_nothing_while_allowed_ones_are_served(run, keys, tm
                 good = clients.socket("good", zmq.REQ, edge.requests)
                 listener = clients.socket("good", zmq.SUB, edge.events)
                 assert await ask(good, b"hello") == b"echo:hello"
-                await publish_until_received(edge.pub, listener)
-                await edge.pub.send(b"after")
-                assert await asyncio.wait_for(listener.recv(), DEADLINE) == b"after"
+                await publish_until_received(edge.pub, listener, clients.topic("good"))
+                await edge.pub.send_multipart([clients.topic("good"), b"after"])
+                assert (await asyncio.wait_for(listener.recv_multipart(), DEADLINE))[-1] == b"after"
 
                 assert await eavesdropper.poll(QUIET_MS) == 0
                 assert await intruder.poll(QUIET_MS) == 0
@@ -394,7 +409,7 @@ def test_a_curve_appliance_serves_allowed_clients_only(start_appliance, tmp_path
             if secure:
                 curve.client_options(sock, server_public, good_secret)
             if kind == zmq.SUB:
-                sock.setsockopt(zmq.SUBSCRIBE, b"")
+                sock.setsockopt(zmq.SUBSCRIBE, curve.client_topic(good_secret) if secure else b"")
             sock.connect(endpoint)
             return sock
 
@@ -414,7 +429,7 @@ def test_a_curve_appliance_serves_allowed_clients_only(start_appliance, tmp_path
 
         def published() -> bool:
             good_req.send(b'{"messageId": "c", "taskId": "curve-1", "text": "secret", "targetLanguage": "fr", "sourceLanguage": "en"}')
-            return good_sub.poll(1000) and b"curve-1" in good_sub.recv()
+            return good_sub.poll(1000) and b"curve-1" in good_sub.recv_multipart()[-1]
 
         poll_until(published, 30, what="an event for the allowed subscriber")
         # The plain clients' messages were never read: no reply, no event.

@@ -23,6 +23,7 @@ class Harness:
     def __init__(self, depth: int = 4, **limits) -> None:
         self.sent: list[tuple[int, object]] = []
         self.events: list[dict] = []
+        self.scopes: list[str] = []  # the scope each event was published with
         self.connected = True
         self.d = Dispatcher(LimitSettings(**limits), depth, self._send, self._publish)
         self.d.set_ready([0, 1])
@@ -32,13 +33,15 @@ class Harness:
             self.sent.append((slot, task))
         return self.connected
 
-    def _publish(self, data: bytes) -> None:
+    def _publish(self, scope: str, data: bytes) -> None:
+        self.scopes.append(scope)
         self.events.append(msgspec.json.decode(data))
 
-    def admit(self, task_id="t1", targets=("fr",), text="hello", now=0.0, answered=None) -> RequestRecord:
+    def admit(self, task_id="t1", targets=("fr",), text="hello", now=0.0, answered=None, scope="") -> RequestRecord:
         record = RequestRecord(
             task_id=task_id, digest=content_digest(text, "en", "auto"), message_id=f"m-{task_id}", text=text,
             source_language="en", model_type="auto", conversation_id=None, targets=list(targets), accepted_at=now,
+            scope=scope,
         )
         answered = answered or {}
         self.d.admit(record, answered=answered, run=[t for t in targets if t not in answered], keys={}, now=now)
@@ -161,7 +164,7 @@ def test_answered_targets_are_published_at_once_and_take_no_unit():
     hit = {"type": "translation_completed", "taskId": "a", "targetLanguage": "fr", "result": {}}
     record = h.admit("a", ["fr"], answered={"fr": hit})
     assert h.outcomes("a") == [("fr", "translation_completed")] and h.d.in_flight() == 0
-    assert "a" in h.d.recent and "a" not in h.d.records
+    assert ("", "a") in h.d.recent and ("", "a") not in h.d.records
     record = h.admit("b", ["fr", "es"], answered={"fr": dict(hit, taskId="b")})
     assert record.remaining == 1 and h.d.in_flight() == 1
 
@@ -170,13 +173,35 @@ def test_a_task_id_names_one_content():
     h = Harness()
     h.admit("a", ["fr"], text="victim")
     with pytest.raises(TaskIdConflict):
-        h.d.find("a", content_digest("attacker", "en", "auto"))
-    assert isinstance(h.d.find("a", content_digest("victim", "en", "auto")), RequestRecord)
+        h.d.find("", "a", content_digest("attacker", "en", "auto"))
+    assert isinstance(h.d.find("", "a", content_digest("victim", "en", "auto")), RequestRecord)
     h.d.dispatch(0.0)
     h.answer(*h.sent[0])
     with pytest.raises(TaskIdConflict):  # still bound once finished
-        h.d.find("a", content_digest("attacker", "en", "auto"))
-    assert isinstance(h.d.find("a", content_digest("victim", "en", "auto")), Finished)
+        h.d.find("", "a", content_digest("attacker", "en", "auto"))
+    assert isinstance(h.d.find("", "a", content_digest("victim", "en", "auto")), Finished)
+
+
+def test_scopes_are_separate_task_id_namespaces():
+    """The same taskId in two scopes is two tasks: neither is a conflict or a retry of the other,
+    each outcome is published with its own scope, and each stays bound to its own content."""
+    h = Harness()
+    alice = h.admit("same", ["fr"], text="alice's text", scope="curve:alice")
+    assert h.d.find("curve:bob", "same", content_digest("bob's text", "en", "auto")) is None
+    bob = h.admit("same", ["fr"], text="bob's text", scope="curve:bob")
+    assert h.d.find("curve:alice", "same", content_digest("alice's text", "en", "auto")) is alice
+    assert h.d.find("curve:bob", "same", content_digest("bob's text", "en", "auto")) is bob
+    assert h.d.find("", "same", content_digest("anything", "en", "auto")) is None
+    h.d.dispatch(0.0)
+    assert sorted(t.text for _, t in h.sent) == ["alice's text", "bob's text"]
+    for slot, task in h.sent:
+        h.answer(slot, task, text="for " + task.text)
+    published = sorted(zip(h.scopes, (e["result"]["translatedText"] for e in h.events)))
+    assert published == [("curve:alice", "for alice's text"), ("curve:bob", "for bob's text")]
+    with pytest.raises(TaskIdConflict):  # each scope's id stays bound to its own content
+        h.d.find("curve:alice", "same", content_digest("bob's text", "en", "auto"))
+    h.d.republish("curve:bob", h.d.recent[("curve:bob", "same")].outcomes, ["fr"])
+    assert h.scopes[-1] == "curve:bob" and h.events[-1]["result"]["translatedText"] == "for bob's text"
 
 
 def test_a_retry_in_flight_runs_only_what_failed_or_is_new():
@@ -213,7 +238,7 @@ def test_recent_tasks_are_bounded_in_bytes():
         h.d.dispatch(0.0)
         h.answer(*h.sent[-1], text="x" * 1000)
     assert h.d.recent_bytes <= 20_000 and 0 < len(h.d.recent) < 40
-    assert "t39" in h.d.recent and "t0" not in h.d.recent
+    assert ("", "t39") in h.d.recent and ("", "t0") not in h.d.recent
 
 
 @given(st.lists(st.tuples(st.sampled_from(["admit", "dispatch", "answer", "fail", "die", "expire"]), st.integers(0, 2)), max_size=60))
