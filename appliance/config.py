@@ -54,6 +54,7 @@ class LimitSettings(_Section):
     max_id_bytes: int = 256
     max_waiters_per_task: int = 8
     max_inflight_tasks: int = 10000
+    max_inflight_bytes: int = 32 * 1024 * 1024
     recent_task_ids: int = 4096
     recent_task_bytes: int = 32 * 1024 * 1024
     task_timeout_s: float = 120.0
@@ -336,6 +337,7 @@ def validate(s: Settings) -> None:
     need(s.limits.max_targets >= 1, "limits.max_targets must be >= 1")
     need(s.limits.max_request_bytes >= 256, "limits.max_request_bytes must be >= 256")
     need(s.limits.max_inflight_tasks >= 1, "limits.max_inflight_tasks must be >= 1")
+    need(s.limits.max_inflight_bytes >= 1024 * 1024, "limits.max_inflight_bytes must be >= 1048576")
     need(s.limits.recent_task_ids >= 0, "limits.recent_task_ids must be >= 0")
     need(s.limits.recent_task_bytes >= 0, "limits.recent_task_bytes must be >= 0")
     need(s.limits.task_timeout_s > 0, "limits.task_timeout_s must be > 0")

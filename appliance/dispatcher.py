@@ -39,7 +39,7 @@ import msgspec
 
 from appliance import protocol
 from appliance.config import LimitSettings
-from appliance.tasks import Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
+from appliance.tasks import UNIT_BYTES, Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
 from ipc.frames import Result, Task, TaskFailed
 
 
@@ -66,8 +66,11 @@ class Finished:
 
 
 def content_digest(text: str, source_language: str, model_type: str) -> bytes:
-    material = msgspec.msgpack.encode([text, source_language, model_type])
-    return hashlib.blake2b(material, digest_size=16).digest()
+    # str.encode, not an encoder given the str: that would leave a UTF-8 copy cached inside the
+    # text for as long as it lives (tasks.detached).
+    digest = hashlib.blake2b(msgspec.msgpack.encode([source_language, model_type]), digest_size=16)
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.digest()
 
 
 class Dispatcher:
@@ -79,6 +82,8 @@ class Dispatcher:
         publish: Callable[[str, bytes], None],
     ) -> None:
         self.max_units = limits.max_inflight_tasks
+        self.max_bytes = limits.max_inflight_bytes
+        self.refused_for_bytes = 0  # admissions refused by max_inflight_bytes (stats)
         self.max_waiters = limits.max_waiters_per_task
         self.recent_capacity = limits.recent_task_ids
         self.recent_max_bytes = limits.recent_task_bytes
@@ -114,10 +119,15 @@ class Dispatcher:
             raise TaskIdConflict(f"taskId {task_id!r} already names another message; use a new taskId")
         return known
 
-    def check_capacity(self, targets: int) -> None:
-        """Every target counts, answered from the cache or not, so a flood of hits is bounded too."""
+    def check_capacity(self, targets: int, nbytes: int = 0) -> None:
+        """Every target counts, answered from the cache or not, so a flood of hits is bounded too;
+        `nbytes` (tasks.record_bytes of a new request; 0 for a retry, whose record holds its
+        text already) must fit the byte budget with UNIT_BYTES per target."""
         if len(self.table.units) + targets > self.max_units:
             raise Overloaded(f"{len(self.table.units)} tasks in flight; the limit is {self.max_units}")
+        if nbytes and self.table.held_bytes + nbytes + targets * UNIT_BYTES > self.max_bytes:
+            self.refused_for_bytes += 1
+            raise Overloaded(f"tasks in flight hold {self.table.held_bytes} bytes; the limit is {self.max_bytes}")
 
     def admit(
         self,

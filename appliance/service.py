@@ -43,7 +43,7 @@ from appliance.languages import canonical
 from appliance.pool import SlotState, WorkerPool
 from appliance.protocol import RequestError
 from appliance.stats import Metrics
-from appliance.tasks import Outcome, RequestRecord, TargetTask
+from appliance.tasks import Outcome, RequestRecord, TargetTask, detached, record_bytes
 from ipc.cache_key import CachedTranslation, Detection
 from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
@@ -76,7 +76,8 @@ class RequestService:
         self.models: list[ModelInfo] = []
         self.edge_counters: Callable[[], dict] = dict
         self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
-        self._lookups: set[asyncio.Task] = set()  # requests waiting on the persistent cache
+        self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
+        self._lookup_bytes = 0
         dispatcher.on_completed = self._completed
         dispatcher.on_failed = self.metrics.count_failed
         dispatcher.on_outcome = self._observe_outcome
@@ -162,10 +163,14 @@ class RequestService:
             lookup = asyncio.get_running_loop().create_task(
                 self._admit_after_lookup(req, scope, digest, keys, hits, missing, reply)
             )
-            self._lookups.add(lookup)
-            lookup.add_done_callback(self._lookups.discard)
+            self._lookups[lookup] = record_bytes(req.text, req.task_id, req.message_id, req.conversation_id)
+            self._lookup_bytes += self._lookups[lookup]
+            lookup.add_done_callback(self._lookup_done)
             return
         self._admit(req, scope, digest, keys, hits, reply)
+
+    def _lookup_done(self, lookup: asyncio.Task) -> None:
+        self._lookup_bytes -= self._lookups.pop(lookup, 0)
 
     def _check_serving(self, req: protocol.TranslateRequest) -> None:
         if self.state in (DRAINING, STOPPED):
@@ -173,10 +178,12 @@ class RequestService:
         if self.catalog is None or self.state != SERVING:
             raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id, req.task_id)
 
-    def _check_capacity(self, req: protocol.TranslateRequest) -> None:
-        """Requests waiting on the persistent cache count too: each holds its text."""
+    def _check_capacity(self, req: protocol.TranslateRequest, *, retry: bool = False) -> None:
+        """Requests waiting on the persistent cache count too: each holds its text. A retry's
+        record holds its text already: only its new targets count."""
+        nbytes = 0 if retry else record_bytes(req.text, req.task_id, req.message_id, req.conversation_id)
         try:
-            self.dispatcher.check_capacity(len(req.targets) + len(self._lookups))
+            self.dispatcher.check_capacity(len(req.targets) + len(self._lookups), nbytes + self._lookup_bytes)
         except Overloaded as exc:
             raise RequestError(protocol.OVERLOADED, f"over capacity ({exc}); retry later", req.message_id, req.task_id) from None
 
@@ -193,7 +200,7 @@ class RequestService:
         # Running: nothing new. Finished: its outcome again. Failed, or not asked before: run it.
         rerun = [t for t in req.targets if t not in record.targets or (t in record.outcomes and not record.outcomes[t].ok)]
         if rerun:
-            self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)))
+            self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)), retry=True)
             for target in rerun:
                 self.catalog.check_pair(record.source_language, target, req.message_id, detected=record.detection is not None)
             keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type) for t in rerun} if self.cache else {}
@@ -228,7 +235,7 @@ class RequestService:
             found = await self.cache.lookup_persistent(missing)
             ms = (time.perf_counter() - started) * 1000.0
             hits.update({t: (found[k], ms) for t, k in keys.items() if k in found and t not in hits})
-            self._lookups.discard(asyncio.current_task())  # no longer waiting: counted as a task below
+            self._lookup_done(asyncio.current_task())  # no longer waiting: counted as a task below
             self._check_serving(req)
             if req.task_id is not None and self._retry(req, scope, digest, reply):
                 return  # the same task arrived while this one was looking up
@@ -258,7 +265,7 @@ class RequestService:
             task_id=task_id,
             digest=digest,
             message_id=previous.message_id if previous is not None else req.message_id,
-            text=req.text,
+            text=detached(req.text),  # without the UTF-8 copy the digest and cache keys left in req.text
             source_language=source,
             model_type=req.model_type,
             conversation_id=req.conversation_id,
@@ -433,6 +440,9 @@ class RequestService:
                 "failed": self.metrics.tasks_failed,
                 "redispatched": d.table.redispatched,
                 "capacity": d.max_units,
+                "in_flight_bytes": d.table.held_bytes,
+                "bytes_capacity": d.max_bytes,
+                "refused_for_bytes": d.refused_for_bytes,
                 "recent": len(d.recent),
                 "recent_bytes": d.recent_bytes,
             },

@@ -220,6 +220,8 @@ class StatsCollector:
         yield gauge("tasks_in_flight", "Accepted targets not yet published.", tasks["in_flight"])
         yield gauge("tasks_pending", "Accepted targets waiting for a worker (the queue).", tasks["pending"])
         yield gauge("tasks_capacity", "Targets that may be in flight at once ([limits] max_inflight_tasks).", tasks["capacity"])
+        yield gauge("tasks_in_flight_bytes", "Bytes the texts and ids of tasks in flight hold ([limits] max_inflight_bytes).", tasks["in_flight_bytes"])
+        yield counter("tasks_refused_for_bytes", "Requests refused as overloaded by [limits] max_inflight_bytes.", tasks["refused_for_bytes"])
         yield counter("dropped_replies", "Replies dropped: the client's budget was full or it left.", edge["dropped_replies"])
 
         yield counter("cache_hits", "Targets answered from the cache (edge or worker).", cache["hits"])

@@ -13,10 +13,16 @@ Pure bookkeeping (no sockets, no clock of its own: callers pass `now`); the disp
 A unit (TargetTask) is one target language of one request. A slot's credit is counted from what
 is outstanding there (`outstanding[slot]`: sent, not yet answered), which outlives a unit that
 expired: the worker is still busy with it until it answers or dies.
+
+Bytes: `held_bytes` is what the records with units in the table hold in memory (their text and
+ids, as `record_bytes` counts them, plus UNIT_BYTES per unit); a record is charged when its first
+unit comes in and released when its last leaves. The dispatcher refuses admissions beyond
+[limits] max_inflight_bytes with it, so the table is bounded in bytes as well as in units.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +36,28 @@ class Outcome(NamedTuple):
 
     ok: bool
     event: bytes
+
+
+# What a record and a unit cost beside the text and ids (the record, its dicts and lists, table
+# and index entries), rounded up from tracemalloc on a filled table (docs/operations.md).
+RECORD_BYTES = 1024
+UNIT_BYTES = 256
+
+
+def record_bytes(text: str, *ids: str | None) -> int:
+    """The memory a request record holds: its text and echoed ids as str objects (1, 2 or 4
+    bytes per character, and a UTF-8 copy when one was made), plus RECORD_BYTES."""
+    return RECORD_BYTES + sys.getsizeof(text) + sum(sys.getsizeof(i) for i in ids if i is not None)
+
+
+def detached(text: str) -> str:
+    """`text` as a str without a cached UTF-8 copy. CPython keeps, inside a non-ASCII str, the
+    UTF-8 bytes the first C caller asked for (msgspec's encoders do, for the taskId digest and
+    the cache keys), for as long as the str lives: a 5,000-emoji text held 20 KB twice. A str
+    made by `decode` has none until the next such caller (the Task frame, when dispatched)."""
+    if text.isascii():
+        return text  # an ASCII str is its own UTF-8
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
 
 
 @dataclass(slots=True, eq=False)
@@ -59,6 +87,7 @@ class RequestRecord:
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
     remember: bool = True  # kept for retries once finished (the client chose the taskId)
     waiters: list[Waiter] = field(default_factory=list)
+    held: int = 0  # bytes charged to the table while the record has units there (record_bytes)
     scope: str = ""  # whose taskId namespace this is: "" anonymous, a CURVE client, compat
 
     @property
@@ -87,10 +116,15 @@ class TaskTable:
         self.outstanding: dict[int, set[int]] = {}
         self._next_uid = 1
         self.redispatched = 0
+        self.held_bytes = 0
 
     def add(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
         """One unit per target, at the back of pending."""
         for target in targets:
+            if record.remaining == 0:
+                record.held = record_bytes(record.text, record.task_id, record.message_id, record.conversation_id)
+                self.held_bytes += record.held
+            self.held_bytes += UNIT_BYTES
             uid = self._next_uid
             self._next_uid += 1
             self.units[uid] = TargetTask(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""))
@@ -142,7 +176,9 @@ class TaskTable:
         """Take a unit out of the table for publishing; None if it already left (drop the answer)."""
         unit = self.units.pop(uid, None)
         if unit is not None:
-            unit.request.remaining -= 1
+            record = unit.request
+            record.remaining -= 1
+            self.held_bytes -= UNIT_BYTES + (record.held if record.remaining == 0 else 0)
         return unit
 
     def slot_died(self, slot: int) -> tuple[list[TargetTask], list[TargetTask]]:

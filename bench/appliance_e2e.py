@@ -252,6 +252,7 @@ class Appliance:
         self.config_path = tmp / "config.toml"
         server = {"zmq_port": 0, "zmq_pub_port": 0, "api_port": 0, "http_enabled": False,
                   "run_dir": str(self.run_dir), "state_dir": str(tmp / "state"), "log_level": log_level}
+        server.update(sections.pop("server", {}))  # e.g. http_enabled for bench/soak.py --hostile
         write_config(self.config_path, {"server": server, **sections})
         self.log_path = tmp / "appliance.log"
         self._log = open(self.log_path, "wb")

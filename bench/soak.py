@@ -2,6 +2,14 @@
 
     python bench/soak.py [--duration 600] [--rate 20] [--kill-every 180] [--sample-every 10]
                          [--workers 2] [--fake] [--clients 3] [--warmup S] [--out report.json]
+    python bench/soak.py --hostile [--duration 1800] [--rate 3] [--attack-every 2] [--honest-texts 400] ...
+
+`--hostile` (the last part of this file, "hostile mode", with the attacks in bench/attacks.py):
+honest native, compat and HTTP clients whose every result is compared with the same text's
+translation made alone on a quiet appliance first, beside the attacks of issue 16 in turn, a
+worker killed every `--kill-every`; exits 1 on a foreign, wrong, lost or duplicated result, a
+refused honest request, or supervisor RSS at or over 250 MiB (bench/README.md). What follows
+describes the default mode.
 
 Starts `python -m appliance serve` with a temp config (ephemeral ports read from
 <run_dir>/endpoints.json, HTTP off, the translation cache on with its SQLite level in the temp
@@ -58,14 +66,19 @@ import random
 import shutil
 import signal
 import sys
+import queue
 import tempfile
+import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
 import zmq
 
 import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
+import attacks
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO
@@ -562,12 +575,12 @@ HEADER = (f"{'elapsed':>8} {'sup MiB':>8} {'(anon)':>7}  {'workers MiB':<22} {'o
           f"{'sent':>7} {'accepted':>8} {'done':>7} {'events':>7} {'kills':>5} {'respawns':>8}")
 
 
-def print_sample(s: dict) -> None:
+def print_sample(s: dict, suffix: str = "") -> None:
     sup = s["supervisor"]
     workers = " ".join(f"{w['rss']:.1f}" if "rss" in w else "-" for w in s["workers"])
     rss = f"{sup['rss']:8.1f} {sup.get('anon', 0):7.1f}" if "rss" in sup else f"{'-':>8} {'-':>7}"
     print(f"{s['t']:7.0f}s {rss}  {workers:<22} {s['other_rss']:6.1f} "
-          f"{s['sent']:7} {s['accepted']:8} {s['done']:7} {s['events']:7} {s['kills']:5} {s['respawns']:8}",
+          f"{s['sent']:7} {s['accepted']:8} {s['done']:7} {s['events']:7} {s['kills']:5} {s['respawns']:8}{suffix}",
           flush=True)
 
 
@@ -773,6 +786,510 @@ def print_summary(report: dict) -> None:
         print("OK: every accepted target got exactly one event (retried tasks: plus at most one per retry)")
 
 
+# ----------------------------------------------------------------------------- hostile mode
+
+RSS_LIMIT_MIB = 250.0  # the issue's bound on the supervisor, throughout
+HOSTILE_DRAIN_S = 150.0  # past [limits] task_timeout_s (120 s): a target with no event by then is lost
+HTTP_TOKEN = "soak-token-for-the-honest-http-client"
+PIVOT_TIMES = ("20h30", "18h15", "7h05", "21h10", "12h45")
+
+
+def honest_pool(size: int, seed: int) -> list[dict]:
+    """Honest requests, each text once: neural (basic, medium, auto), Apertium-bound (rule-based),
+    pivot legs with times ("à 20h30"), through native 5555, compat and HTTP."""
+    pool = []
+    for i, row in enumerate(generate_corpus(size, seed=seed)):
+        kind = i % 8
+        if kind == 0:
+            e = ("native", row["en"], "en", ["fr"], "basic")
+        elif kind == 1:
+            e = ("native", row["en"], "en", ["fr", "es", "de"], "medium")
+        elif kind == 2:
+            e = ("native", row["fr"], "fr", ["en"], "auto")
+        elif kind == 3:
+            e = ("native", row["en"], "en", ["es"], "rule-based")
+        elif kind == 4:
+            e = ("native", row["es"], "es", ["fr"], "rule-based")
+        elif kind == 5:
+            e = ("compat", row["en"], "en", ["fr", "es"], "medium")
+        elif kind == 6:
+            e = ("http", row["en"], "en", ["fr"], "basic")
+        else:
+            text = f"{row['fr'].rstrip('.?! ')} à {PIVOT_TIMES[i % len(PIVOT_TIMES)]}."
+            e = ("native", text, "fr", ["es"] if i % 16 == 7 else ["de"], "rule-based" if i % 16 == 7 else "auto")
+        channel, text, source, targets, model = e
+        pool.append({"channel": channel, "text": text, "source": source, "targets": targets, "model": model})
+    return pool
+
+
+def reference_translations(app, pool: list[dict]) -> dict[tuple[str, str, str, str], str]:
+    """Each honest text's translations, asked alone and synchronously of a quiet appliance whose
+    cache is off: (text, source, target, modelType) -> translatedText."""
+    refs: dict[tuple[str, str, str, str], str] = {}
+    for n, e in enumerate(pool):
+        body = {"messageId": f"ref-{n}", "text": e["text"], "sourceLanguage": e["source"],
+                "targetLanguages": e["targets"], "modelType": e["model"], "sync": True}
+        reply = app.request(body, timeout=120.0)
+        if not reply or reply.get("status") != "completed":
+            raise RuntimeError(f"no reference for {e}: {reply}")
+        for result in reply["results"]:
+            refs[(e["text"], e["source"], result["targetLanguage"], e["model"])] = result["translatedText"]
+    return refs
+
+
+class HostileAppliance(SoakAppliance):
+    """The soak's appliance with compat (Meeshy's gateway drop-in) and HTTP with a token on; or,
+    `quiet`, the reference appliance: no cache, nothing but 5555."""
+
+    def __init__(self, tmp: Path, workers: int, models_dir: Path, quiet: bool = False):
+        sections = {"limits": {"max_text_chars": MAX_TEXT_CHARS},
+                    "workers": worker_section(workers, False, models_dir),
+                    "shutdown": {"drain_timeout_s": 10.0}}
+        if quiet:
+            sections["cache"] = {"enabled": False}
+        else:
+            sections["server"] = {"http_enabled": True}
+            sections["security"] = {"http_token": HTTP_TOKEN}
+            sections["compat"] = {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0, "pong_interval_s": 5.0}
+        tmp.mkdir(parents=True, exist_ok=True)
+        self._start(tmp, sections, log_level="INFO", preexec_fn=_die_with_parent)
+
+
+class HttpCaller(threading.Thread):
+    """The honest token holder: one synchronous POST /translate at a time, from its own thread so a
+    held-shut HTTP port stalls only it. Outcomes go to `done` for the main loop."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url + "/translate"
+        self.todo: queue.Queue = queue.Queue(maxsize=1)
+        self.done: queue.Queue = queue.Queue()
+
+    def run(self) -> None:
+        while True:
+            task_id, body = self.todo.get()
+            if task_id is None:
+                return
+            req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST", headers={
+                "Authorization": f"Bearer {HTTP_TOKEN}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=20) as resp:
+                    self.done.put((task_id, json.loads(resp.read())))
+            except (OSError, ValueError) as exc:  # urllib's errors are OSErrors; a bad body ValueError
+                self.done.put((task_id, {"http_error": f"{type(exc).__name__}: {exc}"[:200]}))
+
+
+class Honest:
+    """Honest clients and the check of each of their results against its reference.
+
+    native  two DEALERs on 5555 and the soak's SUB on 5556; taskIds predictable (h<pid>-<n>, as a
+            gateway numbering its messages would), so the squatting attacks can take them first
+    compat  a PUSH to the compat PULL and a SUB on the compat PUB, taskIds UUIDs (the gateway's)
+    http    the token holder (HttpCaller)
+
+    A result is `good` when it equals the reference; `foreign` when it holds an attacker's text
+    (attacks.MARK) or another honest text's translation; else `wrong`. An `overloaded` answer is
+    asked again a second later with the same taskId (a gateway's retry), not counted as a failure.
+    """
+
+    def __init__(self, app: HostileAppliance, pool: list[dict], refs: dict, rng: random.Random):
+        self.app = app
+        self.refs = refs
+        self.all_refs = set(refs.values())  # another honest text's translation, whole, is foreign
+        self.ref_texts = {t for t in self.all_refs if len(t) > 12}  # and so is one inside a result
+        self.rng = rng
+        self.order = itertools.cycle(rng.sample(pool, len(pool)))
+        self.native_order = itertools.cycle([e for e in pool if e["channel"] == "native"])
+        self.prefix = f"h{os.getpid()}-"
+        self.ids = itertools.count()
+        self.upcoming_native: collections.deque = collections.deque()
+        ctx = app.ctx
+        self.dealers = []
+        for _ in range(2):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(app.endpoints["requests"])
+            self.dealers.append(sock)
+        self.turn = itertools.cycle(self.dealers)
+        self.sub = app.sub
+        self.push = ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, 0)
+        self.push.connect(app.endpoints["compat_pull"])
+        self.compat_sub = ctx.socket(zmq.SUB)
+        self.compat_sub.setsockopt(zmq.LINGER, 0)
+        self.compat_sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.compat_sub.connect(app.endpoints["compat_events"])
+        self.http = HttpCaller(app.endpoints["http"])
+        self.http.start()
+        self.poller = zmq.Poller()
+        for sock in (*self.dealers, self.sub, self.compat_sub):
+            self.poller.register(sock, zmq.POLLIN)
+        self.entries: dict[str, dict] = {}  # taskId -> pool entry, every honest request sent
+        self.channel: dict[str, str] = {}
+        self.accepted: dict[str, dict] = {}  # taskId -> {"targets", "sent"}: waiting for events
+        self.complete: set[str] = set()
+        self.got: dict[str, dict[str, list[str]]] = {}  # taskId -> target -> ["good"|"foreign"|...]
+        self.retry_at: list[tuple[float, str]] = []
+        self.sent = collections.Counter()
+        self.counts = collections.Counter()
+        self.examples: dict[str, list[str]] = collections.defaultdict(list)
+        self.event_count = 0
+
+    # ------------------------------------------------------------------ sending
+
+    def upcoming(self, n: int) -> list[tuple[str, dict]]:
+        """The next `n` native requests, (taskId, body), drawn now so an attacker can take them."""
+        while len(self.upcoming_native) < n:
+            e = next(self.native_order)
+            task_id = f"{self.prefix}{next(self.ids)}"
+            self.upcoming_native.append((task_id, self._body(task_id, e)))
+            self.entries[task_id] = e
+            self.channel[task_id] = "native"
+        return list(itertools.islice(self.upcoming_native, n))
+
+    @staticmethod
+    def _body(task_id: str, e: dict) -> dict:
+        return {"messageId": task_id, "taskId": task_id, "text": e["text"], "sourceLanguage": e["source"],
+                "targetLanguages": e["targets"], "modelType": e["model"]}
+
+    def send_one(self, now: float) -> None:
+        e = next(self.order)
+        if e["channel"] == "native":
+            task_id, body = self.upcoming(1)[0]
+            self.upcoming_native.popleft()
+            self._send_native(task_id, body)
+            self.sent["native"] += 1
+            return
+        elif e["channel"] == "compat":
+            task_id = str(uuid.uuid4())
+            self.entries[task_id] = e
+            self._send_compat(task_id)
+            self.accepted[task_id] = {"targets": e["targets"], "sent": now}  # no reply channel: sent is accepted
+        elif self.http.todo.empty():
+            task_id = f"{self.prefix}{next(self.ids)}"
+            self.entries[task_id] = e
+            self.http.todo.put((task_id, dict(self._body(task_id, e), sync=True)))
+        else:
+            self.counts["http_busy_skipped"] += 1
+            return
+        self.channel[task_id] = e["channel"]
+        self.sent[e["channel"]] += 1
+
+    def _send_native(self, task_id: str, body: dict) -> None:
+        next(self.turn).send(json.dumps(body, ensure_ascii=False).encode())
+
+    def _send_compat(self, task_id: str) -> None:
+        e = self.entries[task_id]
+        self.push.send(json.dumps({"type": "translation", "taskId": task_id, "messageId": task_id, "text": e["text"],
+                                   "sourceLanguage": e["source"], "targetLanguages": e["targets"],
+                                   "conversationId": "honest", "modelType": e["model"],
+                                   "timestamp": int(time.time() * 1000)}, ensure_ascii=False).encode())
+
+    def resend_due(self, now: float) -> None:
+        due = [t for at, t in self.retry_at if at <= now]
+        self.retry_at = [(at, t) for at, t in self.retry_at if at > now]
+        for task_id in due:
+            self.counts["overloaded_retries"] += 1
+            if self.channel[task_id] == "native":
+                self._send_native(task_id, self._body(task_id, self.entries[task_id]))
+            else:
+                self._send_compat(task_id)
+
+    # ------------------------------------------------------------------ receiving
+
+    def pump(self, timeout_s: float) -> None:
+        now = time.monotonic()
+        for sock, _ in self.poller.poll(max(0, int(timeout_s * 1000))):
+            while True:
+                try:
+                    raw = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if sock is self.sub:
+                    self.on_native_event(json.loads(raw))
+                elif sock is self.compat_sub:
+                    self.on_compat_event(json.loads(raw), now)
+                else:
+                    self.on_reply(json.loads(raw), now)
+        while not self.http.done.empty():
+            self.on_http(*self.http.done.get(), now)
+
+    def on_reply(self, reply: dict, now: float) -> None:
+        task_id = reply.get("taskId")
+        if task_id not in self.entries:
+            self.counts["reply_to_nothing"] += 1
+            return
+        if reply.get("status") == "queued":
+            self.accepted[task_id] = {"targets": self.entries[task_id]["targets"], "sent": now}
+            return
+        code = reply.get("error", {}).get("code")
+        if code == "overloaded":
+            self.retry_at.append((now + 1.0, task_id))
+        else:
+            self.counts[f"refused:{code}"] += 1  # task_id_conflict: its taskId was squatted
+            self._example(f"refused:{code}", f"{task_id}: {json.dumps(reply)[:200]}")
+
+    def on_native_event(self, event: dict) -> None:
+        task_id = event.get("taskId", "")
+        ok = event.get("type") == "translation_completed"
+        text = event.get("result", {}).get("translatedText", "") if ok else ""
+        if task_id.startswith("atk-") and ok:
+            leaked = next((t for t in self.ref_texts if t in text), None)
+            if leaked:  # an attacker's result holds an honest client's translation
+                self.counts["leaked_to_attacker"] += 1
+                self._example("leaked_to_attacker", f"{task_id}: {text[:200]!r}")
+            return
+        if self.channel.get(task_id) != "native":
+            return
+        self.record(task_id, event.get("targetLanguage"), ok, text, event.get("error", {}).get("code"))
+
+    def on_compat_event(self, event: dict, now: float) -> None:
+        task_id = event.get("taskId", "")
+        if task_id not in self.entries or event.get("type") not in ("translation_completed", "translation_error"):
+            return
+        if self.channel.get(task_id) != "compat":
+            self.counts["native_events_on_compat_pub"] += 1  # the compat squat moved them
+            return
+        ok = event["type"] == "translation_completed"
+        if not ok and event.get("error") == "translation pool full":
+            self.retry_at.append((now + 1.0, task_id))  # overloaded: the gateway asks again
+            return
+        code = (event.get("metadata") or {}).get("errorCode") or event.get("error")
+        self.record(task_id, event.get("targetLanguage") or event.get("result", {}).get("targetLanguage"), ok,
+                    event.get("result", {}).get("translatedText", "") if ok else "", code)
+
+    def on_http(self, task_id: str, answer: dict, now: float) -> None:
+        if "http_error" in answer:
+            self.counts["http_failed"] += 1
+            self._example("http_failed", answer["http_error"])
+            return
+        if answer.get("status") == "error" and answer.get("error", {}).get("code") == "overloaded":
+            self.counts["http_overloaded"] += 1
+            return
+        self.accepted[task_id] = {"targets": self.entries[task_id]["targets"], "sent": now}
+        for result in answer.get("results", []):
+            self.record(task_id, result["targetLanguage"], True, result["translatedText"], None)
+        for error in answer.get("errors", []):
+            self.record(task_id, error["targetLanguage"], False, "", error["error"]["code"])
+
+    def record(self, task_id: str, target: str, ok: bool, text: str, code) -> None:
+        self.event_count += 1
+        e = self.entries[task_id]
+        ref = self.refs.get((e["text"], e["source"], target, e["model"]))
+        if not ok:
+            verdict = f"error:{code}"
+        elif text == ref:
+            verdict = "good"
+        elif attacks.MARK in text or text in self.all_refs or any(t in text for t in self.ref_texts if t != ref):
+            verdict = "foreign"
+        else:
+            verdict = "wrong"
+        self.counts[verdict] += 1
+        if verdict != "good":
+            self._example(verdict, f"{task_id} {e['source']}->{target} {e['model']} {e['text'][:80]!r}: "
+                                   f"got {text[:120]!r}, reference {str(ref)[:120]!r}")
+        self.got.setdefault(task_id, {}).setdefault(target, []).append(verdict)
+        task = self.accepted.get(task_id)
+        if task is not None and all(t in self.got[task_id] for t in task["targets"]):
+            self.complete.add(task_id)
+
+    def _example(self, kind: str, what: str) -> None:
+        if len(self.examples[kind]) < 5:
+            self.examples[kind].append(what)
+
+    def settled(self) -> bool:
+        return not self.retry_at and len(self.complete) == len(self.accepted)
+
+    def accounting(self) -> dict:
+        lost = duplicated = 0
+        for task_id, task in self.accepted.items():
+            got = self.got.get(task_id, {})
+            for target in task["targets"]:
+                n = len(got.get(target, []))
+                lost += n == 0
+                duplicated += max(0, n - 1)
+        return {"sent": dict(self.sent), "accepted_tasks": len(self.accepted),
+                "accepted_targets": sum(len(t["targets"]) for t in self.accepted.values()),
+                "lost_targets": lost, "duplicated_events": duplicated,
+                "not_sent_overloaded_at_end": len(self.retry_at), **dict(self.counts)}
+
+    def close(self) -> None:
+        try:
+            self.http.todo.put_nowait((None, None))
+        except queue.Full:
+            pass  # still calling: a daemon thread, it ends with this process
+        for sock in (*self.dealers, self.push, self.compat_sub):
+            sock.close(linger=0)
+
+
+def run_hostile(app: HostileAppliance, honest: Honest, arena: attacks.Arena, opts) -> dict:
+    """Honest traffic at --rate, one attack every --attack-every seconds in turn, a worker killed
+    every --kill-every, RSS (and a ping's round trip) sampled every --sample-every."""
+    t0 = time.monotonic()
+    mon = Monitor(app, t0)
+    app.monitor = mon
+    end = t0 + opts.duration
+    next_send = next_sample = next_attack = t0
+    next_kill = t0 + opts.kill_every if opts.kill_every > 0 else float("inf")
+    turn = itertools.cycle(attacks.ATTACKS)
+    launched = collections.Counter()
+    pings: list[float] = []
+    drain_until = died = None
+    interrupted = False
+    print(HEADER + f" {'ping ms':>8}", flush=True)
+    try:
+        while True:
+            now = time.monotonic()
+            if app.proc.poll() is not None:
+                died = app.proc.returncode
+                print(f"[{now - t0:7.1f}s] the appliance exited with code {died}", flush=True)
+                break
+            if drain_until is None and now >= end:
+                drain_until = now + opts.drain
+                arena.release_http()
+                print(f"[{now - t0:7.1f}s] traffic stopped; waiting up to {drain_until - now:.0f}s", flush=True)
+            if drain_until is None:
+                while now >= next_send:
+                    next_send = max(next_send + 1.0 / opts.rate, now - 1.0)
+                    honest.send_one(now)
+                if now >= next_attack:
+                    attack = next(turn)
+                    what = attack(arena)
+                    launched[attack.__name__] += 1
+                    print(f"[{now - t0:7.1f}s] attack {attack.__name__}: {what}", flush=True)
+                    next_attack = now + opts.attack_every
+                if now >= next_kill:
+                    mon.kill(now)
+                    next_kill += opts.kill_every
+            honest.resend_due(now)
+            arena.drain()
+            if now >= next_sample:
+                started = time.monotonic()
+                pong = app.request({"type": "ping"}, timeout=30.0)
+                pings.append((time.monotonic() - started) * 1000 if pong else float("inf"))
+                sample = mon.sample(honest, now)
+                sample["ping_ms"] = pings[-1]
+                mon.watch(now)
+                print_sample(sample, suffix=f" {pings[-1]:8.0f}")
+                next_sample = max(next_sample + opts.sample_every, time.monotonic())
+            if drain_until is not None and ((honest.settled() and not any(k["respawn_s"] is None for k in mon.kills))
+                                            or now >= drain_until):
+                break
+            honest.pump(min(0.05, max(0.0, min(next_send, next_attack, next_sample) - time.monotonic())))
+    except KeyboardInterrupt:
+        interrupted = True
+    late_until = time.monotonic() + (0 if interrupted else 1.0)
+    while time.monotonic() < late_until:
+        honest.pump(0.1)
+    if died is None and not interrupted:
+        print_sample(mon.sample(honest, time.monotonic()))
+    return {"monitor": mon, "launched": dict(launched), "pings_ms": pings, "died": died, "interrupted": interrupted,
+            "elapsed_s": time.monotonic() - t0}
+
+
+def summarize_hostile(opts, honest: Honest, arena: attacks.Arena, result: dict, exit_code) -> tuple[dict, list[str]]:
+    mon: Monitor = result["monitor"]
+    sup = [s["supervisor"]["rss"] for s in mon.samples if "rss" in s["supervisor"]]
+    acc = honest.accounting()
+    pings = [p for p in result["pings_ms"] if p != float("inf")]
+    problems = []
+    for key in ("foreign", "wrong", "lost_targets", "duplicated_events", "leaked_to_attacker",
+                "native_events_on_compat_pub", "http_failed"):
+        if acc.get(key):
+            problems.append(f"{key}: {acc[key]}")
+    errors = {k: v for k, v in acc.items() if k.startswith(("error:", "refused:"))}
+    if errors:
+        problems.append(f"honest requests refused or failed: {errors}")
+    if sup and max(sup) >= RSS_LIMIT_MIB:
+        problems.append(f"supervisor RSS reached {max(sup):.0f} MiB (limit {RSS_LIMIT_MIB:.0f})")
+    if len(pings) < len(result["pings_ms"]):
+        problems.append(f"{len(result['pings_ms']) - len(pings)} ping(s) unanswered within 30 s")
+    if result["died"] is not None:
+        problems.append(f"the appliance exited with code {result['died']} during the run")
+    elif exit_code != 0:
+        problems.append(f"exit code after SIGTERM: {exit_code}")
+    if result["interrupted"]:
+        problems.insert(0, "interrupted: the run is partial")
+    report = {
+        "benchmark": "soak --hostile", "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "elapsed_s": result["elapsed_s"],
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "attacks_launched": result["launched"], "attacker": dict(arena.counts), "honest": acc,
+        "examples": dict(honest.examples), "kills": mon.kills,
+        "supervisor_rss_mib": {"first": sup[0], "max": max(sup), "last": sup[-1]} if sup else {},
+        "ping_ms": percentiles(pings), "samples": mon.samples, "problems": problems,
+    }
+    return report, problems
+
+
+def print_hostile_summary(report: dict) -> None:
+    acc = report["honest"]
+    print(f"\nhostile soak: {report['elapsed_s']:.0f}s; attacks {report['attacks_launched']}")
+    print(f"attacker sockets: {report['attacker']}")
+    print(f"honest: sent {acc['sent']}, accepted {acc['accepted_tasks']} tasks ({acc['accepted_targets']} targets)")
+    print(f"  results: {({k: v for k, v in acc.items() if k not in ('sent', 'accepted_tasks', 'accepted_targets')})}")
+    for kind, lines in report["examples"].items():
+        for line in lines[:3]:
+            print(f"  e.g. {kind}: {line}")
+    rss = report["supervisor_rss_mib"]
+    if rss:
+        print(f"supervisor RSS MiB: first {rss['first']:.0f}, max {rss['max']:.0f}, last {rss['last']:.0f} "
+              f"(limit {RSS_LIMIT_MIB:.0f}); ping ms {report['ping_ms']}")
+    print(f"kills {len(report['kills'])}, respawned {sum(k['respawn_s'] is not None for k in report['kills'])}")
+    for p in report["problems"]:
+        print(f"PROBLEM: {p}")
+    if not report["problems"]:
+        print("OK: every honest result equals its reference; none lost, duplicated or foreign; RSS within bounds")
+
+
+def main_hostile(opts) -> int:
+    """Reference translations from a quiet appliance, then the hostile mix against a fresh one."""
+    if not (opts.models_dir / "manifest.json").exists():
+        print(f"no {opts.models_dir}/manifest.json: run `python export_models.py --builtin` (and --apertium)",
+              file=sys.stderr)
+        return 2
+    rng = random.Random(opts.seed)
+    pool = honest_pool(opts.honest_texts, MISS_SEED + opts.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="meeshy-hostile-"))
+    app = honest = arena = None
+    try:
+        quiet = HostileAppliance(tmp / "quiet", opts.workers, opts.models_dir.resolve(), quiet=True)
+        try:
+            quiet.wait_ready()
+            started = time.monotonic()
+            refs = reference_translations(quiet, pool)
+            print(f"references: {len(refs)} translations of {len(pool)} honest texts, alone, in "
+                  f"{time.monotonic() - started:.0f}s", flush=True)
+        finally:
+            stop_everything(quiet, {})
+        app = HostileAppliance(tmp / "soak", opts.workers, opts.models_dir.resolve())
+        app.wait_ready()
+        e2e.connect_clients(app)
+        honest = Honest(app, pool, refs, rng)
+        arena = attacks.Arena(app.ctx, app.endpoints, random.Random(opts.seed + 1), HTTP_TOKEN, honest.upcoming)
+        print(f"ready; endpoints {app.endpoints}", flush=True)
+        result = run_hostile(app, honest, arena, opts)
+        arena.close()
+        honest.close()
+        exit_code = stop_everything(app, result["monitor"].known)
+    except BaseException:
+        if app is not None:
+            print(f"appliance log tail:\n{app.log(3000)}", file=sys.stderr)
+            monitor = getattr(app, "monitor", None)
+            stop_everything(app, monitor.known if monitor else {})
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report, problems = summarize_hostile(opts, honest, arena, result, exit_code)
+    report["appliance_log_tail"] = app.log(4000)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print_hostile_summary(report)
+    if opts.out:
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        opts.out.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        print(f"wrote {opts.out}")
+    return 130 if result["interrupted"] else (1 if problems else 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
@@ -787,11 +1304,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=3, help="pipelining DEALER clients, besides one REQ (default 3)")
     parser.add_argument("--fake", action="store_true", help="the fake runtime instead of the built-in models")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
-    parser.add_argument("--drain", type=float, default=60.0,
-                        help="after the traffic, seconds to wait for outstanding events (default 60)")
+    parser.add_argument("--drain", type=float, default=None,
+                        help="after the traffic, seconds to wait for outstanding events (default 60; --hostile: 150, "
+                             "past [limits] task_timeout_s, so a target with no event then is lost)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--hostile", action="store_true",
+                        help="honest native, compat and HTTP clients checked against reference translations, "
+                             "beside the attacks of bench/attacks.py in turn (built-in models and Apertium)")
+    parser.add_argument("--attack-every", type=float, default=2.0, help="--hostile: seconds between attacks (default 2)")
+    parser.add_argument("--honest-texts", type=int, default=400,
+                        help="--hostile: distinct honest texts, each translated alone first (default 400)")
     opts = parser.parse_args(argv)
+    if opts.drain is None:
+        opts.drain = HOSTILE_DRAIN_S if opts.hostile else 60.0
+    if opts.hostile:
+        if opts.fake:
+            parser.error("--hostile needs the built-in models and Apertium (no --fake)")
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        return main_hostile(opts)
     if opts.rate <= 0 or opts.duration <= 0 or opts.sample_every <= 0 or opts.clients < 1:
         parser.error("--rate, --duration, --sample-every and --clients must be positive")
     if not opts.fake and not (opts.models_dir / "manifest.json").exists():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from appliance import protocol
 from appliance.config import LimitSettings
 from appliance.dispatcher import Dispatcher, Finished, Overloaded, TaskIdConflict, TooManyWaiters, content_digest, sync_body
-from appliance.tasks import RequestRecord
+from appliance.tasks import RECORD_BYTES, UNIT_BYTES, RequestRecord, detached, record_bytes
 from ipc.frames import Result, TaskFailed
 
 pytestmark = pytest.mark.timeout(60)
@@ -159,6 +159,39 @@ def test_capacity_counts_every_target_cached_or_not():
     h.d.check_capacity(1)
 
 
+def test_capacity_counts_the_bytes_of_the_text_once_per_record():
+    budget = 1024 * 1024
+    h = Harness(max_inflight_bytes=budget)
+    text = "\U0001F600" * 5000  # 4 bytes per character in a str
+    cost = record_bytes(text, "a", "m-a", None)
+    assert cost >= RECORD_BYTES + 20_000
+    h.admit("a", ["fr", "es", "de"], text=text)
+    assert h.d.table.held_bytes == cost + 3 * UNIT_BYTES  # the text once, not once per target
+    fits = (budget - h.d.table.held_bytes) // (cost + UNIT_BYTES)
+    for n in range(fits):
+        h.d.check_capacity(1, cost)
+        h.admit(f"b{n}", ["fr"], text=text)
+    with pytest.raises(Overloaded, match="bytes"):
+        h.d.check_capacity(1, cost)
+    assert h.d.refused_for_bytes == 1
+    h.d.check_capacity(1, 0)  # a retry's new target: its record holds the text already
+    h.d.fail_all("shutting_down", "bye")
+    assert h.d.table.held_bytes == 0
+    h.d.check_capacity(1, cost)
+
+
+def test_a_record_s_text_keeps_no_utf8_copy():
+    import sys
+
+    text = "é" * 1000 + "\U0001F600"
+    bare = sys.getsizeof(text)
+    msgspec.json.encode(text)  # asks CPython for the UTF-8, which it caches in the str (cache keys do)
+    assert sys.getsizeof(text) > bare
+    copy = detached(text)
+    assert copy == text and sys.getsizeof(copy) == bare
+    assert detached("plain ascii") == "plain ascii"
+
+
 def test_answered_targets_are_published_at_once_and_take_no_unit():
     h = Harness()
     hit = {"type": "translation_completed", "taskId": "a", "targetLanguage": "fr", "result": {}}
@@ -280,3 +313,4 @@ def test_every_admitted_target_gets_exactly_one_outcome(ops):
     published = sorted((e["taskId"], e["targetLanguage"]) for e in h.events)
     assert published == sorted(admitted)
     assert not h.d.records
+    assert h.d.table.held_bytes == 0  # every record's bytes released with its last unit
