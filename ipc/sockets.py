@@ -34,6 +34,7 @@ class Role(enum.Enum):
     RESULTS_OUT = (zmq.PUSH, False)
     REQUESTS = (zmq.ROUTER, True)
     EVENTS = (zmq.PUB, True)
+    GATEWAY_EVENTS = (zmq.XPUB, True)  # compat: sees subscriptions, refuses a send a pipe cannot take
     CLIENT = (zmq.REQ, False)
     SUBSCRIBER = (zmq.SUB, False)
 
