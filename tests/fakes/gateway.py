@@ -97,12 +97,17 @@ class FakeGateway:
         """Tick until `until()` is true (checked each tick) or `deadline` seconds pass."""
         end = time.monotonic() + deadline
         while not until() and time.monotonic() < end:
-            now = time.monotonic()
-            if now < self._next_tick:
-                time.sleep(self._next_tick - now)
-            self._next_tick += self.tick_s
-            self._read_one()
-            self._timers()
+            self.tick()
+
+    def tick(self) -> None:
+        """Wait for the next tick (late ticks catch up: the average pace holds), read one frame,
+        fire the re-push timers that are due."""
+        now = time.monotonic()
+        if now < self._next_tick:
+            time.sleep(self._next_tick - now)
+        self._next_tick += self.tick_s
+        self._read_one()
+        self._timers()
 
     def _read_one(self) -> None:
         try:
