@@ -95,3 +95,29 @@ def test_an_8000_character_text_is_translated(gateway):
     gateway.translate(translation("long-8000", ["fr"], text))
     gateway.run(lambda: not gateway.pending, deadline=60)
     assert gateway.tally.delivered == {"long-8000": {"fr"}} and gateway.tally.errors == 0
+
+
+def test_work_the_gateway_could_not_read_in_time_is_refused_at_once(start_appliance, zctx):
+    """Room for about 50 unread events (1 s at 50 events/s): the rest of a 40 x 3 burst is
+    answered "translation pool full", and nothing the appliance accepted is lost or repeated."""
+    app = start_appliance(config={
+        "compat": {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0, "pong_interval_s": 30.0,
+                   "gateway_read_rate": 1 / TICK_S, "max_delivery_delay_s": 1.0, "retry_window_s": 60.0},
+    })
+    gw = FakeGateway(zctx, app.endpoints["compat_pull"], app.endpoints["compat_events"],
+                     tick_s=TICK_S, retry_s=RETRY_S, retries=RETRIES)
+    try:
+        gw.subscribe()
+        tasks = [f"over-{i}" for i in range(40)]
+        for i, task in enumerate(tasks):
+            gw.translate(translation(task, ["fr", "es", "de"], f"Over the read budget, line {i}."))
+        gw.run(lambda: not gw.pending, deadline=GIVE_UP_S + 30)
+        t = gw.tally
+        stats = app.request({"type": "stats"})["compat"]
+    finally:
+        gw.close()
+    whole = [task for task in tasks if t.delivered.get(task) == {"fr", "es", "de"}]
+    print(f"40 x 3 over a 1 s budget: {len(whole)} delivered, {t.pool_full} pool full, {t.timeouts} timeouts")
+    assert whole and t.pool_full == stats["pool_full"] > 0
+    assert len(whole) + t.pool_full == 40 and t.timeouts == 0
+    assert t.duplicates == 0 and stats["dropped_events"] == 0
