@@ -18,9 +18,28 @@ Wire contract (Meeshy's gateway's, not ours; docs/operations.md, "Meeshy's gatew
 
 A translation becomes a native request (docs/protocol.md) and goes through
 `RequestService.respond`: the same validation, limits, tiers, cache and taskId deduplication as
-on 5555. Its immediate reply has nowhere to go (PUSH has no reply channel); an error reply
-becomes a `translation_error` (`overloaded` as "translation pool full", which the gateway counts
-as an overload rejection).
+on 5555, texts up to [compat] max_text_chars. Its immediate reply has nowhere to go (PUSH has no
+reply channel); an error reply (the request refused whole) becomes one `translation_error`
+(`overloaded` as "translation pool full", which the gateway counts as an overload rejection).
+
+What the gateway's client does with events decides the rest (docs/operations.md, "Retries,
+languages and pace"): it reads one event per 100 ms tick, re-pushes the missing languages after
+30 s (4 times), and a `translation_error` fails its whole message and feeds its circuit breaker.
+
+    Retries     a re-push of a (taskId, content) gets nothing for a language whose event was
+                sent within retry_window_s or that still runs; the rest (failed, or dropped
+                before it went out) goes to the service, which runs it again or re-sends its
+                recorded result
+    Per language  the service leaves out a target no model serves (`each_target`) and names it
+                in its reply: answered with a translation_completed whose result.messageId is
+                "unserved:<messageId>" (settled, no failure counted, stored by no gateway
+                pipeline); a target that fails is not published (the gateway's re-push reruns
+                it); a story gets one event with every language that succeeded
+    Pace        the PUB is an XPUB with ZMQ_XPUB_NODROP: an event a pipe cannot take waits in
+                the outbox (bounded by event_buffer_bytes; past it dropped and counted); a new
+                translation whose events the gateways (counted from their subscriptions, each
+                reading gateway_read_rate events/s) would read later than max_delivery_delay_s
+                is refused at once with "translation pool full"
 
 Events: the dispatcher publishes every outcome through `CompatFront.publish` (the supervisor
 wires it in place of the native PUB). The gateway de-duplicates on taskId + targetLanguage, so
@@ -29,8 +48,9 @@ compat task's events therefore go to the compat PUB only, converted, and never t
 tasks are compat tasks: every compat request marks its taskId with the targets it names (in the
 gateway's own spelling, echoed back); each event published for the task settles one target, and
 the mark goes with the last one. A retry arrives through compat too and marks the taskId again
-before the service re-publishes what finished, so those events find the gateway as well. The
-marks are bounded in count (oldest dropped, with a log line).
+before the service re-sends what it needs, so those events find the gateway as well. The marks
+are bounded in count (oldest dropped, with a log line), and so is the memory of what was sent
+(MAX_REMEMBERED_TASKS).
 
 Bytes in, bounded before anything is parsed or queued: the pull port is served by
 appliance/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
