@@ -18,9 +18,28 @@ Wire contract (Meeshy's gateway's, not ours; docs/operations.md, "Meeshy's gatew
 
 A translation becomes a native request (docs/protocol.md) and goes through
 `RequestService.respond`: the same validation, limits, tiers, cache and taskId deduplication as
-on 5555. Its immediate reply has nowhere to go (PUSH has no reply channel); an error reply
-becomes a `translation_error` (`overloaded` as "translation pool full", which the gateway counts
-as an overload rejection).
+on 5555, texts up to [compat] max_text_chars. Its immediate reply has nowhere to go (PUSH has no
+reply channel); an error reply (the request refused whole) becomes one `translation_error`
+(`overloaded` as "translation pool full", which the gateway counts as an overload rejection).
+
+What the gateway's client does with events decides the rest (docs/operations.md, "Retries,
+languages and pace"): it reads one event per 100 ms tick, re-pushes the missing languages after
+30 s (4 times), and a `translation_error` fails its whole message and feeds its circuit breaker.
+
+    Retries     a re-push of a (taskId, content) gets nothing for a language whose event was
+                sent within retry_window_s or that still runs; the rest (failed, or dropped
+                before it went out) goes to the service, which runs it again or re-sends its
+                recorded result
+    Per language  the service leaves out a target no model serves (`each_target`) and names it
+                in its reply: answered with a translation_completed whose result.messageId is
+                "unserved:<messageId>" (settled, no failure counted, stored by no gateway
+                pipeline); a target that fails is not published (the gateway's re-push reruns
+                it); a story gets one event with every language that succeeded
+    Pace        the PUB is an XPUB with ZMQ_XPUB_NODROP: an event a pipe cannot take waits in
+                the outbox (bounded by event_buffer_bytes; past it dropped and counted); a new
+                translation whose events the gateways (counted from their subscriptions, each
+                reading gateway_read_rate events/s) would read later than max_delivery_delay_s
+                is refused at once with "translation pool full"
 
 Events: the dispatcher publishes every outcome through `CompatFront.publish` (the supervisor
 wires it in place of the native PUB). The gateway de-duplicates on taskId + targetLanguage, so
@@ -32,9 +51,10 @@ request naming a native task's taskId is another task, and no native event ever 
 gateway nor a compat event 5556. Within the scope, every compat request marks its taskId with
 the targets it names (in the gateway's own spelling, echoed back); each event published for the
 task settles one target, and the mark goes with the last one. A retry arrives through compat too
-and marks the taskId again before the service re-publishes what finished, so those events find
-the gateway as well. The marks are bounded in count (oldest dropped, with a log line; an event
-of a forgotten task is dropped and counted, and the gateway's retry marks it again).
+and marks the taskId again before the service re-sends what it needs, so those events find the
+gateway as well. The marks are bounded in count (oldest dropped, with a log line; an event of a
+forgotten task is dropped and counted, and the gateway's retry marks it again), and so is the
+memory of what was sent (MAX_REMEMBERED_TASKS).
 
 Bytes in, bounded before anything is parsed or queued: the pull port is served by
 appliance/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
@@ -58,14 +78,15 @@ gateway has no CurveZMQ: these ports are never secured.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import socket
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import msgspec
 import zmq
@@ -84,6 +105,12 @@ VOICE_PROFILE_TYPES = frozenset({"voice_profile_analyze", "voice_profile_verify"
 GATEWAY_MODEL_TYPES = ("basic", "medium", "premium")  # what the gateway sends and stores
 DEFAULT_MODEL_TYPE = "basic"  # the gateway's own fallback; reported for answers no tier made
 SCOPE = "compat"  # the gateway's taskId scope: no native scope ("" or a CURVE client's) is spelled so
+UNSERVED_PREFIX = "unserved:"  # result.messageId of a language no model serves (module docstring)
+WHOLE_TASK = ""  # the sent-memory's key for an error event that answered a whole task
+FLUSH_INTERVAL_S = 0.01  # how often the outbox retries a gateway pipe that was full
+# Tasks whose sent events are remembered for retry_window_s; beyond, the oldest are forgotten
+# (counted). A gateway reading 10 events/s sends at most 3,000 in a 300 s window.
+MAX_REMEMBERED_TASKS = 32768
 
 # Fields of a native result that are replaced or dropped in the gateway's result.
 _NATIVE_ONLY = frozenset({"processingTime", "workerId", "targetLanguage", "modelType"})
@@ -107,16 +134,25 @@ class Tracked:
     conversation_id: str
     model_type: str
     story: tuple[str, int] | None = None  # (postId, textObjectIndex) of a story text object
+    digest: bytes = b""  # of the request's content (content_digest): the sent-memory's key with the taskId
+    asked_again: set[str] = field(default_factory=set)  # targets a re-push asked for (counted when sent)
+    translations: dict[str, str] = field(default_factory=dict)  # a story's, sent as one event
 
 
 @dataclass(slots=True)
 class Counters:
-    requests: int = 0
+    requests: int = 0  # gateway messages read (every type)
+    refused: int = 0  # translation requests answered with a translation_error (pool full included)
+    pool_full: int = 0  # of which "translation pool full" at the door: the gateway could not read more in time
     dropped_messages: int = 0  # over a frame, message or frame-count bound
     oversized: int = 0  # JSON frames over limits.max_request_bytes, refused undecoded
-    dropped_events: int = 0  # beyond the gateway's HWM
+    dropped_events: int = 0  # over event_buffer_bytes: never sent
+    republished: int = 0  # events sent for a language a re-push asked for again
+    suppressed_repeats: int = 0  # re-pushed languages already sent (within retry_window_s) or running
+    withheld_failures: int = 0  # failed languages not published: the gateway's re-push runs them again
+    unserved: int = 0  # languages no model serves, settled with an "unserved:" event
     unreadable: int = 0
-    forgotten_tasks: int = 0  # marks dropped at the bound
+    forgotten_tasks: int = 0  # marks or sent-memory entries dropped at their count bound
     forgotten_events: int = 0  # events of compat tasks whose mark was dropped
 
 
@@ -129,6 +165,7 @@ class CompatFront:
         native_publish: Callable[[str, bytes], None],
         pull_endpoint: str,
         pub_endpoint: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.service = None  # the RequestService; set by the supervisor once it exists
@@ -137,6 +174,7 @@ class CompatFront:
             pull, self.on_message, keep_bytes=settings.limits.max_request_bytes, buffer_bytes=c.connection_buffer_bytes,
             max_connections=c.max_connections, handshake_timeout_s=c.handshake_timeout_s,
         )
+        self._xpub = pub  # asyncio socket: its subscription messages count the gateways
         # A plain socket sharing the (asyncio) socket's underlying ZeroMQ socket (same thread).
         self._pub = zmq.Socket.shadow(pub.underlying)
         self._native_publish = native_publish
@@ -146,6 +184,17 @@ class CompatFront:
         self.pub_port = port_of(pub_endpoint)
         self.max_tracked = max(1024, settings.limits.max_inflight_tasks)
         self.tracked: OrderedDict[str, Tracked] = OrderedDict()
+        self.owed = 0  # targets of tracked tasks still owed an event (sum of their pending)
+        # (taskId, content digest) -> {canonical target (or WHOLE_TASK): when its event was sent},
+        # oldest first. The digest: a taskId reused for other content is the service's to refuse.
+        self.sent: OrderedDict[tuple[str, bytes], dict[str, float]] = OrderedDict()
+        self.outbox: deque[bytes] = deque()  # events the XPUB could not take yet, in order
+        self.outbox_bytes = 0
+        self.gateways = 0  # subscriptions minus unsubscriptions seen on the XPUB
+        self.unread = 0.0  # events sent that the gateways have not read yet (estimated)
+        self._unread_at = clock()
+        self._clock = clock
+        self._flushing = False
         self.counters = Counters()
 
     # ================================================================== events out
@@ -162,38 +211,150 @@ class CompatFront:
             self.counters.forgotten_events += 1
             return
         target = head.targetLanguage
-        tracked.pending.discard(target)
+        if target in tracked.pending:
+            tracked.pending.discard(target)
+            self.owed -= 1
         if not tracked.pending:
             del self.tracked[head.taskId]
         try:
-            event = self._convert(msgspec.json.decode(data), tracked, tracked.spelling.get(target, target))
+            self._deliver(head.taskId, msgspec.json.decode(data), tracked, target)
         except Exception:  # a bug must not break the dispatcher's bookkeeping
             log.exception("cannot convert an event of task %s for the gateway", head.taskId[:64])
-            return
-        if event is not None:
-            self._send(event)
 
-    def _convert(self, native: dict, tracked: Tracked, target: str) -> dict | None:
+    def _deliver(self, task_id: str, native: dict, tracked: Tracked, target: str) -> None:
+        """One outcome of a compat task, as the gateway can take it (module docstring, Per language)."""
+        ok = native["type"] == "translation_completed"
         if tracked.story is not None:
             post_id, index = tracked.story
-            if native["type"] != "translation_completed":
+            if ok:
+                tracked.translations[tracked.spelling.get(target, target)] = native["result"]["translatedText"]
+            else:
                 log.warning("story %s text object %d: %s not translated: %s", post_id[:64], index, target,
                             native["error"]["message"][:300])
-                return None
-            return story_completed(post_id, index, target, native["result"]["translatedText"])
-        if native["type"] == "translation_completed":
-            return gateway_completed(native, target, tracked.model_type)
-        error = native["error"]
-        return gateway_error(
-            native["taskId"], native["messageId"], error["code"], error["message"],
-            native.get("conversationId") or tracked.conversation_id, targetLanguage=target,
-        )
+            if not tracked.pending:
+                self._send(story_completed(post_id, index, tracked.translations))
+            return
+        if not ok:
+            # Published, a translation_error would settle the gateway's whole task, feed its circuit
+            # breaker and tell the conversation the message failed. Withheld, the gateway re-pushes
+            # this language at its timeout and it runs again.
+            self.counters.withheld_failures += 1
+            log.info("task %s: %s failed (%s), not published: the gateway's re-push runs it again",
+                     task_id[:64], target, native["error"]["code"])
+            return
+        event = gateway_completed(native, tracked.spelling.get(target, target), tracked.model_type)
+        if self._send(event, (task_id, tracked.digest), target) and target in tracked.asked_again:
+            self.counters.republished += 1
 
-    def _send(self, event: dict) -> None:
+    def _send(self, event: dict, key: tuple[str, bytes] | None = None, target: str = "") -> bool:
+        """Queue one event for the gateways; False when it was dropped (event_buffer_bytes full).
+        An event of the task `key` names that went out is remembered: a re-push never sends it again."""
+        data = protocol.encode(event)
+        if self.outbox or not self._try_send(data):
+            if self.outbox_bytes + len(data) > self.settings.compat.event_buffer_bytes:
+                self.counters.dropped_events += 1
+                log.warning("gateway event dropped: %d events (%d bytes) already wait for the gateways to read "
+                            "([compat] event_buffer_bytes %d)", len(self.outbox), self.outbox_bytes,
+                            self.settings.compat.event_buffer_bytes)
+                return False
+            self.outbox.append(data)
+            self.outbox_bytes += len(data)
+            self._schedule_flush()
+        if key is not None:
+            self._remember(key, target)
+        return True
+
+    def _try_send(self, data: bytes) -> bool:
+        """Hand one event to the XPUB; False when a gateway's pipe is full (ZMQ_XPUB_NODROP)."""
         try:
-            self._pub.send(protocol.encode(event), zmq.NOBLOCK)
-        except zmq.ZMQError:  # beyond the gateway's HWM: dropped, as on 5556
-            self.counters.dropped_events += 1
+            self._pub.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:  # closing: nothing more can be delivered
+            log.debug("gateway event not sent: %s", exc)
+            return True
+        self._drain_unread()
+        self.unread += 1.0
+        return True
+
+    def _schedule_flush(self) -> None:
+        if not self._flushing:
+            self._flushing = True
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._flush)
+            except RuntimeError:  # no loop (in-process use): left for the next send
+                self._flushing = False
+
+    def _flush(self) -> None:
+        self._flushing = False
+        while self.outbox and self._try_send(self.outbox[0]):
+            self.outbox_bytes -= len(self.outbox.popleft())
+        if self.outbox:
+            self._schedule_flush()
+
+    def _drain_unread(self) -> None:
+        now = self._clock()
+        self.unread = max(0.0, self.unread - (now - self._unread_at) * self.read_rate())
+        self._unread_at = now
+
+    def read_rate(self) -> float:
+        """Events per second the connected gateways read together ([compat] gateway_read_rate each)."""
+        return self.settings.compat.gateway_read_rate * max(1, self.gateways)
+
+    def delivery_delay_s(self, more: int = 0) -> float:
+        """Seconds until the gateways would read an event owed now, `more` events later: what waits
+        unread, what waits in the outbox, what tracked tasks still owe."""
+        self._drain_unread()
+        return (self.unread + len(self.outbox) + self.owed + more) / self.read_rate()
+
+    def _remember(self, key: tuple[str, bytes], target: str) -> None:
+        now = self._clock()
+        window = self.settings.compat.retry_window_s
+        targets = self.sent.get(key)
+        if targets is None:
+            targets = self.sent[key] = {}
+        else:
+            self.sent.move_to_end(key)
+        targets[target] = now
+        while self.sent:
+            oldest = next(iter(self.sent.values()))
+            if len(self.sent) > MAX_REMEMBERED_TASKS:
+                self.counters.forgotten_tasks += 1
+            elif max(oldest.values()) >= now - window:
+                break
+            self.sent.popitem(last=False)
+
+    def already_sent(self, key: tuple[str, bytes]) -> dict[str, float]:
+        """The targets of a task sent within retry_window_s (WHOLE_TASK: an error for all of it)."""
+        targets = self.sent.get(key)
+        if not targets:
+            return {}
+        horizon = self._clock() - self.settings.compat.retry_window_s
+        return {t: at for t, at in targets.items() if at >= horizon}
+
+    async def watch_subscriptions(self) -> None:
+        """Count the gateways from the XPUB's (un)subscription messages (ZMQ_XPUB_VERBOSER: one per
+        subscriber, and one unsubscription each when a subscriber leaves)."""
+        while True:
+            message = await self._xpub.recv()
+            if message[:1] == b"\x01":
+                self.gateways += 1
+            elif message[:1] == b"\x00":
+                self.gateways = max(0, self.gateways - 1)
+
+    def stats(self) -> dict:
+        """The `compat` section of `stats` (appliance/stats.py exports it to /metrics)."""
+        return {
+            **asdict(self.counters),
+            "refused_connections": self.puller.refused_connections,
+            "protocol_errors": self.puller.protocol_errors,
+            "gateways": self.gateways,
+            "tasks_awaiting_events": len(self.tracked),
+            "events_owed": self.owed,
+            "events_buffered": len(self.outbox),
+            "events_buffered_bytes": self.outbox_bytes,
+            "delivery_delay_s": round(self.delivery_delay_s(), 3),
+        }
 
     def pong(self) -> dict:
         return {
@@ -216,13 +377,16 @@ class CompatFront:
     # ================================================================== requests in
 
     async def serve(self) -> None:
-        """Read the gateway's requests, and publish a pong every pong_interval_s, until cancelled."""
+        """Read the gateway's requests and the XPUB's subscriptions, and publish a pong every
+        pong_interval_s, until cancelled."""
         await self.puller.start()
+        watcher = asyncio.get_running_loop().create_task(self.watch_subscriptions(), name="compat-subscriptions")
         try:
             while True:
                 await asyncio.sleep(self.settings.compat.pong_interval_s)
                 self._send(self.pong())
         finally:
+            watcher.cancel()
             await self.puller.close()
 
     def on_message(self, message: Message) -> None:
@@ -304,50 +468,88 @@ class CompatFront:
     # ------------------------------------------------------------------ translation
 
     def translate(self, obj: dict) -> None:
-        """A gateway translation, as a native request: same checks, limits, tiers and dedup."""
+        """A gateway translation, as a native request (same checks, limits, tiers and dedup), for
+        the languages that need work: a re-push gets nothing for a language sent or running."""
         task_id = obj.get("taskId")
         if task_id is None:
             task_id = uuid.uuid4().hex  # the gateway always names one; a task needs an id to be tracked
         message_id = obj.get("messageId")
         conversation_id = obj.get("conversationId")
+        conversation = conversation_id if isinstance(conversation_id, str) else ""
         requested = obj.get("modelType")
         model_type = requested.strip().lower() if isinstance(requested, str) else requested
         if isinstance(model_type, str) and model_type not in MODEL_TYPES:
             model_type = protocol.AUTO  # a preference, never a reason to refuse (docs/protocol.md, tiers)
+        gateway_model = model_type if model_type in GATEWAY_MODEL_TYPES else DEFAULT_MODEL_TYPE
+        named = self._spellings(obj)
+        spelling, repeat = named, False
+        digest = request_digest(obj)
+        key = (task_id, digest) if isinstance(task_id, str) else None
+        if key is not None and named:
+            repeat = key in self.sent or task_id in self.tracked
+            spelling = self._not_repeated(key, named)
+            if not spelling:
+                return  # each language named was sent already, runs, or its task was refused: nothing new
         native = {"type": "translation", "taskId": task_id, "messageId": message_id, "text": obj.get("text")}
-        for name in ("sourceLanguage", "targetLanguage", "targetLanguages", "conversationId"):
+        for name in ("sourceLanguage", "conversationId") if spelling else (
+                "sourceLanguage", "targetLanguage", "targetLanguages", "conversationId"):
             if obj.get(name) is not None:
                 native[name] = obj[name]
+        if spelling:
+            native["targetLanguages"] = list(spelling.values())
         if model_type is not None:
             native["modelType"] = model_type
+        ids = (task_id if isinstance(task_id, str) else "", message_id if isinstance(message_id, str) else "")
+        if spelling and self.delivery_delay_s(len(spelling)) > self.settings.compat.max_delivery_delay_s:
+            self.counters.pool_full += 1
+            self._refuse(key, ids, protocol.OVERLOADED, (
+                f"the gateways would read this task's events in {self.delivery_delay_s(len(spelling)):.0f}s; "
+                f"the limit is {self.settings.compat.max_delivery_delay_s:g}s ([compat] max_delivery_delay_s, "
+                f"{self.settings.compat.gateway_read_rate:g} events/s per gateway)"), conversation)
+            return
         added: list[str] = []
         if isinstance(task_id, str):
-            added = self._mark(
-                task_id,
-                self._spellings(obj),
-                conversation_id if isinstance(conversation_id, str) else "",
-                model_type if model_type in GATEWAY_MODEL_TYPES else DEFAULT_MODEL_TYPE,
-            )
+            added = self._mark(task_id, spelling, conversation, gateway_model, digest=digest)
+            if repeat and added:
+                self.tracked[task_id].asked_again.update(added)
 
         def reply(body: dict) -> None:
-            if body.get("status") != "error":
-                return  # queued, or a duplicate: the events say the rest
-            if isinstance(task_id, str):
-                self._unmark(task_id, added)
-            error = body["error"]
-            self._send(gateway_error(
-                task_id if isinstance(task_id, str) else "",
-                message_id if isinstance(message_id, str) else body.get("messageId", ""),
-                error["code"], error["message"],
-                conversation_id if isinstance(conversation_id, str) else "",
-            ))
+            if body.get("status") == "error":  # the whole request: one error event, as the gateway expects
+                if isinstance(task_id, str):
+                    self._unmark(task_id, added)
+                error = body["error"]
+                self._refuse(key, (ids[0], ids[1] or body.get("messageId", "")), error["code"], error["message"],
+                             conversation)
+                return
+            for skipped in body.get("skipped", ()):
+                target = skipped["targetLanguage"]
+                self._unmark(task_id, [target])
+                self.counters.unserved += 1
+                self._send(gateway_unserved(task_id, ids[1], spelling.get(target, target), obj, skipped["message"],
+                                            conversation, gateway_model), key, target)
 
         self._respond(native, reply)
 
+    def _not_repeated(self, key: tuple[str, bytes], spelling: dict[str, str]) -> dict[str, str]:
+        """The targets of a (perhaps re-pushed) task that need work: not sent within
+        retry_window_s, not running; none when an error answered the whole task."""
+        sent = self.already_sent(key)
+        tracked = self.tracked.get(key[0])
+        running = tracked.pending if tracked is not None else set()
+        fresh = {} if WHOLE_TASK in sent and tracked is None else {
+            t: w for t, w in spelling.items() if t not in sent and t not in running}
+        self.counters.suppressed_repeats += len(spelling) - len(fresh)
+        return fresh
+
+    def _refuse(self, key: tuple[str, bytes] | None, ids: tuple[str, str], code: str, message: str,
+                conversation: str) -> None:
+        self.counters.refused += 1
+        self._send(gateway_error(ids[0], ids[1], code, message, conversation), key, WHOLE_TASK)
+
     def translate_story(self, obj: dict) -> None:
-        """A story's text object: translated like a message; one completed event per language,
-        which the gateway merges into the post. It has no error event for these: failures are
-        logged only."""
+        """A story's text object: translated like a message, answered with one event holding every
+        language that succeeded (sent even when none did, as Meeshy's translator does). The gateway
+        has no error event and no retry for these: failures are logged only."""
         post_id, index = obj.get("postId"), obj.get("textObjectIndex")
         if not isinstance(post_id, str) or not isinstance(index, int) or isinstance(index, bool):
             log.warning("story_text_object_translation without a string postId and an integer textObjectIndex: ignored")
@@ -365,11 +567,20 @@ class CompatFront:
                 self._unmark(task_id, added)
                 log.warning("story %s text object %d not translated: %s: %s", post_id[:64], index,
                             body["error"]["code"], body["error"]["message"][:300])
+                return
+            for skipped in body.get("skipped", ()):
+                log.info("story %s text object %d: %s not served: %s", post_id[:64], index,
+                         skipped["targetLanguage"], skipped["message"][:300])
+                self.counters.unserved += 1
+                done = self._unmark(task_id, [skipped["targetLanguage"]])
+                if done is not None:  # the others were answered already (cache, same language)
+                    self._send(story_completed(post_id, index, done.translations))
 
         self._respond(native, reply)
 
     def _respond(self, native: dict, reply: Callable[[dict], None]) -> None:
-        self.service.respond(protocol.encode(native), reply, scope=SCOPE)
+        self.service.respond(protocol.encode(native), reply, scope=SCOPE, each_target=True,
+                             max_text_chars=self.settings.compat.max_text_chars)
 
     def _spellings(self, obj: dict) -> dict[str, str]:
         """canonical target -> the gateway's spelling, for up to max_targets targets (a request
@@ -388,16 +599,17 @@ class CompatFront:
         return spelling
 
     def _mark(self, task_id: str, spelling: dict[str, str], conversation_id: str, model_type: str,
-              story: tuple[str, int] | None = None) -> list[str]:
+              story: tuple[str, int] | None = None, digest: bytes = b"") -> list[str]:
         """Route the task's next events for `spelling`'s targets to the gateway; the targets
         this request added (to forget again if it is refused)."""
         if not spelling:
             return []
         tracked = self.tracked.get(task_id)
         if tracked is None:
-            tracked = self.tracked[task_id] = Tracked(set(), {}, conversation_id, model_type, story)
+            tracked = self.tracked[task_id] = Tracked(set(), {}, conversation_id, model_type, story, digest)
             while len(self.tracked) > self.max_tracked:
-                old, _ = self.tracked.popitem(last=False)
+                old, forgotten = self.tracked.popitem(last=False)
+                self.owed -= len(forgotten.pending)
                 self.counters.forgotten_tasks += 1
                 log.warning("more than %d gateway tasks awaiting events: task %s is forgotten (its events "
                             "are dropped; a retry marks it again)", self.max_tracked, old[:64])
@@ -406,17 +618,24 @@ class CompatFront:
             tracked.model_type = model_type
         added = [t for t in spelling if t not in tracked.pending]
         tracked.pending.update(added)
+        self.owed += len(added)
         for target, written in spelling.items():
             tracked.spelling.setdefault(target, written)
         return added
 
-    def _unmark(self, task_id: str, added: list[str]) -> None:
+    def _unmark(self, task_id: str, added: list[str]) -> Tracked | None:
+        """Forget `added` targets of a task; the task when that was the last of them."""
         tracked = self.tracked.get(task_id)
         if tracked is None:
-            return
-        tracked.pending.difference_update(added)
-        if not tracked.pending:
-            del self.tracked[task_id]
+            return None
+        for target in added:
+            if target in tracked.pending:
+                tracked.pending.discard(target)
+                self.owed -= 1
+        if tracked.pending:
+            return None
+        del self.tracked[task_id]
+        return tracked
 
 
 # ====================================================================== the gateway's shapes
@@ -465,13 +684,44 @@ def gateway_error(task_id: str, message_id: str, code: str, message: str, conver
     }
 
 
-def story_completed(post_id: str, index: int, target: str, text: str) -> dict:
+def gateway_unserved(task_id: str, message_id: str, target: str, request: dict, reason: str, conversation_id: str,
+                     model_type: str) -> dict:
+    """A language no model serves, settled without a failure (module docstring, Per language): a
+    completed event, so the gateway stops waiting for it and its circuit breaker counts no error,
+    whose result.messageId is namespaced, so no gateway pipeline stores it as the message's
+    translation. The text comes back unchanged, like the gateway's own fallback result."""
+    text = request.get("text")
+    source = request.get("sourceLanguage")
+    return {
+        "type": "translation_completed",
+        "taskId": task_id,
+        "targetLanguage": target,
+        "timestamp": time.time(),
+        "result": {
+            "messageId": UNSERVED_PREFIX + message_id,
+            "translatedText": text if isinstance(text, str) else "",
+            "sourceLanguage": source if isinstance(source, str) else "auto",
+            "targetLanguage": target,
+            "confidenceScore": 0.0,
+            "processingTime": 0.0,
+            "modelType": model_type,
+            "translatorModel": "none",
+            "workerId": "edge",
+            "segmentsCount": 0,
+        },
+        "metadata": {"unserved": True, "errorCode": protocol.UNSUPPORTED_LANGUAGE, "message": reason,
+                     "messageId": message_id, "conversationId": conversation_id},
+    }
+
+
+def story_completed(post_id: str, index: int, translations: dict[str, str]) -> dict:
+    """Every language of a story text object that succeeded, in one event (ms timestamp, as upstream)."""
     return {
         "type": "story_text_object_translation_completed",
         "postId": post_id,
         "textObjectIndex": index,
-        "translations": {target: text},
-        "timestamp": time.time(),
+        "translations": dict(translations),
+        "timestamp": int(time.time() * 1000),
     }
 
 
@@ -524,6 +774,12 @@ def salvage_ids(payload: bytes, max_id_bytes: int) -> dict[str, str]:
         if found is not None and len(found.group(1)) <= max_id_bytes:
             ids[name] = found.group(1).decode("utf-8", "replace")
     return ids
+
+
+def request_digest(obj: dict) -> bytes:
+    """What a gateway taskId is bound to, as the service binds it: text, source, model type."""
+    material = msgspec.msgpack.encode([repr(obj.get(name)) for name in ("text", "sourceLanguage", "modelType")])
+    return hashlib.blake2b(material, digest_size=16).digest()
 
 
 def port_of(endpoint: str) -> int:

@@ -147,6 +147,11 @@ class CompatSettings(_Section):
     max_connections: int = 32
     connection_buffer_bytes: int = 1024 * 1024
     handshake_timeout_s: float = 10.0
+    max_text_chars: int = 10000
+    retry_window_s: float = 300.0
+    gateway_read_rate: float = 10.0
+    max_delivery_delay_s: float = 140.0
+    event_buffer_bytes: int = 16 * 1024 * 1024
 
     def address(self, server: ServerSettings) -> str:
         return self.bind_address or server.bind_address
@@ -399,6 +404,16 @@ def _validate_compat(s: Settings, need) -> None:
         f"compat.connection_buffer_bytes must be >= 65536 (64 KiB), got {c.connection_buffer_bytes}",
     )
     need(c.handshake_timeout_s > 0, f"compat.handshake_timeout_s must be > 0, got {c.handshake_timeout_s}")
+    need(c.max_text_chars >= 1, f"compat.max_text_chars must be >= 1, got {c.max_text_chars}")
+    need(
+        4 * c.max_text_chars + 1024 <= s.limits.max_request_bytes,
+        f"compat.max_text_chars ({c.max_text_chars}) must fit limits.max_request_bytes "
+        f"({s.limits.max_request_bytes}) at 4 UTF-8 bytes per character plus 1 KiB of other fields",
+    )
+    need(c.retry_window_s > 0, f"compat.retry_window_s must be > 0, got {c.retry_window_s}")
+    need(c.gateway_read_rate > 0, f"compat.gateway_read_rate must be > 0, got {c.gateway_read_rate}")
+    need(c.max_delivery_delay_s > 0, f"compat.max_delivery_delay_s must be > 0, got {c.max_delivery_delay_s}")
+    need(c.event_buffer_bytes >= 65536, f"compat.event_buffer_bytes must be >= 65536 (64 KiB), got {c.event_buffer_bytes}")
     if not c.enabled:
         return
     ports = [p for p in (c.meeshy_pull_port, c.meeshy_pub_port) if p]

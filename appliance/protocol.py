@@ -99,6 +99,9 @@ class TranslateRequest:
     conversation_id: str | None
     task_id: str | None
     sync: bool
+    # None: a target no model serves refuses the request whole. A dict (Meeshy's gateway, whose
+    # languages live apart): such a target leaves the request instead, its reason kept here.
+    skipped: dict[str, str] | None = None
 
 
 Request = Ping | StatsRequest | LanguagesRequest | DetectRequest | TranslateRequest

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import msgspec
 
@@ -75,6 +75,7 @@ class RequestService:
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
         self.edge_counters: Callable[[], dict] = dict
+        self.compat_counters: Callable[[], dict] | None = None  # [compat] on: appliance/compat.py's stats
         self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
         self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
         self._lookup_bytes = 0
@@ -107,19 +108,20 @@ class RequestService:
     def count_request(self) -> None:
         self.metrics.count_request()
 
-    def respond(
-        self, payload: bytes, reply: Reply, *, force_sync: bool = False, only_type: str | None = None, scope: str = ""
-    ) -> None:
+    def respond(self, payload: bytes, reply: Reply, *, force_sync: bool = False, only_type: str | None = None,
+                scope: str = "", each_target: bool = False, max_text_chars: int | None = None) -> None:
         """Answer one request payload: now, or (synchronous mode) when its targets are done.
         `only_type` (HTTP routes): the one request type accepted, and the default. `scope`: the
-        requester's taskId namespace."""
+        requester's taskId namespace. `each_target` (Meeshy's gateway): a target no model serves
+        is left out, named in the queued reply's `skipped`, instead of refusing the others;
+        `max_text_chars` replaces the limit."""
         limits = self.settings.limits
         req = None
         try:
             req = protocol.parse(
                 payload,
                 max_request_bytes=limits.max_request_bytes,
-                max_text_chars=limits.max_text_chars,
+                max_text_chars=max_text_chars or limits.max_text_chars,
                 max_targets=limits.max_targets,
                 max_id_bytes=limits.max_id_bytes,
                 default_type=only_type or "translation",
@@ -134,7 +136,11 @@ class RequestService:
             elif isinstance(req, protocol.LanguagesRequest):
                 reply(self.languages() | _with_id(req.message_id))
             else:
-                self.translate(dataclasses.replace(req, sync=True) if force_sync else req, reply, scope)
+                if force_sync:
+                    req = dataclasses.replace(req, sync=True)
+                if each_target:
+                    req = dataclasses.replace(req, skipped={})
+                self.translate(req, reply, scope)
         except RequestError as exc:
             if isinstance(req, protocol.TranslateRequest):  # every error names the request's ids
                 exc.message_id = exc.message_id or req.message_id
@@ -152,7 +158,11 @@ class RequestService:
 
     def translate(self, req: protocol.TranslateRequest, reply: Reply, scope: str = "") -> None:
         self._check_serving(req)
-        self.catalog.check(req)
+        if req.skipped is None:
+            self.catalog.check(req)
+        else:
+            self.catalog.check(dataclasses.replace(req, targets=()))  # an unknown source refuses it whole
+            req = self._servable(req, req.source_language, detected=False)
         digest = content_digest(req.text, req.source_language, req.model_type)
         if req.task_id is not None and self._retry(req, scope, digest, reply):
             return
@@ -171,6 +181,24 @@ class RequestService:
 
     def _lookup_done(self, lookup: asyncio.Task) -> None:
         self._lookup_bytes -= self._lookups.pop(lookup, 0)
+
+    def _servable(self, req: protocol.TranslateRequest, source: str, *, detected: bool,
+                  exempt: Collection[str] = ()) -> protocol.TranslateRequest:
+        """`req` without the targets no model serves from `source` (a language, or "auto" before
+        detection), each moved to req.skipped with the reason; `exempt` targets are answered already."""
+        kept = []
+        for target in req.targets:
+            try:
+                if target in exempt or target == source:
+                    pass
+                elif target not in self.catalog.languages:
+                    raise RequestError(protocol.UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported")
+                elif source != protocol.AUTO:
+                    self.catalog.check_pair(source, target, req.message_id, detected=detected)
+                kept.append(target)
+            except RequestError as exc:
+                req.skipped[target] = exc.message
+        return req if len(kept) == len(req.targets) else dataclasses.replace(req, targets=tuple(kept))
 
     def _check_serving(self, req: protocol.TranslateRequest) -> None:
         if self.state in (DRAINING, STOPPED):
@@ -199,6 +227,12 @@ class RequestService:
         record = known
         # Running: nothing new. Finished: its outcome again. Failed, or not asked before: run it.
         rerun = [t for t in req.targets if t not in record.targets or (t in record.outcomes and not record.outcomes[t].ok)]
+        if rerun and req.skipped is not None:
+            unchecked = [t for t in rerun if t not in record.targets]
+            if unchecked:
+                kept = self._servable(dataclasses.replace(req, targets=tuple(unchecked)), record.source_language,
+                                      detected=record.detection is not None)
+                rerun = [t for t in rerun if t in record.targets or t in kept.targets]
         if rerun:
             self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)), retry=True)
             for target in rerun:
@@ -257,6 +291,8 @@ class RequestService:
         source, detection = req.source_language, None
         if source == protocol.AUTO and any(t not in hits and t not in answered for t in req.targets):
             source, detection = self._detect_source(req.text)
+        if req.skipped is not None:
+            req = self._servable(req, source, detected=detection is not None, exempt=hits.keys() | answered.keys())
         for target in req.targets:
             if target not in hits and target not in answered and target != source:
                 self.catalog.check_pair(source, target, req.message_id, detected=detection is not None)
@@ -299,8 +335,12 @@ class RequestService:
             except TooManyWaiters as exc:
                 raise RequestError(protocol.OVERLOADED, f"{exc}; retry later", req.message_id, req.task_id) from None
         else:
-            reply(protocol.queued_body(record.task_id, record.message_id, self._estimate_ms() if estimate else 0.0,
-                                       list(targets), duplicate))
+            body = protocol.queued_body(record.task_id, record.message_id, self._estimate_ms() if estimate else 0.0,
+                                        list(targets), duplicate)
+            if req.skipped:
+                body["skipped"] = [{"targetLanguage": t, "code": protocol.UNSUPPORTED_LANGUAGE, "message": m}
+                                   for t, m in req.skipped.items()]
+            reply(body)
 
     def _dispatch(self) -> None:
         if not self.dispatcher.dispatch(time.monotonic()):
@@ -447,7 +487,7 @@ class RequestService:
                 "recent_bytes": d.recent_bytes,
             },
             "edge": self.edge_counters(),
-        }
+        } | ({"compat": self.compat_counters()} if self.compat_counters is not None else {})
 
     def status_line(self) -> str:
         return (

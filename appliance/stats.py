@@ -192,6 +192,29 @@ class Metrics:
         }
 
 
+COMPAT_COUNTERS = (
+    ("requests", "Gateway messages read on the compat pull port."),
+    ("refused", "Gateway translations answered with a translation_error (pool full included)."),
+    ("pool_full", "Gateway translations refused at once: the gateways could not read their events in time."),
+    ("dropped_events", "Gateway events dropped: over [compat] event_buffer_bytes."),
+    ("republished", "Gateway events sent for a language a re-push asked for again."),
+    ("suppressed_repeats", "Re-pushed languages answered with nothing: sent within retry_window_s, or running."),
+    ("withheld_failures", "Failed languages not published to the gateway (its re-push runs them again)."),
+    ("unserved", "Languages no model serves, settled with an unserved: event."),
+    ("unreadable", "Gateway messages that were not a JSON object, or too large to decode."),
+    ("forgotten_tasks", "Gateway tasks forgotten at a count bound."),
+    ("dropped_messages", "Gateway messages dropped whole: over a frame, message or frame-count bound."),
+    ("refused_connections", "Connections to the compat pull port closed at max_connections."),
+    ("protocol_errors", "Compat pull port connections closed for breaking ZMTP."),
+)
+COMPAT_GAUGES = (
+    ("gateways", "Gateways subscribed to the compat PUB."),
+    ("events_owed", "Languages of gateway tasks still owed an event."),
+    ("events_buffered", "Gateway events waiting for a full pipe (the outbox)."),
+    ("delivery_delay_s", "Estimated seconds before the gateways read an event sent now."),
+)
+
+
 class StatsCollector:
     """Families read from the stats document at each scrape (prometheus_client custom collector)."""
 
@@ -243,6 +266,13 @@ class StatsCollector:
                 yield counter("cache_persistent_hits", "Lookups the persistent level answered.", cache["persistent_hits"])
                 yield counter("cache_persistent_written", "Entries written behind to the persistent level.", cache["persistent_written"])
                 yield counter("cache_persistent_dropped", "Write-behind entries dropped (queue full or level down).", cache["persistent_dropped"])
+
+        compat = stats.get("compat")
+        if compat is not None:  # [compat] on: Meeshy's gateway door (appliance/compat.py)
+            for key, help_ in COMPAT_COUNTERS:
+                yield counter(f"compat_{key}", help_, compat[key])
+            for key, help_ in COMPAT_GAUGES:
+                yield gauge(f"compat_{key}", help_, compat[key])
 
         yield gauge("workers_max", "Configured worker processes.", workers["max_workers"])
         yield gauge("workers_active", "Worker processes ready to serve.", workers["active_workers"])

@@ -224,6 +224,9 @@ class Supervisor:
         self.edge.service = self.service
         if self.compat is not None:
             self.compat.service = self.service
+            self.service.compat_counters = self.compat.stats
+            # a compat text may be longer than [limits] max_text_chars; so may its translation
+            self.dispatcher.max_output_chars = max(self.dispatcher.max_output_chars, 2 * s.compat.max_text_chars)
         self.endpoints_info = {
             "requests": bound_endpoint(router),
             "events": bound_endpoint(pub),
@@ -245,7 +248,13 @@ class Supervisor:
         linger = s.ipc.edge_linger_ms
         # The pull port speaks ZMTP through the appliance's own bounded reader (appliance/zmtp_pull.py).
         pull = listen(address, c.meeshy_pull_port)
-        pub = self._socket(Role.EVENTS, tcp(address, c.meeshy_pub_port), pub_hwm, linger)
+        # Events a gateway's pipe cannot take wait in the compat outbox (counted when it overflows),
+        # never dropped silently; every (un)subscription is seen, to count the gateways.
+        # pub_hwm is the byte budget over the largest native event; a compat event may be larger.
+        hwm = max(16, pub_hwm * s.limits.max_text_chars // max(s.limits.max_text_chars, c.max_text_chars))
+        pub = self._socket(Role.GATEWAY_EVENTS, tcp(address, c.meeshy_pub_port), hwm, linger,
+                           configure=lambda sock: (sock.setsockopt(zmq.XPUB_NODROP, 1),
+                                                   sock.setsockopt(zmq.XPUB_VERBOSER, 1)))
         pull_endpoint = tcp(pull.getsockname()[0], pull.getsockname()[1])
         return CompatFront(s, pull, pub, self.edge.publish_bytes, pull_endpoint, bound_endpoint(pub))
 

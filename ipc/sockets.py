@@ -13,6 +13,7 @@ termination can hang).
     REQUESTS        ROUTER  bind     edge, port 5555 (REQ and DEALER clients)
     EVENTS          PUB     bind     edge, port 5556
     SCOPED_EVENTS   XPUB    bind     edge, port 5556 under CURVE (subscriptions checked by the edge)
+    GATEWAY_EVENTS  XPUB    bind     compat, the gateway's events (NODROP: a full pipe refuses the send)
     CLIENT          REQ     connect  CLI and tests
     SUBSCRIBER      SUB     connect  CLI and tests
 
@@ -36,6 +37,7 @@ class Role(enum.Enum):
     REQUESTS = (zmq.ROUTER, True)
     EVENTS = (zmq.PUB, True)
     SCOPED_EVENTS = (zmq.XPUB, True)
+    GATEWAY_EVENTS = (zmq.XPUB, True)  # compat: sees subscriptions, refuses a send a pipe cannot take
     CLIENT = (zmq.REQ, False)
     SUBSCRIBER = (zmq.SUB, False)
 

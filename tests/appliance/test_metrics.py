@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.appliance.conftest import module_appliance
+
 pytestmark = pytest.mark.timeout(60)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
@@ -88,19 +90,28 @@ def test_the_dashboard_is_importable_json():
         assert topic in titles, topic
 
 
-def test_every_dashboard_expression_names_exported_series(shared_appliance):
+@pytest.fixture(scope="module")
+def compat_appliance(tmp_path_factory):
+    """With [compat] on, so the gateway door's families are exported too."""
+    extra = {"compat": {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0}}
+    with module_appliance(tmp_path_factory, "metrics_compat", extra) as app:
+        yield app
+
+
+def test_every_dashboard_expression_names_exported_series(compat_appliance):
+    compat_appliance = compat_appliance
     # A translation, a failed one (the fake runtime fails "__error__") and a bad request make the
     # labelled families show their labels.
     def body(text: str) -> bytes:
         return json.dumps({"messageId": "dash", "text": text, "sourceLanguage": "en", "targetLanguage": "fr"}).encode()
 
     for payload in (body("dashboard"), body("__error__"), b"not json"):
-        request = urllib.request.Request(shared_appliance.endpoints["http"] + "/translate", data=payload, method="POST")
+        request = urllib.request.Request(compat_appliance.endpoints["http"] + "/translate", data=payload, method="POST")
         try:
             urllib.request.urlopen(request, timeout=20).read()
         except urllib.error.HTTPError as exc:
             exc.read()
-    series = exported(shared_appliance)
+    series = exported(compat_appliance)
     dashboard = json.loads(DASHBOARD.read_text())
     named = set()
     for title, expr in expressions(dashboard):
