@@ -57,8 +57,8 @@ class Finished:
     size: int
 
 
-def content_digest(text: str, source_language: str, model_type: str) -> bytes:
-    material = msgspec.msgpack.encode([text, source_language, model_type])
+def content_digest(text: str, source_language: str, model_type: str, format: str = "text") -> bytes:
+    material = msgspec.msgpack.encode([text, source_language, model_type] + ([format] if format != "text" else []))
     return hashlib.blake2b(material, digest_size=16).digest()
 
 
@@ -182,6 +182,7 @@ class Dispatcher:
                 source_language=record.source_language,
                 target_language=unit.target,
                 tier=record.model_type,
+                format=record.format,
             )
             if not self._send_task(slot, task):
                 self.table.unassign(unit)

@@ -145,7 +145,7 @@ class RequestService:
     def translate(self, req: protocol.TranslateRequest, reply: Reply) -> None:
         self._check_serving(req)
         self.catalog.check(req)
-        digest = content_digest(req.text, req.source_language, req.model_type)
+        digest = content_digest(req.text, req.source_language, req.model_type, req.format)
         if req.task_id is not None and self._retry(req, digest, reply):
             return
         self._check_capacity(req)
@@ -187,7 +187,7 @@ class RequestService:
             self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)))
             for target in rerun:
                 self.catalog.check_pair(record.source_language, target, req.message_id, detected=record.detection is not None)
-            keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type) for t in rerun} if self.cache else {}
+            keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type, req.format) for t in rerun} if self.cache else {}
             self.dispatcher.rerun(record, rerun, time.monotonic(), keys)
         self._answer(record, req, reply, duplicate=True)
         if not req.sync:
@@ -203,7 +203,7 @@ class RequestService:
         if self.cache is None:
             return keys, hits
         for target in req.targets:
-            key = self.cache.key(req.text, req.source_language, target, req.model_type)
+            key = self.cache.key(req.text, req.source_language, target, req.model_type, req.format)
             if not key:
                 continue
             keys[target] = key
@@ -257,6 +257,7 @@ class RequestService:
             accepted_at=time.monotonic(),
             detection=detection,
             remember=req.task_id is not None,  # a taskId we made up is retried by no one
+            format=req.format,
         )
         for target in req.targets:
             if target in answered:

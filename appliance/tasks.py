@@ -56,6 +56,7 @@ class RequestRecord:
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
     remember: bool = True  # kept for retries once finished (the client chose the taskId)
     waiters: list[Waiter] = field(default_factory=list)
+    format: str = "text"  # "text" | "html" (protocol.FORMATS)
 
 
 @dataclass(slots=True, eq=False)

@@ -41,6 +41,7 @@ import numpy as np
 import regex
 
 from ipc.cache_key import CachedTranslation, Segments, segment_key
+from ipc.frames import FORMATS
 from ipc.tiers import AUTO, FALLBACK, MODEL_TYPES, TIERS, tier_of
 from workers.apertium import ApertiumError, ApertiumModel
 from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
@@ -335,7 +336,7 @@ class Runtime:
     ) -> list[Translation | TranslationError]:
         results: list[Translation | TranslationError | None] = [None] * len(jobs)
         messages: list[tuple[int, _Message]] = []
-        segmented: dict[str, list[Piece]] = {}  # a message sent to several targets is segmented once
+        segmented: dict[tuple[str, str], list[Piece]] = {}  # a message sent to several targets is segmented once
         for index, job in enumerate(jobs):
             planned = self._plan(job, segmented)
             if isinstance(planned, _Message):
@@ -351,7 +352,7 @@ class Runtime:
             results[index] = self._finish(message)
         return results  # type: ignore[return-value]
 
-    def _plan(self, job: TranslationJob, segmented: dict[str, list[Piece]]) -> _Message | Translation | TranslationError:
+    def _plan(self, job: TranslationJob, segmented: dict[tuple[str, str], list[Piece]]) -> _Message | Translation | TranslationError:
         text = job.text if isinstance(job.text, str) else ""
         if not text.strip():
             return TranslationError("invalid_request", "text is empty")
@@ -364,9 +365,11 @@ class Runtime:
             return TranslationError(
                 "unsupported_model", f"unknown model type {job.tier!r}; use {', '.join(MODEL_TYPES)}"
             )
-        if text not in segmented:
-            segmented[text] = segment(text)
-        pieces = segmented[text]
+        if job.format not in FORMATS:
+            return TranslationError("invalid_request", f"format {job.format!r} is not one of {', '.join(FORMATS)}")
+        if (job.format, text) not in segmented:
+            segmented[job.format, text] = segment(text, job.format)
+        pieces = segmented[job.format, text]
         count = sum(p.translatable for p in pieces)
         if source == target:
             return Translation(text, source, target, 1.0, "", "", segments=count)

@@ -19,6 +19,7 @@ then characters); `reassemble` puts translations back between the kept pieces.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+import html
 from dataclasses import dataclass, field
 
 import regex
@@ -31,6 +32,7 @@ import regex
 MARK_BASE = 0xF0000
 MARK_LIMIT = 0xFFFFE
 _MARK_CHARS = regex.compile(r"[\U000f0000-\U000ffffd]")
+_MARK_SPLIT = regex.compile(r"([\U000f0000-\U000ffffd])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,15 @@ class Piece:
     # Translatable pieces of one sentence share it (a URL or an emoji may cut a sentence into
     # several pieces): the runtime routes a sentence as one unit, one engine for all its pieces.
     sentence: int = field(default=0, compare=False)
-    # HTML text: the engine sees it unescaped; its translation is escaped back (& < >).
+    # HTML text: the engine sees it unescaped; its translation is escaped back (& < >), and
+    # `typed` keeps the piece as it was written (entities and all).
     escaped: bool = False
+    typed: str = field(default="", compare=False)
 
     @property
     def source(self) -> str:
+        if self.typed:
+            return self.typed
         return unmark(self.text, self.marks) if self.marks else self.text
 
 
@@ -174,8 +180,11 @@ _LEADING = _EDGE + ",;:)]}、，；：）"
 _DIGITS_KEPT = 3  # a plain integer with fewer digits stays in the sentence: models copy it fine
 
 
-def segment(message: str) -> list[Piece]:
-    """Cut a message into alternating kept and translatable pieces that concatenate to it."""
+def segment(message: str, format: str = "text") -> list[Piece]:
+    """Cut a message into alternating kept and translatable pieces whose `source`s concatenate to
+    it. `format` "html": an HTML fragment (`_html`); anything else: chat text."""
+    if format == "html":
+        return _html(message)
     out = _Pieces(marking=_MARK_CHARS.search(message) is None)
     pos = 0
     if "```" in message:
@@ -231,6 +240,8 @@ def reassemble(pieces: Sequence[Piece], translations: Iterable[str]) -> str:
 
 
 def _put_back(piece: Piece, translation: str) -> str:
+    if translation == piece.text:  # untranslated (or the same words): as typed
+        return piece.source
     if piece.escaped:
         translation = _escape(translation)
     return unmark(translation, piece.marks) if piece.marks else translation
@@ -269,7 +280,15 @@ class _Pieces:
                 return chr(MARK_BASE + len(local) - 1)
 
             text = _MARK_CHARS.sub(renumber, text)
-        self._pieces.append(Piece(text, True, tuple(local), self.sentence, self.escaped))
+        typed = ""
+        if self.escaped:
+            typed = unmark(text, local)
+            # Entities are text to the engine; one spelling a mark character is not a mark.
+            text = "".join(
+                part if i % 2 else _MARK_CHARS.sub("\ufffd", html.unescape(part))
+                for i, part in enumerate(_MARK_SPLIT.split(text))
+            )
+        self._pieces.append(Piece(text, True, tuple(local), self.sentence, self.escaped, typed))
 
     def finish(self) -> list[Piece]:
         if self._kept:
@@ -510,3 +529,57 @@ def place_marks(marked: str, translation: str) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ------------------------------------------------------------------------------ HTML
+
+# A tag (attributes quoted or not; an unterminated one runs to the end), a comment, a doctype or
+# processing instruction. Alternatives start on distinct characters: the scan is linear.
+_HTML_TOKEN = regex.compile(
+    r"""<!--[\s\S]*?(?:-->|\Z)|<[!?][^>]*(?:>|\Z)|<(?P<close>/?)(?P<name>[A-Za-z][\w:.-]*)(?:[^>"']|"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))*(?:>|\Z)"""
+)
+# Inline elements: their tags ride in the sentence as marks. Every other element (p, div, li, td,
+# br, h1...) ends the sentence, as does an unknown one.
+_INLINE = frozenset(
+    "a abbr b bdi bdo big cite data del dfn em font i img ins kbd mark q s samp small span strong sub sup "
+    "time tt u var wbr".split()
+)
+# Never translated: their content is kept verbatim, to the closing tag. `code` inside a sentence
+# rides in it as one mark (tag, content and all); the others end the sentence.
+_RAW = frozenset("script style pre textarea code".split())
+_RAW_END = {name: regex.compile(rf"</{name}\s*>|\Z", regex.IGNORECASE) for name in _RAW}
+
+
+def _html(fragment: str) -> list[Piece]:
+    """Segment an HTML fragment: tags, comments and attributes are kept verbatim; text between
+    block boundaries is cut into sentences, inline tags riding in them as marks; the text of
+    script, style, pre, textarea and code is never translated. Entities are text to the engine
+    and its translation is escaped back (& < >)."""
+    out = _Pieces(marking=_MARK_CHARS.search(fragment) is None, escaped=True)
+    run: list[str] = []
+
+    def flush() -> None:
+        _sentences("".join(run), out)
+        run.clear()
+        out.sentence += 1
+
+    pos = 0
+    for m in _HTML_TOKEN.finditer(fragment):
+        if m.start() < pos:
+            continue  # inside a raw element already taken
+        run.append(fragment[pos : m.start()])
+        name = (m.group("name") or "").lower()
+        end = m.end()
+        if name in _RAW and not m.group("close"):
+            end = _RAW_END[name].search(fragment, end).end()
+        element = fragment[m.start() : end]
+        pos = end
+        inline = name in _INLINE or name == "code" or m.group().startswith("<!--")
+        if inline and out.marking and len(out.marks) < MARK_LIMIT - MARK_BASE:
+            run.append(out.mark(element))
+        else:
+            flush()
+            out.keep(element)
+    run.append(fragment[pos:])
+    _sentences("".join(run), out)
+    return out.finish()
