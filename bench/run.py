@@ -28,6 +28,7 @@ BENCHMARKS = {
     "chat_latency": "single short messages one at a time: p50/p99 ms, ours vs CTranslate2 in-process, appliance overhead",
     "memory": "export sizes on disk; per-worker RSS, PSS and private memory with 1 and 2 workers",
     "hostile_text": "adversarial texts: ms per pattern at 1k/5k/20k chars; ping p50 under 150 hostile detect requests",
+    "confidence": "built-in models' confidence on in-domain vs out-of-domain text; what the vocabulary gate and floor let through",
 }
 # Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.
