@@ -11,6 +11,12 @@
                     │ a model that fails on a segment (exception, non-finite scores, a dead
                     │ pipeline): the segment moves to the job's next route; with none left, the
                     │ job fails and says why
+                    │ a closed-vocabulary model (the built-ins) given a word outside its
+                    │ vocabulary, or answering below CLOSED_VOCABULARY_FLOOR: the next route;
+                    │ with none left, the segment comes back as typed (untranslated_segments)
+                    │ the segments of one sentence always move together: one engine per sentence
+                    │ marks (inline markup) ride through Apertium legs; a neural leg gets the
+                    │ plain text and `place_marks` puts them back
                     ▼
     one round per leg: chunks grouped by (model, source, target, beam), deduplicated, looked up
     in the segment cache, the misses handed to the model's engine:

@@ -9,8 +9,19 @@ Translatable pieces are what the model sees: one sentence (or the part of a sent
 kept parts) with its final punctuation, no line break, no whitespace at either end, at least one
 letter. Kept pieces never reach the model and come back verbatim: line breaks, the whitespace
 between sentences, fenced and inline code, URLs, e-mail addresses, @mentions, #hashtags, emojis,
-markdown markers, numbers a model would mangle, and runs without letters ("!!!", ":)").
+numbers a model would mangle, and runs without letters ("!!!", ":)").
 Adjacent kept parts are merged into one piece; no piece is empty.
+
+Inline markdown markers do not cut a sentence: each rides in it as a mark (`MARK_BASE`), the
+piece's `marks` hold their markup, and `reassemble` puts them back; `Piece.source` is the piece
+as typed, and the pieces' sources concatenate to the message:
+
+    "I **really** like it"   T"I ⟨0⟩really⟨1⟩ like it" marks ("**", "**")
+
+`segment(text, "html")` cuts an HTML fragment the same way: tags, comments and the content of
+script/style/pre/textarea/code kept, block tags ending sentences, inline tags as marks, entities
+unescaped for the engine and escaped back. `place_marks` puts a sentence's marks into the
+translation of its plain text (for an engine that cannot carry them).
 
 `split_to_fit` cuts one translatable piece the model cannot take whole (clauses, then words,
 then characters); `reassemble` puts translations back between the kept pieces.
