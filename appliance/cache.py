@@ -114,11 +114,13 @@ class ApplianceCache:
 
     # ------------------------------------------------------------------ the request path
 
-    def key(self, text: str, source: str, target: str, model_type: str) -> bytes:
-        """The message's key, or b"" before any worker reported its models (then not cached)."""
+    def key(self, text: str, source: str, target: str, model_type: str, format: str = "text") -> bytes:
+        """The message's key, or b"" before any worker reported its models (then not cached).
+        An HTML message is another message than the same text as chat text."""
         if not self.deployment:
             return b""
-        return cache_key("message", self.deployment, source, target, text, {"model_type": model_type, "beam_size": 1})
+        decoding = {"model_type": model_type, "beam_size": 1} | ({"format": format} if format != "text" else {})
+        return cache_key("message", self.deployment, source, target, text, decoding)
 
     def lookup(self, key: bytes) -> CachedTranslation | None:
         """Table, then persistent level, in the caller's thread."""

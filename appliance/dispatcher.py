@@ -65,10 +65,11 @@ class Finished:
     size: int
 
 
-def content_digest(text: str, source_language: str, model_type: str) -> bytes:
+def content_digest(text: str, source_language: str, model_type: str, format: str = "text") -> bytes:
     # str.encode, not an encoder given the str: that would leave a UTF-8 copy cached inside the
-    # text for as long as it lives (tasks.detached).
-    digest = hashlib.blake2b(msgspec.msgpack.encode([source_language, model_type]), digest_size=16)
+    # text for as long as it lives (tasks.detached). A format other than text is another message.
+    head = [source_language, model_type] + ([format] if format != "text" else [])
+    digest = hashlib.blake2b(msgspec.msgpack.encode(head), digest_size=16)
     digest.update(text.encode("utf-8", "surrogatepass"))
     return digest.digest()
 
@@ -201,6 +202,7 @@ class Dispatcher:
                 source_language=record.source_language,
                 target_language=unit.target,
                 tier=record.model_type,
+                format=record.format,
             )
             if not self._send_task(slot, task):
                 self.table.unassign(unit)

@@ -35,10 +35,9 @@ api_key is 403 "Invalid API key", none is 400 (LibreTranslate's answer when a ke
 GET /languages and /frontend/settings are open, as in LibreTranslate (Mastodon asks for languages
 without a key).
 
-format=html: tags, comments and the content of script, style, code, pre and textarea come back
-byte for byte; the text between tags is translated, each run of it on its own line of one native
-request (line breaks come back verbatim from the segmenter), then put back between the tags. A
-sentence cut by an inline tag is therefore translated in parts (issue 18, item 2, keeps it whole).
+format=html is the native request's `format: "html"` (docs/protocol.md, "Markup"): every tag,
+attribute and comment comes back byte for byte, script, style, pre and textarea are never
+translated, and a sentence with inline tags is translated whole with its tags put back.
 """
 
 from __future__ import annotations
@@ -47,13 +46,11 @@ import asyncio
 import email.parser
 import email.policy
 import hmac
-import html
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
-import regex
 
 from appliance import protocol
 from appliance.config import Settings
@@ -85,9 +82,6 @@ STATUS = {
 }
 KEY_NEEDED = "Please contact the server operator to get an API key"
 
-_LINE_BREAK = regex.compile(r"(\r\n|[\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029])")  # str.splitlines()' breaks
-_VERBATIM = {"script", "style", "code", "pre", "textarea"}  # HTML elements whose content is never translated
-_TAG_NAME = regex.compile(r"</?\s*([A-Za-z][A-Za-z0-9-]*)")
 
 
 class Service(Protocol):
@@ -266,7 +260,7 @@ class LibreTranslateApi:
         text_format = fields.get("format") or "text"
         if text_format not in ("text", "html"):
             raise Refused(400, f"{text_format} format is not supported")
-        results = await asyncio.gather(*(self._translate_one(t, source, target, text_format == "html") for t in texts))
+        results = await asyncio.gather(*(self._translate_one(t, source, target, text_format) for t in texts))
         translated = [text for text, _ in results]
         body: dict = {"translatedText": translated if batch else translated[0]}
         if source == protocol.AUTO:
@@ -293,17 +287,12 @@ class LibreTranslateApi:
             raise Refused(400, f"{NAMES.get(target, target)} ({target}) is not available as a target language "
                                f"from {NAMES.get(source, source)} ({source})")
 
-    async def _translate_one(self, text: str, source: str, target: str, markup: bool) -> tuple[str, dict]:
+    async def _translate_one(self, text: str, source: str, target: str, text_format: str) -> tuple[str, dict]:
         """One text's translation and detected source, through one native request."""
-        parts = split_html(text) if markup else [(text, True)]
-        # One run per line: a run's own line breaks are spaces (insignificant in HTML outside the
-        # verbatim elements), so the answer's lines map back onto the runs one to one.
-        runs = [_LINE_BREAK.sub(" ", html.unescape(p)) for p, translatable in parts if translatable]
-        joined = "\n".join(runs) if markup else text
-        if not joined.strip():  # nothing to translate (LibreTranslate: sent back as it came)
+        if not text.strip():  # nothing to translate (LibreTranslate: sent back as it came)
             return text, {"confidence": 0.0, "language": "en"}
-        reply = await self._native({"messageId": "libretranslate", "text": joined, "sourceLanguage": source,
-                                    "targetLanguage": target}, "translation")
+        reply = await self._native({"messageId": "libretranslate", "text": text, "sourceLanguage": source,
+                                    "targetLanguage": target, "format": text_format}, "translation")
         if reply.get("status") != "completed":
             error = reply["errors"][0]["error"] if reply.get("errors") else reply["error"]
             raise self._refusal(error)
@@ -312,13 +301,7 @@ class LibreTranslateApi:
         if "detectionConfidence" in result:
             confidence = 0.0 if result.get("defaultSourceUsed") else round(result["detectionConfidence"] * 100, 1)
             detected = {"confidence": confidence, "language": result["sourceLanguage"]}
-        if not markup:
-            return result["translatedText"], detected
-        lines = _LINE_BREAK.split(result["translatedText"])[::2]
-        if len(lines) != len(runs):  # an engine merged or split lines: the tags cannot be put back
-            raise Refused(500, "Cannot translate text: the markup could not be put back")
-        translated = iter(lines)
-        return "".join(html.escape(next(translated), quote=False) if t else p for p, t in parts), detected
+        return result["translatedText"], detected
 
     async def _native(self, request: dict, only_type: str) -> dict:
         done: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
@@ -341,60 +324,3 @@ class LibreTranslateApi:
             return Refused(500, f"Cannot translate text: {message}")
         return Refused(status, message)
 
-
-def split_html(text: str) -> list[tuple[str, bool]]:
-    """`text` as (part, translatable) pairs that concatenate back to it: tags, comments, the
-    content of verbatim elements and runs of only spaces are not translatable; the other runs of
-    text (still escaped: `html.unescape` them) are.
-
-    Linear on any input (a `<` with no `>` after it is text): each search position only moves on."""
-    parts: list[tuple[str, bool]] = []
-    verbatim: list[str] = []  # the verbatim elements open around the current position
-    at, n = 0, len(text)
-    next_gt = -1  # cached position of the next ">" (n: none left)
-
-    def add(part: str, translatable: bool) -> None:
-        if part:
-            parts.append((part, translatable and not verbatim))
-
-    while at < n:
-        lt = text.find("<", at)
-        if lt < 0:
-            add(text[at:], True)
-            break
-        add(text[at:lt], True)
-        if not text[lt + 1:lt + 2].isascii() or not (text[lt + 1:lt + 2].isalpha() or text[lt + 1:lt + 2] in "/!?"):
-            add("<", True)  # "a < b": not a tag (HTML's tag open state wants a letter, /, ! or ?)
-            at = lt + 1
-            continue
-        if text.startswith("<!--", lt):
-            close = text.find("-->", lt + 4)
-            end = n if close < 0 else close + 3
-        else:
-            if next_gt < lt:
-                found = text.find(">", lt)
-                next_gt = n if found < 0 else found
-            after = text.find("<", lt + 1, next_gt) if next_gt < n else -1
-            if next_gt >= n or after >= 0:  # no ">" before the next "<": a literal "<"
-                add("<", True)
-                at = lt + 1
-                continue
-            end = next_gt + 1
-        tag = text[lt:end]
-        name = _TAG_NAME.match(tag)
-        if name and name.group(1).lower() in _VERBATIM and not tag.endswith("/>"):
-            element = name.group(1).lower()
-            if tag.startswith("</"):
-                if element in verbatim:
-                    del verbatim[len(verbatim) - 1 - verbatim[::-1].index(element):]
-            else:
-                verbatim.append(element)
-        parts.append((tag, False))
-        at = end
-    merged: list[tuple[str, bool]] = []
-    for part, translatable in parts:  # adjacent text runs (a literal "<" split them) are one run
-        if merged and merged[-1][1] and translatable:
-            merged[-1] = (merged[-1][0] + part, True)
-        else:
-            merged.append((part, translatable))
-    return [(p, t and bool(html.unescape(p).strip())) for p, t in merged]

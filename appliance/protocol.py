@@ -22,6 +22,7 @@ import msgspec
 
 from appliance.languages import canonical
 from ipc.cache_key import Detection, Segments
+from ipc.frames import FORMATS
 from ipc.tiers import MODEL_TYPES, PIVOT, pivot_routes
 
 AUTO = "auto"
@@ -66,6 +67,7 @@ class _TranslationFields(_Request):
     conversation_id: str | None = None
     task_id: str | None = None
     sync: bool = False
+    format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,7 @@ class TranslateRequest:
     # None: a target no model serves refuses the request whole. A dict (Meeshy's gateway, whose
     # languages live apart): such a target leaves the request instead, its reason kept here.
     skipped: dict[str, str] | None = None
+    format: str = "text"  # "text" (chat text, markdown) | "html" (an HTML fragment): see FORMATS
 
 
 Request = Ping | StatsRequest | LanguagesRequest | DetectRequest | TranslateRequest
@@ -233,6 +236,8 @@ def _check_translation(
     model_type = (req.model_type or AUTO).strip().lower()
     if model_type not in MODEL_TYPES:
         raise fail(UNSUPPORTED_MODEL, f"modelType {req.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    if req.format not in FORMATS:
+        raise fail(INVALID_REQUEST, f"format {req.format!r} is not one of {', '.join(FORMATS)}")
     return TranslateRequest(
         message_id=req.message_id,
         text=req.text,
@@ -242,6 +247,7 @@ def _check_translation(
         conversation_id=req.conversation_id,
         task_id=req.task_id,
         sync=req.sync,
+        format=req.format,
     )
 
 
@@ -390,6 +396,8 @@ def _result_details(
     details: dict = {"segmentsCount": segments.count if segments else 0}
     if segments is not None:
         details["truncatedSegments"] = list(segments.truncated)
+        if segments.untranslated:
+            details["untranslatedSegments"] = list(segments.untranslated)
         if segments.retried:
             details["retriedSegments"] = list(segments.retried)
         details["fallback"] = segments.fallback

@@ -163,7 +163,7 @@ class RequestService:
         else:
             self.catalog.check(dataclasses.replace(req, targets=()))  # an unknown source refuses it whole
             req = self._servable(req, req.source_language, detected=False)
-        digest = content_digest(req.text, req.source_language, req.model_type)
+        digest = content_digest(req.text, req.source_language, req.model_type, req.format)
         if req.task_id is not None and self._retry(req, scope, digest, reply):
             return
         self._check_capacity(req)
@@ -237,7 +237,7 @@ class RequestService:
             self._check_capacity(dataclasses.replace(req, targets=tuple(rerun)), retry=True)
             for target in rerun:
                 self.catalog.check_pair(record.source_language, target, req.message_id, detected=record.detection is not None)
-            keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type) for t in rerun} if self.cache else {}
+            keys = {t: self.cache.key(req.text, req.source_language, t, req.model_type, req.format) for t in rerun} if self.cache else {}
             self.dispatcher.rerun(record, rerun, time.monotonic(), keys)
         self._answer(record, req, reply, duplicate=True)
         if not req.sync:
@@ -253,7 +253,7 @@ class RequestService:
         if self.cache is None:
             return keys, hits
         for target in req.targets:
-            key = self.cache.key(req.text, req.source_language, target, req.model_type)
+            key = self.cache.key(req.text, req.source_language, target, req.model_type, req.format)
             if not key:
                 continue
             keys[target] = key
@@ -310,6 +310,7 @@ class RequestService:
             detection=detection,
             remember=req.task_id is not None,  # a taskId we made up is retried by no one
             scope=scope,
+            format=req.format,
         )
         for target in req.targets:
             if target in answered:

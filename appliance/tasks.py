@@ -87,6 +87,7 @@ class RequestRecord:
     detection: Detection | None = None  # set when the request said sourceLanguage "auto"
     remember: bool = True  # kept for retries once finished (the client chose the taskId)
     waiters: list[Waiter] = field(default_factory=list)
+    format: str = "text"  # "text" | "html" (protocol.FORMATS)
     held: int = 0  # bytes charged to the table while the record has units there (record_bytes)
     scope: str = ""  # whose taskId namespace this is: "" anonymous, a CURVE client, compat
 

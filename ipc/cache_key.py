@@ -46,6 +46,7 @@ class Segments(msgspec.Struct, array_like=True, gc=False, frozen=True):
     pivot: str = ""  # the language translated through ("en"), or ""
     engine: str = ""  # the engines that produced the text ("onnx", "apertium", "onnx+apertium")
     unknown_words: int = 0  # words the rule-based engine did not know
+    untranslated: tuple[int, ...] = ()  # no route knew their words: as typed, confidence 0
 
 
 class Detection(msgspec.Struct, array_like=True, gc=False, frozen=True):

@@ -58,6 +58,12 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 # ---------------------------------------------------------------- supervisor -> worker
 
+# What a Task's text is: "text", chat text (inline markdown markers ride in their sentence), or
+# "html", an HTML fragment (tags, attributes, script, style and code kept verbatim; block elements
+# end sentences, inline ones ride in their sentence). workers.segmenter.segment(text, format).
+FORMATS = ("text", "html")
+
+
 
 class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
     """Translate the message `text` into `target_language`; answered by exactly one Result or
@@ -71,6 +77,7 @@ class Task(msgspec.Struct, tag="task", array_like=True, gc=False, frozen=True):
     target_language: str
     tier: str
     beam_size: int = 1
+    format: str = "text"  # "text": chat text (markdown marks) | "html": an HTML fragment
 
 
 class Drain(msgspec.Struct, tag="drain", array_like=True, gc=False, frozen=True):

@@ -20,6 +20,7 @@ class TranslationJob:
     source_language: str = AUTO  # the runtime needs it given; the edge detects "auto"
     tier: str = AUTO  # "basic" | "medium" | "premium" | "rule-based" | "auto"
     beam_size: int = 1
+    format: str = "text"  # "text": chat text (markdown); "html": an HTML fragment (workers.segmenter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,9 @@ class Translation:
     # False when an engine answered some segment from an exchange that went wrong (a restarted or
     # desynced Apertium chain): the text is checked to be the segment's own, but never cached.
     cacheable: bool = True
+    # Segments no route could translate (a word outside every closed vocabulary that serves the
+    # pair): they come back as typed, with confidence 0, instead of a model's fluent guess.
+    untranslated_segments: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,7 @@ class WorkerProcess:
                 source_language=t.source_language,
                 tier=t.tier,
                 beam_size=t.beam_size,
+                format=t.format,
             )
             for t in batch
         ]
@@ -343,6 +344,7 @@ class WorkerProcess:
                     pivot=out.pivot,
                     engine=out.engine,
                     unknown_words=out.unknown_words,
+                    untranslated=out.untranslated_segments,
                 ),
                 cacheable=out.cacheable,
             )

@@ -9,8 +9,19 @@ Translatable pieces are what the model sees: one sentence (or the part of a sent
 kept parts) with its final punctuation, no line break, no whitespace at either end, at least one
 letter. Kept pieces never reach the model and come back verbatim: line breaks, the whitespace
 between sentences, fenced and inline code, URLs, e-mail addresses, @mentions, #hashtags, emojis,
-markdown markers, numbers a model would mangle, and runs without letters ("!!!", ":)").
+numbers a model would mangle, and runs without letters ("!!!", ":)").
 Adjacent kept parts are merged into one piece; no piece is empty.
+
+Inline markdown markers do not cut a sentence: each rides in it as a mark (`MARK_BASE`), the
+piece's `marks` hold their markup, and `reassemble` puts them back; `Piece.source` is the piece
+as typed, and the pieces' sources concatenate to the message:
+
+    "I **really** like it"   T"I ⟨0⟩really⟨1⟩ like it" marks ("**", "**")
+
+`segment(text, "html")` cuts an HTML fragment the same way: tags, comments and the content of
+script/style/pre/textarea/code kept, block tags ending sentences, inline tags as marks, entities
+unescaped for the engine and escaped back. `place_marks` puts a sentence's marks into the
+translation of its plain text (for an engine that cannot carry them).
 
 `split_to_fit` cuts one translatable piece the model cannot take whole (clauses, then words,
 then characters); `reassemble` puts translations back between the kept pieces.
@@ -19,15 +30,42 @@ then characters); `reassemble` puts translations back between the kept pieces.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, field
 
 import regex
+
+# An inline marker inside a sentence ("**", "_", an inline HTML tag) rides in the translatable
+# text as one character of Supplementary Private Use Area-A: MARK_BASE + k is the piece's k-th
+# mark. No tokenizer or rule reads it as a word; Apertium carries it in a superblank (workers.
+# apertium slots every private-use character); a neural leg strips it and places it back
+# (`place_marks`). A message that already holds such characters gets no marks (split as before).
+MARK_BASE = 0xF0000
+MARK_LIMIT = 0xFFFFE
+_MARK_CHARS = regex.compile(r"[\U000f0000-\U000ffffd]")
+_MARK_SPLIT = regex.compile(r"([\U000f0000-\U000ffffd])")
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
     text: str
     translatable: bool
+    # The markup of the mark characters in `text` (mark k is chr(MARK_BASE + k)); `source` is the
+    # piece as typed.
+    marks: tuple[str, ...] = ()
+    # Translatable pieces of one sentence share it (a URL or an emoji may cut a sentence into
+    # several pieces): the runtime routes a sentence as one unit, one engine for all its pieces.
+    sentence: int = field(default=0, compare=False)
+    # HTML text: the engine sees it unescaped; its translation is escaped back (& < >), and
+    # `typed` keeps the piece as it was written (entities and all).
+    escaped: bool = False
+    typed: str = field(default="", compare=False)
+
+    @property
+    def source(self) -> str:
+        if self.typed:
+            return self.typed
+        return unmark(self.text, self.marks) if self.marks else self.text
 
 
 # Exactly str.isspace(): the regex module's \s is Unicode White_Space, which leaves out the
@@ -63,7 +101,7 @@ _LINE_PREFIX = regex.compile(
     regex.VERBOSE,
 )
 
-_CLOSERS = r"\"'”’»)\]}」』）】〕〉》＂＇"
+_CLOSERS = r"\"'”’»)\]}」』）】〕〉》＂＇\U000f0000-\U000ffffd"  # with marks: "**Done.** Next"
 
 # Emoji sequences: flags (regional-indicator pairs), keycaps, pictographs with their variation
 # selectors, skin tones and tag sequences, joined by ZWJ into families and professions.
@@ -153,17 +191,31 @@ _LEADING = _EDGE + ",;:)]}、，；：）"
 _DIGITS_KEPT = 3  # a plain integer with fewer digits stays in the sentence: models copy it fine
 
 
-def segment(message: str) -> list[Piece]:
-    """Cut a message into alternating kept and translatable pieces that concatenate to it."""
-    out = _Pieces()
+def segment(message: str, format: str = "text") -> list[Piece]:
+    """Cut a message into alternating kept and translatable pieces whose `source`s concatenate to
+    it. `format` "html": an HTML fragment (`_html`); anything else: chat text."""
+    if format == "html":
+        return _html(message)
+    out = _Pieces(marking=_MARK_CHARS.search(message) is None)
     pos = 0
     if "```" in message:
         for fence in _FENCE.finditer(message):
             _lines(message, pos, fence.start(), out)
             out.keep(fence.group())
+            out.sentence += 1
             pos = fence.end()
     _lines(message, pos, len(message), out)
     return out.finish()
+
+
+def unmark(text: str, marks: Sequence[str]) -> str:
+    """`text` with each mark character replaced by its markup; an unknown mark character is dropped."""
+    return _MARK_CHARS.sub(lambda m: _markup(marks, m.group()), text)
+
+
+def _markup(marks: Sequence[str], ch: str) -> str:
+    k = ord(ch) - MARK_BASE
+    return marks[k] if k < len(marks) else ""
 
 
 def split_to_fit(text: str, fits: Callable[[str], bool]) -> list[Piece]:
@@ -195,27 +247,59 @@ def reassemble(pieces: Sequence[Piece], translations: Iterable[str]) -> str:
     if len(texts) != wanted:
         raise ValueError(f"{len(texts)} translations for {wanted} translatable pieces")
     it = iter(texts)
-    return "".join(next(it) if piece.translatable else piece.text for piece in pieces)
+    return "".join(_put_back(piece, next(it)) if piece.translatable else piece.text for piece in pieces)
+
+
+def _put_back(piece: Piece, translation: str) -> str:
+    if translation == piece.text:  # untranslated (or the same words): as typed
+        return piece.source
+    if piece.escaped:
+        translation = _escape(translation)
+    return unmark(translation, piece.marks) if piece.marks else translation
 
 
 class _Pieces:
     """Collects pieces, merging consecutive kept texts into one piece."""
 
-    __slots__ = ("_kept", "_pieces")
+    __slots__ = ("_kept", "_pieces", "marking", "marks", "sentence", "escaped")
 
-    def __init__(self) -> None:
+    def __init__(self, marking: bool = True, escaped: bool = False) -> None:
         self._pieces: list[Piece] = []
         self._kept: list[str] = []
+        self.marking = marking  # inline markers ride in the sentence as marks (else they cut it)
+        self.marks: list[str] = []  # the message's marks: chr(MARK_BASE + k) stands for marks[k]
+        self.sentence = 0
+        self.escaped = escaped
+
+    def mark(self, markup: str) -> str:
+        """The mark character standing for `markup` in the text handed to keep/translate."""
+        self.marks.append(markup)
+        return chr(MARK_BASE + len(self.marks) - 1)
 
     def keep(self, text: str) -> None:
         if text:
-            self._kept.append(text)
+            self._kept.append(unmark(text, self.marks) if self.marks else text)
 
     def translate(self, text: str) -> None:
         if self._kept:
             self._pieces.append(Piece("".join(self._kept), False))
             self._kept.clear()
-        self._pieces.append(Piece(text, True))
+        local: list[str] = []
+        if self.marks:
+            def renumber(m: regex.Match[str]) -> str:
+                local.append(_markup(self.marks, m.group()))
+                return chr(MARK_BASE + len(local) - 1)
+
+            text = _MARK_CHARS.sub(renumber, text)
+        typed = ""
+        if self.escaped:
+            typed = unmark(text, local)
+            # Entities are text to the engine; one spelling a mark character is not a mark.
+            text = "".join(
+                part if i % 2 else _MARK_CHARS.sub("\ufffd", html.unescape(part))
+                for i, part in enumerate(_MARK_SPLIT.split(text))
+            )
+        self._pieces.append(Piece(text, True, tuple(local), self.sentence, self.escaped, typed))
 
     def finish(self) -> list[Piece]:
         if self._kept:
@@ -233,6 +317,7 @@ def _lines(message: str, start: int, end: int, out: _Pieces) -> None:
     for i, part in enumerate(parts):
         if i % 2:
             out.keep(part)
+            out.sentence += 1
         elif part:
             _line(part, start == 0 or i > 0, out)
 
@@ -242,14 +327,21 @@ def _line(line: str, at_line_start: bool, out: _Pieces) -> None:
     if at_line_start:
         pos = _LINE_PREFIX.match(line).end()
         out.keep(line[:pos])
+    run: list[str] = []  # the current stretch of sentences, inline markers replaced by marks
     for m in _PROTECTED.finditer(line, pos):
         kind = m.lastgroup
         if kind in _UNPROTECTED or (kind == "number" and not _number_is_kept(m)):
             continue
-        _sentences(line[pos : m.start()], out)
-        out.keep(m.group())
+        run.append(line[pos : m.start()])
         pos = m.end()
-    _sentences(line[pos:], out)
+        if kind == "markup" and out.marking and len(out.marks) < MARK_LIMIT - MARK_BASE:
+            run.append(out.mark(m.group()))
+            continue
+        _sentences("".join(run), out)
+        run.clear()
+        out.keep(m.group())
+    run.append(line[pos:])
+    _sentences("".join(run), out)
 
 
 def _number_is_kept(m: regex.Match[str]) -> bool:
@@ -266,6 +358,7 @@ def _sentences(run: str, out: _Pieces) -> None:
         if m.group("stop") == "." and _is_abbreviation(run, m.start()):
             continue
         _sentence(run[start : m.end()], out)
+        out.sentence += 1
         start = m.end()
     _sentence(run[start:], out)
 
@@ -366,3 +459,138 @@ def _split_word(text: str, start: int, end: int, fits: Callable[[str], bool], ou
             stop += _longest(text, start, range(stop, end + 1), 0, fits)
         out.append(Piece(text[start:stop], True))
         start = stop
+
+
+# ----------------------------------------------------------------------------- marks
+
+_MARK_WORD = regex.compile(r"[\p{L}\p{N}][\p{L}\p{M}\p{N}'’\-]*")
+
+
+def strip_marks(text: str) -> str:
+    return _MARK_CHARS.sub("", text)
+
+
+def place_marks(marked: str, translation: str) -> str:
+    """Put the mark characters of `marked` (a source text) into `translation` of its plain text,
+    for an engine that cannot carry them (a neural model).
+
+    A mark glued to the start of a word opens a span, any other closes one. A span whose text
+    the translation holds verbatim (a name, a number, a word kept as is) is marked there;
+    otherwise each mark goes to the word boundary at the same relative position (k of n source
+    words before it: round(k * m / n) of the m translated words), an opened span keeping at
+    least one word, and the marks keep their order. A mark already in `translation` (an engine
+    carried it) is left where it is; none is lost or doubled.
+    """
+    present = set(_MARK_CHARS.findall(translation))
+    plain = strip_marks(marked)
+    words = [(w.start(), w.end()) for w in _MARK_WORD.finditer(plain)]
+    spans = [(w.start(), w.end()) for w in _MARK_WORD.finditer(translation)]
+    n, m = max(len(words), 1), len(spans)
+    inserts: list[tuple[int, str]] = []  # (offset in translation, mark), in source order
+    pos = 0  # offset in plain of the next character after the marks seen so far
+    found: tuple[int, int] | None = None  # a verbatim span for the pending closing mark
+    floor = 0  # no insertion before this offset (order) ...
+    opened_at = -1  # ... and a closing mark after the word its span opened on
+    for ch in _MARK_CHARS.finditer(marked):
+        mark = ch.group()
+        plain_at = len(strip_marks(marked[: ch.start()]))
+        if mark in present:
+            continue
+        before = sum(1 for _, e in words if e <= plain_at)
+        opening = plain_at < len(plain) and any(s == plain_at for s, _ in words)
+        if plain_at in (0, len(plain)):  # around the whole text: around the whole translation
+            at = max(0 if not plain_at else len(translation), floor)
+        elif opening:
+            closing = _MARK_CHARS.search(marked, ch.end())
+            found = None
+            if closing is not None and not _MARK_CHARS.search(marked[ch.end() : closing.start()]):
+                span = marked[ch.end() : closing.start()].strip()
+                hit = translation.casefold().find(span.casefold(), floor) if span else -1
+                if hit >= 0 and len(span) == len(span.casefold()):
+                    found = (hit, hit + len(span))
+            if found:
+                at = found[0]
+            else:
+                j = min(round(before * m / n), m - 1) if m else 0
+                at = spans[j][0] if m else len(translation)
+            at = max(at, floor)
+            opened_at = at
+        else:
+            if found:
+                at = found[1]
+                found = None
+            else:
+                j = max(round(before * m / n), 1) if m else 0
+                at = spans[min(j, m) - 1][1] if m else len(translation)
+                if opened_at >= 0 and at <= opened_at:
+                    later = [e for s, e in spans if s >= opened_at]
+                    at = later[0] if later else len(translation)
+            at = max(at, floor)
+            opened_at = -1
+        inserts.append((at, mark))
+        floor = at
+    out, last = [], 0
+    for at, mark in inserts:
+        out.append(translation[last:at])
+        out.append(mark)
+        last = at
+    out.append(translation[last:])
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ------------------------------------------------------------------------------ HTML
+
+# A tag (attributes quoted or not; an unterminated one runs to the end), a comment, a doctype or
+# processing instruction. Alternatives start on distinct characters: the scan is linear.
+_HTML_TOKEN = regex.compile(
+    r"""<!--[\s\S]*?(?:-->|\Z)|<[!?][^>]*(?:>|\Z)|<(?P<close>/?)(?P<name>[A-Za-z][\w:.-]*)(?:[^>"']|"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))*(?:>|\Z)"""
+)
+# Inline elements: their tags ride in the sentence as marks. Every other element (p, div, li, td,
+# br, h1...) ends the sentence, as does an unknown one.
+_INLINE = frozenset(
+    "a abbr b bdi bdo big cite data del dfn em font i img ins kbd mark q s samp small span strong sub sup "
+    "time tt u var wbr".split()
+)
+# Never translated: their content is kept verbatim, to the closing tag. `code` inside a sentence
+# rides in it as one mark (tag, content and all); the others end the sentence.
+_RAW = frozenset("script style pre textarea code".split())
+_RAW_END = {name: regex.compile(rf"</{name}\s*>|\Z", regex.IGNORECASE) for name in _RAW}
+
+
+def _html(fragment: str) -> list[Piece]:
+    """Segment an HTML fragment: tags, comments and attributes are kept verbatim; text between
+    block boundaries is cut into sentences, inline tags riding in them as marks; the text of
+    script, style, pre, textarea and code is never translated. Entities are text to the engine
+    and its translation is escaped back (& < >)."""
+    out = _Pieces(marking=_MARK_CHARS.search(fragment) is None, escaped=True)
+    run: list[str] = []
+
+    def flush() -> None:
+        _sentences("".join(run), out)
+        run.clear()
+        out.sentence += 1
+
+    pos = 0
+    for m in _HTML_TOKEN.finditer(fragment):
+        if m.start() < pos:
+            continue  # inside a raw element already taken
+        run.append(fragment[pos : m.start()])
+        name = (m.group("name") or "").lower()
+        end = m.end()
+        if name in _RAW and not m.group("close"):
+            end = _RAW_END[name].search(fragment, end).end()
+        element = fragment[m.start() : end]
+        pos = end
+        inline = name in _INLINE or name == "code" or m.group().startswith("<!--")
+        if inline and out.marking and len(out.marks) < MARK_LIMIT - MARK_BASE:
+            run.append(out.mark(element))
+        else:
+            flush()
+            out.keep(element)
+    run.append(fragment[pos:])
+    _sentences("".join(run), out)
+    return out.finish()

@@ -309,8 +309,10 @@ def test_in_domain_sentences_stay_neural_and_real_ones_go_to_apertium(runtime):
     assert result.text == "El gato ve al perro. Mi vecino compró una bicicleta nueva ayer."
     assert (result.engine, result.fallback, result.retried_segments) == ("onnx+apertium", True, ())
     assert result.model == "builtin-m2m-mini"  # the first route on a tie of one segment each
-    (only_neural,) = runtime.translate([job("I saw a flurgleblax.", "de")])  # no other route: the model tries
-    assert (only_neural.model, only_neural.engine, only_neural.fallback) == ("builtin-m2m-mini", "onnx", False)
+    # No other route serves en -> de: the segment comes back as typed, and the result says so.
+    (only_neural,) = runtime.translate([job("I saw a flurgleblax.", "de")])
+    assert (only_neural.text, only_neural.untranslated_segments, only_neural.confidence) == ("I saw a flurgleblax.", (0,), 0)
+    assert (only_neural.model, only_neural.engine, only_neural.fallback) == ("", "", False)
     (rule_based,) = runtime.translate([job("My neighbour bought a new bicycle yesterday.", "es", tier="rule-based")])
     assert (rule_based.model, rule_based.tier, rule_based.engine, rule_based.fallback) == (
         "apertium-eng-spa", FALLBACK, "apertium", False)
