@@ -435,8 +435,10 @@ def worker_counters(app: Appliance, at_least: int, deadline_s: float = 12.0) -> 
         time.sleep(0.5)
 
 
-def connect_clients(app: Appliance, deadline_s: float = 30.0) -> None:
-    """A DEALER for requests and a SUB for events whose subscription is known to have propagated."""
+def connect_clients(app: Appliance, deadline_s: float = 30.0, topic: bytes = b'{"type":"translation_') -> None:
+    """A DEALER for requests and a SUB for events whose subscription is known to have propagated.
+    `topic`: what the SUB subscribes to (a CURVE client: its own public key; an event is then
+    [topic, json], read by its last frame)."""
     zmq = app.zmq
     app.dealer = app.ctx.socket(zmq.DEALER)
     app.dealer.setsockopt(zmq.LINGER, 0)
@@ -444,7 +446,7 @@ def connect_clients(app: Appliance, deadline_s: float = 30.0) -> None:
     app.sub = app.ctx.socket(zmq.SUB)
     app.sub.setsockopt(zmq.LINGER, 0)
     app.sub.setsockopt(zmq.RCVHWM, 0)
-    app.sub.setsockopt(zmq.SUBSCRIBE, b'{"type":"translation_')
+    app.sub.setsockopt(zmq.SUBSCRIBE, topic)
     app.sub.connect(app.endpoints["events"])
     end = time.monotonic() + deadline_s
     n = 0
@@ -456,10 +458,10 @@ def connect_clients(app: Appliance, deadline_s: float = 30.0) -> None:
         while time.monotonic() < until:
             if app.dealer.poll(0):
                 app.dealer.recv_multipart()
-            if app.sub.poll(50) and json.loads(app.sub.recv()).get("taskId") == probe:
+            if app.sub.poll(50) and json.loads(app.sub.recv_multipart()[-1]).get("taskId") == probe:
                 time.sleep(0.5)  # earlier probes' events, if any, arrive and are dropped here
                 while app.sub.poll(0):
-                    app.sub.recv()
+                    app.sub.recv_multipart()
                 while app.dealer.poll(0):
                     app.dealer.recv_multipart()
                 return n

@@ -54,6 +54,8 @@ class Arena:
     http_token: str = ""
     # The honest native clients' next requests, (taskId, body), for the squatting attacks.
     upcoming: Callable[[int], list[tuple[str, dict]]] = lambda n: []
+    # The compat door's sockets (plain ZMTP: no CURVE there); None: `ctx` makes them too.
+    compat_ctx: zmq.Context | None = None
     counts: collections.Counter = field(default_factory=collections.Counter)
     _dealer: zmq.Socket | None = None
     _push: zmq.Socket | None = None
@@ -77,7 +79,7 @@ class Arena:
     @property
     def push(self) -> zmq.Socket | None:
         if self._push is None and self.endpoints.get("compat_pull"):
-            self._push = self.ctx.socket(zmq.PUSH)
+            self._push = (self.compat_ctx or self.ctx).socket(zmq.PUSH)
             self._push.setsockopt(zmq.LINGER, 0)
             self._push.setsockopt(zmq.SNDHWM, 64)
             self._push.connect(self.endpoints["compat_pull"])

@@ -79,6 +79,7 @@ import zmq
 
 import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
 import attacks
+from appliance import curve as curve_keys
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO
@@ -839,9 +840,11 @@ def reference_translations(app, pool: list[dict]) -> dict[tuple[str, str, str, s
 
 class HostileAppliance(SoakAppliance):
     """The soak's appliance with compat (Meeshy's gateway drop-in) and HTTP with a token on; or,
-    `quiet`, the reference appliance: no cache, nothing but 5555."""
+    `quiet`, the reference appliance: no cache, nothing but 5555. `curve`: CURVE on 5555/5556, one
+    key pair for the honest clients and one for the attackers (`curve_client(name)`), both allowed:
+    the attackers are authenticated clients, and per-client scope is what keeps them apart."""
 
-    def __init__(self, tmp: Path, workers: int, models_dir: Path, quiet: bool = False):
+    def __init__(self, tmp: Path, workers: int, models_dir: Path, quiet: bool = False, curve: bool = False):
         sections = {"limits": {"max_text_chars": MAX_TEXT_CHARS},
                     "workers": worker_section(workers, False, models_dir),
                     "shutdown": {"drain_timeout_s": 10.0}}
@@ -852,7 +855,24 @@ class HostileAppliance(SoakAppliance):
             sections["security"] = {"http_token": HTTP_TOKEN}
             sections["compat"] = {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0, "pong_interval_s": 5.0}
         tmp.mkdir(parents=True, exist_ok=True)
+        self.keys = tmp / "keys" if curve else None
+        if self.keys is not None:
+            self.server_public, server_secret = curve_keys.generate(self.keys, "server")
+            allowed = self.keys / "allowed"
+            allowed.mkdir()
+            for name in ("honest", "attacker"):
+                shutil.copy(curve_keys.generate(self.keys, name)[0], allowed)
+            sections["security"] |= {"curve": True, "server_secret_key": str(server_secret),
+                                     "client_keys_dir": str(allowed)}
         self._start(tmp, sections, log_level="INFO", preexec_fn=_die_with_parent)
+        if self.keys is not None:  # every socket of self.ctx (5555, 5556) is the honest client's
+            curve_keys.client_options(self.ctx, self.server_public, self.keys / "honest.key_secret")
+
+    def curve_client(self, name: str) -> zmq.Context:
+        """A context whose sockets are CURVE client `name`'s."""
+        ctx = zmq.Context()
+        curve_keys.client_options(ctx, self.server_public, self.keys / f"{name}.key_secret")
+        return ctx
 
 
 class HttpCaller(threading.Thread):
@@ -892,7 +912,8 @@ class Honest:
     asked again a second later with the same taskId (a gateway's retry), not counted as a failure.
     """
 
-    def __init__(self, app: HostileAppliance, pool: list[dict], refs: dict, rng: random.Random):
+    def __init__(self, app: HostileAppliance, pool: list[dict], refs: dict, rng: random.Random,
+                 compat_ctx: zmq.Context | None = None):
         self.app = app
         self.refs = refs
         self.all_refs = set(refs.values())  # another honest text's translation, whole, is foreign
@@ -912,6 +933,7 @@ class Honest:
             self.dealers.append(sock)
         self.turn = itertools.cycle(self.dealers)
         self.sub = app.sub
+        ctx = compat_ctx or ctx  # the compat door is plain ZMTP, never CURVE
         self.push = ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 0)
         self.push.connect(app.endpoints["compat_pull"])
@@ -1002,7 +1024,7 @@ class Honest:
         for sock, _ in self.poller.poll(max(0, int(timeout_s * 1000))):
             while True:
                 try:
-                    raw = sock.recv(zmq.NOBLOCK)
+                    raw = sock.recv_multipart(zmq.NOBLOCK)[-1]  # a CURVE client's events: [topic, json]
                 except zmq.Again:
                     break
                 if sock is self.sub:
@@ -1020,7 +1042,10 @@ class Honest:
             self.counts["reply_to_nothing"] += 1
             return
         if reply.get("status") == "queued":
-            self.accepted[task_id] = {"targets": self.entries[task_id]["targets"], "sent": now}
+            targets = self.entries[task_id]["targets"]
+            self.accepted[task_id] = {"targets": targets, "sent": now}
+            if all(t in self.got.get(task_id, {}) for t in targets):  # its events came before this reply
+                self.complete.add(task_id)
             return
         code = reply.get("error", {}).get("code")
         if code == "overloaded":
@@ -1048,7 +1073,9 @@ class Honest:
         if task_id not in self.entries or event.get("type") not in ("translation_completed", "translation_error"):
             return
         if self.channel.get(task_id) != "compat":
-            self.counts["native_events_on_compat_pub"] += 1  # the compat squat moved them
+            # The compat squat's own task under a native client's taskId (its own scope, its own
+            # events): harmless. Had it moved the native task's events, they would be lost on 5556.
+            self.counts["compat_events_under_native_ids"] += 1
             return
         ok = event["type"] == "translation_completed"
         if not ok and event.get("error") == "translation pool full":
@@ -1193,8 +1220,7 @@ def summarize_hostile(opts, honest: Honest, arena: attacks.Arena, result: dict, 
     acc = honest.accounting()
     pings = [p for p in result["pings_ms"] if p != float("inf")]
     problems = []
-    for key in ("foreign", "wrong", "lost_targets", "duplicated_events", "leaked_to_attacker",
-                "native_events_on_compat_pub", "http_failed"):
+    for key in ("foreign", "wrong", "lost_targets", "duplicated_events", "leaked_to_attacker", "http_failed"):
         if acc.get(key):
             problems.append(f"{key}: {acc[key]}")
     errors = {k: v for k, v in acc.items() if k.startswith(("error:", "refused:"))}
@@ -1262,15 +1288,23 @@ def main_hostile(opts) -> int:
                   f"{time.monotonic() - started:.0f}s", flush=True)
         finally:
             stop_everything(quiet, {})
-        app = HostileAppliance(tmp / "soak", opts.workers, opts.models_dir.resolve())
+        app = HostileAppliance(tmp / "soak", opts.workers, opts.models_dir.resolve(), curve=opts.curve)
         app.wait_ready()
-        e2e.connect_clients(app)
-        honest = Honest(app, pool, refs, rng)
-        arena = attacks.Arena(app.ctx, app.endpoints, random.Random(opts.seed + 1), HTTP_TOKEN, honest.upcoming)
+        plain = zmq.Context() if opts.curve else None
+        if opts.curve:
+            e2e.connect_clients(app, topic=curve_keys.client_topic(app.keys / "honest.key_secret"))
+        else:
+            e2e.connect_clients(app)
+        honest = Honest(app, pool, refs, rng, compat_ctx=plain)
+        attacker_ctx = app.curve_client("attacker") if opts.curve else app.ctx
+        arena = attacks.Arena(attacker_ctx, app.endpoints, random.Random(opts.seed + 1), HTTP_TOKEN, honest.upcoming,
+                              compat_ctx=plain)
         print(f"ready; endpoints {app.endpoints}", flush=True)
         result = run_hostile(app, honest, arena, opts)
         arena.close()
         honest.close()
+        for ctx in {plain, attacker_ctx} - {None, app.ctx}:
+            ctx.destroy(linger=0)
         exit_code = stop_everything(app, result["monitor"].known)
     except BaseException:
         if app is not None:
@@ -1313,6 +1347,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="honest native, compat and HTTP clients checked against reference translations, "
                              "beside the attacks of bench/attacks.py in turn (built-in models and Apertium)")
     parser.add_argument("--attack-every", type=float, default=2.0, help="--hostile: seconds between attacks (default 2)")
+    parser.add_argument("--curve", action="store_true",
+                        help="--hostile: CURVE on 5555/5556, the attackers an allowed client of their own")
     parser.add_argument("--honest-texts", type=int, default=400,
                         help="--hostile: distinct honest texts, each translated alone first (default 400)")
     opts = parser.parse_args(argv)
