@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APERTIUM_PACKAGES := apertium apertium-eng-spa apertium-fr-es apertium-es-pt apertium-spa-ita \
 	apertium-spa-cat apertium-es-gl apertium-eng-cat apertium-es-ro
 
-.PHONY: run test setup models system-deps apertium
+.PHONY: run test setup models system-deps apertium npm-clients
 
 # The venv is rebuilt when pyproject.toml changes. torch comes from the pinned CPU wheel (see pyproject).
 $(VENV)/.installed: pyproject.toml
@@ -41,5 +41,10 @@ system-deps: apertium
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 		echo "redis-server not installed: the Redis cache tests will be skipped"
 
-test: system-deps models
+# The npm LibreTranslate client that a test runs against the HTTP port (skipped without npm).
+npm-clients:
+	@if command -v npm >/dev/null; then cd tests/appliance/npm && npm install --no-audit --no-fund --silent; else \
+		echo "npm not installed: the npm LibreTranslate client test is skipped"; fi
+
+test: system-deps models npm-clients
 	$(PY) -m pytest

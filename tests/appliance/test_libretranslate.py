@@ -9,9 +9,12 @@ import base64
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import socket
 import urllib.error
 from email.utils import formatdate
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -76,6 +79,24 @@ def test_libretranslatepy_translates_detects_and_lists_languages(app):
     with pytest.raises(urllib.error.HTTPError) as refused:
         LibreTranslateAPI(url(app), api_key="wrong").translate("Hello", "en", "fr")
     assert refused.value.code == 403 and json.loads(refused.value.read()) == {"error": "Invalid API key"}
+
+
+NPM_DIR = Path(__file__).parent / "npm"  # its package.json pins the npm clients; `make test` installs them
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (NPM_DIR / "node_modules" / "libretranslate").is_dir(),
+                    reason="node or the npm clients are missing: `make test` installs them (npm install in tests/appliance/npm)")
+def test_the_npm_libretranslate_client_translates(tmp_path_factory):
+    # It reads /languages, then posts {q, source, target, format, apiKey}: no token here, as the
+    # misspelt apiKey is no LibreTranslate key (LibreTranslate reads api_key).
+    script = ("require('libretranslate').translate({query: process.argv[2], source: process.argv[3], "
+              "target: 'es', apiurl: process.argv[1]}).then(t => console.log(JSON.stringify(t)))")
+    with module_appliance(tmp_path_factory, "libretranslate_npm", {"workers": {"count": 1}}) as open_app:
+        for source, text, expected in (("en", "Hello world", "dlrow olleH"), ("auto", "Merci beaucoup", "puocuaeb icreM")):
+            done = subprocess.run(["node", "-e", script, url(open_app), text, source], cwd=NPM_DIR,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == expected
 
 
 # ------------------------------------------------------------------ LibreTranslate's shapes
