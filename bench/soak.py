@@ -1151,7 +1151,9 @@ class Honest:
 
 def run_hostile(app: HostileAppliance, honest: Honest, arena: attacks.Arena, opts) -> dict:
     """Honest traffic at --rate, one attack every --attack-every seconds in turn, a worker killed
-    every --kill-every, RSS (and a ping's round trip) sampled every --sample-every."""
+    every --kill-every, RSS (and a ping's round trip) sampled every --sample-every. The traffic
+    goes on past --duration until every attack has run at least once (a loaded machine may take
+    longer than --attack-every per attack)."""
     t0 = time.monotonic()
     mon = Monitor(app, t0)
     app.monitor = mon
@@ -1171,7 +1173,7 @@ def run_hostile(app: HostileAppliance, honest: Honest, arena: attacks.Arena, opt
                 died = app.proc.returncode
                 print(f"[{now - t0:7.1f}s] the appliance exited with code {died}", flush=True)
                 break
-            if drain_until is None and now >= end:
+            if drain_until is None and now >= end and len(launched) == len(attacks.ATTACKS):
                 drain_until = now + opts.drain
                 arena.release_http()
                 print(f"[{now - t0:7.1f}s] traffic stopped; waiting up to {drain_until - now:.0f}s", flush=True)
