@@ -29,6 +29,7 @@ then characters); `reassemble` puts translations back between the kept pieces.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 import html
 from dataclasses import dataclass, field
@@ -486,26 +487,30 @@ def place_marks(marked: str, translation: str) -> str:
     words = [(w.start(), w.end()) for w in _MARK_WORD.finditer(plain)]
     spans = [(w.start(), w.end()) for w in _MARK_WORD.finditer(translation)]
     n, m = max(len(words), 1), len(spans)
+    # Linear in the marks: a hostile sentence holds thousands (word ends and span starts are sorted).
+    word_starts = {s for s, _ in words}
+    word_ends = [e for _, e in words]
+    span_starts = [s for s, _ in spans]
+    folded = translation.casefold()
     inserts: list[tuple[int, str]] = []  # (offset in translation, mark), in source order
-    pos = 0  # offset in plain of the next character after the marks seen so far
     found: tuple[int, int] | None = None  # a verbatim span for the pending closing mark
     floor = 0  # no insertion before this offset (order) ...
     opened_at = -1  # ... and a closing mark after the word its span opened on
-    for ch in _MARK_CHARS.finditer(marked):
+    for seen, ch in enumerate(_MARK_CHARS.finditer(marked)):
         mark = ch.group()
-        plain_at = len(strip_marks(marked[: ch.start()]))
+        plain_at = ch.start() - seen  # each mark is one character, gone from `plain`
         if mark in present:
             continue
-        before = sum(1 for _, e in words if e <= plain_at)
-        opening = plain_at < len(plain) and any(s == plain_at for s, _ in words)
+        before = bisect.bisect_right(word_ends, plain_at)
+        opening = plain_at < len(plain) and plain_at in word_starts
         if plain_at in (0, len(plain)):  # around the whole text: around the whole translation
             at = max(0 if not plain_at else len(translation), floor)
         elif opening:
-            closing = _MARK_CHARS.search(marked, ch.end())
+            closing = _MARK_CHARS.search(marked, ch.end())  # the next mark: none lies between
             found = None
-            if closing is not None and not _MARK_CHARS.search(marked[ch.end() : closing.start()]):
+            if closing is not None:
                 span = marked[ch.end() : closing.start()].strip()
-                hit = translation.casefold().find(span.casefold(), floor) if span else -1
+                hit = folded.find(span.casefold(), floor) if span else -1
                 if hit >= 0 and len(span) == len(span.casefold()):
                     found = (hit, hit + len(span))
             if found:
@@ -523,8 +528,8 @@ def place_marks(marked: str, translation: str) -> str:
                 j = max(round(before * m / n), 1) if m else 0
                 at = spans[min(j, m) - 1][1] if m else len(translation)
                 if opened_at >= 0 and at <= opened_at:
-                    later = [e for s, e in spans if s >= opened_at]
-                    at = later[0] if later else len(translation)
+                    later = bisect.bisect_left(span_starts, opened_at)
+                    at = spans[later][1] if later < m else len(translation)
             at = max(at, floor)
             opened_at = -1
         inserts.append((at, mark))
