@@ -17,7 +17,8 @@ import zmq
 
 from appliance import zmtp_pull
 from tests.appliance.conftest import module_appliance
-from tests.appliance.test_compat import Gateway, translation
+# `gateway`: test_compat's fixture, on this module's `app`.
+from tests.appliance.test_compat import Gateway, gateway, translation  # noqa: F401
 from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -32,14 +33,6 @@ def app(tmp_path_factory):
                         "handshake_timeout_s": HANDSHAKE_TIMEOUT_S}}
     with module_appliance(tmp_path_factory, "compat_bounds", extra, {"FAKE_RUNTIME_DELAY_MS": "1"}) as a:
         yield a
-
-
-@pytest.fixture
-def gateway(app):
-    gw = Gateway(app)
-    gw.sync()
-    gw.events.all.clear()
-    return gw
 
 
 def rss(app) -> int:
