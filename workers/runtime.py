@@ -431,7 +431,7 @@ class Runtime:
 
     def _run_leg(self, segments: list[_Segment], cache: SegmentCache | None) -> None:
         """Translate every segment's current leg; a segment's input is split into chunks that fit."""
-        plans: list[tuple[_Segment, list[Piece], list[Chunk], bool]] = []
+        plans: list[tuple[_Segment, Engine, list[Piece], list[Chunk], bool]] = []
         groups: dict[tuple, list[Chunk]] = {}
         for seg in segments:
             leg = seg.message.routes[seg.route].legs[seg.leg]
@@ -448,11 +448,11 @@ class Runtime:
             for piece in pieces:
                 if piece.translatable:
                     chunks.append(self._chunk(model, piece.text, leg.source, leg.target, beam))
-            plans.append((seg, pieces, chunks, carried))
+            plans.append((seg, model, pieces, chunks, carried))
             groups.setdefault((leg.model, leg.source, leg.target, beam), []).extend(chunks)
         for (name, source, target, beam), chunks in groups.items():
             self._run_group(self._models[name], source, target, beam, chunks, cache)
-        for seg, pieces, chunks, carried in plans:
+        for seg, model, pieces, chunks, carried in plans:
             failed = next((c.failure for c in chunks if c.failure), "")
             seg.cacheable &= all(c.cacheable for c in chunks)  # a failed route's exchange taints too
             if failed:
@@ -460,9 +460,7 @@ class Runtime:
                 continue
             weights = [len(c.ids) for c in chunks]
             confidence = sum(c.confidence * w for c, w in zip(chunks, weights)) / max(sum(weights), 1)
-            if self._models[seg.message.routes[seg.route].legs[seg.leg].model].spec.vocabulary and (
-                confidence < CLOSED_VOCABULARY_FLOOR
-            ):
+            if model.spec.vocabulary and confidence < CLOSED_VOCABULARY_FLOOR:
                 seg.outside = True  # in its words but not in its domain: a guess, the next route takes it
                 continue
             translated = reassemble(pieces, [c.text for c in chunks])
