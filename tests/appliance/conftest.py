@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from appliance import curve
-from appliance.cache import table_name
+from appliance.edge import curve
+from appliance.core.cache import table_name
 from appliance.client import NoAnswer
 from appliance.client import request as one_request
 from ipc.shm_cache import ShmCache

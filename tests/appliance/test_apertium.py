@@ -17,7 +17,7 @@ import psutil
 import pytest
 import zmq
 
-from appliance.protocol import Catalog
+from appliance.core.protocol import Catalog
 from ipc.tiers import FALLBACK
 from tests.appliance.conftest import Appliance, module_appliance
 from tests.fakes.apertium_stage import write_stage

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance import protocol
-from appliance.protocol import Catalog, RequestError, TranslateRequest
+from appliance.core import protocol
+from appliance.core.protocol import Catalog, RequestError, TranslateRequest
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import zmq
 
-from appliance import curve
+from appliance.edge import curve
 from tests.appliance.conftest import Events, start_curve_appliance
 from tests.fakes.waiting import poll_until
 

@@ -5,7 +5,7 @@ patterns share, tokens that almost complete, mixed scripts, emoji runs).
     for name, make in GENERATORS.items():
         text = make(5000)      # exactly 5,000 characters
 
-Used by tests/appliance/test_langid.py and tests/workers/test_segmenter.py (each pattern under a
+Used by tests/appliance/core/test_langid.py and tests/workers/test_segmenter.py (each pattern under a
 regex timeout) and bench/hostile_text.py (milliseconds per pattern and per call).
 """
 

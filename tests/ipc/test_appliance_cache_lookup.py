@@ -1,4 +1,4 @@
-"""The edge's two-step lookup (appliance/cache.py), in-process: the shared table on the event loop,
+"""The edge's two-step lookup (appliance/core/cache.py), in-process: the shared table on the event loop,
 then the persistent level on the cache's reader thread, without blocking the loop."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from appliance import config
-from appliance.cache import ApplianceCache
+from appliance.core.cache import ApplianceCache
 from ipc.cache_key import CachedTranslation, encode_value
 from ipc.frames import ModelInfo
 

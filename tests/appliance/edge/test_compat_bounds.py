@@ -1,4 +1,4 @@
-"""The compat pull port under attack, from outside (appliance/zmtp_pull.py, appliance/compat.py):
+"""The compat pull port under attack, from outside (appliance/edge/zmtp_pull.py, appliance/edge/compat.py):
 real libzmq PUSH sockets (pyzmq) and raw TCP peers against a real appliance with the fake runtime.
 Every test also has an honest gateway, which must keep getting its events. Supervisor RSS is
 measured before and during each attack and printed (-s shows the figures)."""
@@ -15,10 +15,10 @@ import psutil
 import pytest
 import zmq
 
-from appliance import zmtp_pull
+from appliance.edge import zmtp_pull
 from tests.appliance.conftest import module_appliance
 # `gateway`: test_compat's fixture, on this module's `app`.
-from tests.appliance.test_compat import Gateway, gateway, translation  # noqa: F401
+from tests.appliance.edge.test_compat import Gateway, gateway, translation  # noqa: F401
 from tests.fakes.waiting import poll_until
 
 pytestmark = pytest.mark.timeout(180)

@@ -5,7 +5,7 @@ request or raises `RequestError(code, message)`; it never lets a malformed reque
 never raises anything else. `Catalog` checks languages and model tiers against what the workers
 reported in their Ready frames: directly per tier, or through a pivot language that joins two
 legs (English preferred; `ipc.tiers.pivot_routes`, the workers' routing order). Language codes are folded
-onto ISO 639-1 (`appliance.languages`). The builders below give replies and events their
+onto ISO 639-1 (`ipc.languages`). The builders below give replies and events their
 documented shapes, with `type` as the first key of every event so a SUB prefix filter works.
 
 Error codes: invalid_json, invalid_request, text_too_long, too_many_targets,
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from appliance.languages import canonical
+from ipc.languages import canonical
 from ipc.cache_key import Detection, Segments
 from ipc.frames import FORMATS
 from ipc.tiers import MODEL_TYPES, PIVOT, pivot_routes
@@ -95,7 +95,7 @@ class DetectRequest:
 class TranslateRequest:
     message_id: str
     text: str
-    source_language: str  # a canonical code (appliance.languages) or "auto"
+    source_language: str  # a canonical code (ipc.languages) or "auto"
     targets: tuple[str, ...]  # distinct canonical codes, in the client's order
     model_type: str  # one of MODEL_TYPES
     conversation_id: str | None

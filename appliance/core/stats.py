@@ -268,7 +268,7 @@ class StatsCollector:
                 yield counter("cache_persistent_dropped", "Write-behind entries dropped (queue full or level down).", cache["persistent_dropped"])
 
         compat = stats.get("compat")
-        if compat is not None:  # [compat] on: Meeshy's gateway door (appliance/compat.py)
+        if compat is not None:  # [compat] on: Meeshy's gateway door (appliance/edge/compat.py)
             for key, help_ in COMPAT_COUNTERS:
                 yield counter(f"compat_{key}", help_, compat[key])
             for key, help_ in COMPAT_GAUGES:

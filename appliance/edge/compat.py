@@ -46,7 +46,7 @@ wires it in place of the native PUB). The gateway de-duplicates on taskId + targ
 the first event of a target must already be in its shape (`processingTime` in seconds); a
 compat task's events therefore go to the compat PUB only, converted, and never to 5556. Which
 tasks are compat tasks: those in the compat scope (`SCOPE`): every gateway request is made in
-it, so its taskIds are a namespace of their own (appliance/dispatcher.py, "Scopes"): a gateway
+it, so its taskIds are a namespace of their own (appliance/core/dispatcher.py, "Scopes"): a gateway
 request naming a native task's taskId is another task, and no native event ever reaches the
 gateway nor a compat event 5556. Within the scope, every compat request marks its taskId with
 the targets it names (in the gateway's own spelling, echoed back); each event published for the
@@ -57,7 +57,7 @@ forgotten task is dropped and counted, and the gateway's retry marks it again), 
 memory of what was sent (MAX_REMEMBERED_TASKS).
 
 Bytes in, bounded before anything is parsed or queued: the pull port is served by
-appliance/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
+appliance/edge/zmtp_pull.py, the appliance's own ZMTP 3 reader (a libzmq PULL holds every frame of a
 multipart message until the last arrives, and can bound neither frames per message nor bytes per
 connection). It keeps only the first (JSON) frame's first limits.max_request_bytes bytes; binary
 frames are counted and discarded as they stream. Then, per message, on sizes alone:
@@ -91,10 +91,10 @@ from dataclasses import asdict, dataclass, field
 import msgspec
 import zmq
 
-from appliance import protocol
+from appliance.core import protocol
 from appliance.config import Settings
-from appliance.languages import canonical
-from appliance.zmtp_pull import Message, ZmtpPullServer
+from ipc.languages import canonical
+from appliance.edge.zmtp_pull import Message, ZmtpPullServer
 from ipc.tiers import MODEL_TYPES
 
 log = logging.getLogger("meeshy.compat")
@@ -343,7 +343,7 @@ class CompatFront:
                 self.gateways = max(0, self.gateways - 1)
 
     def stats(self) -> dict:
-        """The `compat` section of `stats` (appliance/stats.py exports it to /metrics)."""
+        """The `compat` section of `stats` (appliance/core/stats.py exports it to /metrics)."""
         return {
             **asdict(self.counters),
             "refused_connections": self.puller.refused_connections,

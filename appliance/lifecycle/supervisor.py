@@ -41,19 +41,20 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 
-from appliance import pool, protocol
-from appliance.cache import ApplianceCache
-from appliance.compat import CompatFront
+from appliance.lifecycle import pool
+from appliance.core import protocol
+from appliance.core.cache import ApplianceCache
+from appliance.edge.compat import CompatFront
 from appliance.config import Settings, is_loopback
-from appliance.curve import SUBSCRIPTION_MAX_BYTES, CurveError, EdgeCurve
-from appliance.dispatcher import Dispatcher
-from appliance.edge import Edge, buffer_hwm
-from appliance.http_api import HttpApi
-from appliance.pool import Slot, SlotState, WorkerPool
-from appliance.rundir import RunDir, RunDirError
-from appliance.sdnotify import Notifier
-from appliance.service import DRAINING, SERVING, STARTING, STOPPED, RequestService
-from appliance.zmtp_pull import listen
+from appliance.edge.curve import SUBSCRIPTION_MAX_BYTES, CurveError, EdgeCurve
+from appliance.core.dispatcher import Dispatcher
+from appliance.edge.zmq_edge import Edge, buffer_hwm
+from appliance.edge.http_api import HttpApi
+from appliance.lifecycle.pool import Slot, SlotState, WorkerPool
+from appliance.lifecycle.rundir import RunDir, RunDirError
+from appliance.lifecycle.sdnotify import Notifier
+from appliance.core.service import DRAINING, SERVING, STARTING, STOPPED, RequestService
+from appliance.edge.zmtp_pull import listen
 from ipc import codec, exitcodes
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
 from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Ready, Result, Stats, TaskFailed
@@ -246,7 +247,7 @@ class Supervisor:
         c = s.compat
         address = c.address(s.server)
         linger = s.ipc.edge_linger_ms
-        # The pull port speaks ZMTP through the appliance's own bounded reader (appliance/zmtp_pull.py).
+        # The pull port speaks ZMTP through the appliance's own bounded reader (appliance/edge/zmtp_pull.py).
         pull = listen(address, c.meeshy_pull_port)
         # Events a gateway's pipe cannot take wait in the compat outbox (counted when it overflows),
         # never dropped silently; every (un)subscription is seen, to count the gateways.

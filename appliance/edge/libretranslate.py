@@ -52,10 +52,10 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from appliance import protocol
+from appliance.core import protocol
 from appliance.config import Settings
-from appliance.languages import canonical
-from appliance.stats import Metrics
+from ipc.languages import canonical
+from appliance.core.stats import Metrics
 
 GET_ROUTES = ("/languages", "/frontend/settings")
 POST_ROUTES = ("/translate", "/detect")

@@ -1,4 +1,4 @@
-"""Drop-in mode for Meeshy's gateway ([compat], appliance/compat.py): a real PUSH and a real SUB
+"""Drop-in mode for Meeshy's gateway ([compat], appliance/edge/compat.py): a real PUSH and a real SUB
 speaking exactly the gateway's messages (its zmq-translation client in the Meeshy repository) against
 a real appliance with the fake runtime; then the conversions and the settings in-process."""
 
@@ -11,7 +11,8 @@ import msgspec
 import pytest
 import zmq
 
-from appliance import compat, config
+from appliance import config
+from appliance.edge import compat
 from ipc import exitcodes
 from tests.appliance.conftest import REPO, Events, module_appliance, write_config
 from tests.fakes.waiting import poll_until

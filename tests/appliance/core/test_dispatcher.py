@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance import protocol
+from appliance.core import protocol
 from appliance.config import LimitSettings
-from appliance.dispatcher import Dispatcher, Finished, Overloaded, TaskIdConflict, TooManyWaiters, content_digest, sync_body
-from appliance.tasks import RECORD_BYTES, UNIT_BYTES, RequestRecord, detached, record_bytes
+from appliance.core.dispatcher import Dispatcher, Finished, Overloaded, TaskIdConflict, TooManyWaiters, content_digest, sync_body
+from appliance.core.tasks import RECORD_BYTES, UNIT_BYTES, RequestRecord, detached, record_bytes
 from ipc.frames import Result, TaskFailed
 
 pytestmark = pytest.mark.timeout(60)

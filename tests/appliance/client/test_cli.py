@@ -17,7 +17,7 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
-from appliance import curve
+from appliance.edge import curve
 from ipc import exitcodes
 from appliance.config import SecuritySettings
 from tests.appliance.conftest import REPO, child_env

@@ -1,7 +1,7 @@
 """The task table: the units of work the dispatcher has accepted, from admission to their outcome.
 
 Pure bookkeeping (no sockets, no clock of its own: callers pass `now`); the dispatcher
-(appliance/dispatcher.py) owns it and adds the request records, outcomes and retries.
+(appliance/core/dispatcher.py) owns it and adds the request records, outcomes and retries.
 
     record ──add──▶ one TargetTask per target language to run (uid) ──▶ pending (FIFO)
     pending ──assign──▶ outstanding at a slot (least-loaded slot with credit; attempt += 1)
@@ -68,7 +68,7 @@ class Waiter:
     reply: Callable[[RequestRecord, tuple[str, ...]], None]
 
 
-TaskKey = tuple[str, str]  # (scope, taskId): see appliance/dispatcher.py, "Scopes"
+TaskKey = tuple[str, str]  # (scope, taskId): see appliance/core/dispatcher.py, "Scopes"
 
 
 @dataclass(slots=True, eq=False)

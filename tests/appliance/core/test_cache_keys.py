@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance import config
-from appliance.cache import deployment, table_name
+from appliance.core.cache import deployment, table_name
 from ipc.cache_key import cache_key
 from ipc.frames import ModelInfo
 

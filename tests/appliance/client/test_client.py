@@ -1,4 +1,4 @@
-"""The client library (appliance/client.py) against real appliances with the fake runtime (which
+"""The client library (appliance/client/library.py) against real appliances with the fake runtime (which
 reverses the text): translations settled by their events, errors as values, the client's LRU,
 retries with the same taskId across a stopped worker, several appliances with one stopped,
 CurveZMQ, and the one-shot `request`.
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import uvloop
 
-from appliance import curve
+from appliance.edge import curve
 from appliance.client import (
     Client,
     Endpoint,

@@ -5,7 +5,7 @@ No sockets and no clock of its own: the shell hands it `send_task` (a Task to a 
 False when it could not go out), `publish` (an encoded event, with the scope of the task it
 belongs to, to whatever delivers that scope's events) and `now`, so
 dispatch, retries, deduplication, timeouts and drain are tested in-process
-(tests/appliance/test_dispatcher.py).
+(tests/appliance/core/test_dispatcher.py).
 
     admit ──▶ RequestRecord (taskId bound to a digest of text, source and model type)
               │ targets answered already (cache, same language, a previous attempt): published now
@@ -23,8 +23,8 @@ its recorded outcome again when it finished; a new run when it failed or is new.
 Scopes. A taskId is only unique within its scope, an opaque string the caller gives with each
 request: the records are keyed by (scope, taskId), and every event is published with its
 record's scope. The service uses "" for anonymous clients (5555 without CURVE, HTTP), the
-CURVE client's identity for an authenticated one (appliance/curve.py), and one scope for
-Meeshy's gateway (appliance/compat.py). So two scopes may use the same taskId and never reach
+CURVE client's identity for an authenticated one (appliance/edge/curve.py), and one scope for
+Meeshy's gateway (appliance/edge/compat.py). So two scopes may use the same taskId and never reach
 each other's records, outcomes or events; within a scope, ids are first come, first served.
 """
 
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from appliance import protocol
+from appliance.core import protocol
 from appliance.config import LimitSettings
-from appliance.tasks import UNIT_BYTES, Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
+from appliance.core.tasks import UNIT_BYTES, Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
 from ipc.frames import Result, Task, TaskFailed
 
 

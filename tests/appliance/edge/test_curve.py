@@ -1,4 +1,4 @@
-"""CurveZMQ on the edge sockets (appliance/curve.py): real sockets on ipc:// endpoints, no appliance.
+"""CurveZMQ on the edge sockets (appliance/edge/curve.py): real sockets on ipc:// endpoints, no appliance.
 
 A ROUTER that echoes and a PUB, both secured by EdgeCurve, run in one zmq.asyncio context on the
 event loop (asyncio and uvloop alike); clients live in a context of their own. A refused client is
@@ -22,7 +22,7 @@ import zmq.asyncio
 import zmq.auth
 from zmq.utils.monitor import parse_monitor_message
 
-from appliance import curve
+from appliance.edge import curve
 from appliance.config import SecuritySettings
 from tests.appliance.conftest import start_curve_appliance
 from tests.fakes.waiting import poll_until
@@ -67,7 +67,7 @@ def keys(tmp_path: Path) -> Keys:
 
 class Edge:
     """A secured ROUTER (echoes `echo:<body>`) and XPUB (applying what curve.allowed_subscription
-    admits, as appliance/edge.py does), with monitors for failed handshakes."""
+    admits, as appliance/edge/zmq_edge.py does), with monitors for failed handshakes."""
 
     def __init__(self, keys: Keys, tmp: Path, handshake_ivl_ms: int | None = None) -> None:
         self.curve = curve.EdgeCurve.load(keys.security())

@@ -39,7 +39,7 @@ Design:
 - One SUB per appliance, subscribed before anything is sent: to `{"type":"translation_` (every
   client's events; the appliance broadcasts) or, under CURVE, to this client's own public key,
   the only subscription a CURVE appliance applies, which brings this client's events only
-  (appliance/curve.py, "Events under CURVE"). An
+  (appliance/edge/curve.py, "Events under CURVE"). An
   appliance counts as up only once it answered `ping` as ready and a probe proved its events
   reach this client: a same-language translation (answered by its edge, no worker, no cache)
   whose event must arrive. ZMTP heartbeats on every socket notice a peer gone without a word.
@@ -56,7 +56,7 @@ Design:
   repeats without a request (`from_client_cache`). Failures are never cached.
 - CurveZMQ: `server_key` (the appliance's public key: Z85 bytes or its `.key` file) and
   `client_secret_key` (this client's `.key_secret` file) are applied to every socket
-  (`appliance.curve.client_options`); an `Endpoint` may name its own `server_key`.
+  (`ipc.curve_keys.client_options`); an `Endpoint` may name its own `server_key`.
 
 `Client` is asyncio code, uvloop included; `SyncClient` runs one on its own event-loop thread for
 plain scripts. The `on_result` hook runs on the client's loop for every outcome a request
@@ -86,8 +86,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from appliance import curve
-from appliance.languages import AUTO, canonical
+from ipc import curve_keys
+from ipc.languages import AUTO, canonical
 from ipc.sockets import Role, make_socket
 
 log = logging.getLogger("meeshy.client")
@@ -291,7 +291,7 @@ def request(
     def configure(sock: zmq.Socket) -> None:
         nonlocal monitor
         if keys:
-            curve.client_options(sock, *keys)
+            curve_keys.client_options(sock, *keys)
         monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)  # before connect: no event missed
         monitor.setsockopt(zmq.LINGER, 0)
 
@@ -444,7 +444,7 @@ class Client:
                 raise ValueError(f"{ep.requests} names a server_key: give the client_secret_key too")
             self._apps.append(_Appliance(ep, keys, pool_size))
         # Under CURVE the SUB subscribes to this client's own key: the appliance applies no other.
-        self._topic = curve.client_topic(client_secret_key) if client_secret_key is not None else EVENT_PREFIX
+        self._topic = curve_keys.client_topic(client_secret_key) if client_secret_key is not None else EVENT_PREFIX
         self._ctx: zmq.asyncio.Context | None = None
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._any_up = asyncio.Event()
@@ -525,7 +525,7 @@ class Client:
 
         def configure(sock: zmq.Socket) -> None:
             if app.keys is not None:
-                curve.client_options(sock, *app.keys)
+                curve_keys.client_options(sock, *app.keys)
             # A peer gone without a word (host down, cable cut) is noticed, and reconnected to.
             sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat_ms)

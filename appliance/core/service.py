@@ -1,7 +1,7 @@
 """The request service: answers every request from the edge (ZeroMQ) and the HTTP API.
 
     respond(payload, reply) ──parse──▶ ping │ detect │ stats │ languages │ translation
-    translation ──▶ retry of a known taskId? (appliance/dispatcher.py decides what it gets)
+    translation ──▶ retry of a known taskId? (appliance/core/dispatcher.py decides what it gets)
                 ──▶ cache: each target's message key in shared memory, then (off the event
                     loop, in the cache's thread) the persistent level
                 ──▶ source detection ("auto"), pair check, same-language targets
@@ -10,7 +10,7 @@
 `reply` is called exactly once per request: at once (queued, or an error), or, for a
 synchronous request, when each of its targets has an outcome.
 
-`scope` names whose taskId namespace a request is in (appliance/dispatcher.py, "Scopes"): the
+`scope` names whose taskId namespace a request is in (appliance/core/dispatcher.py, "Scopes"): the
 edge passes the CURVE client's identity, compat its own scope, HTTP and anonymous 5555 clients "".
 A task's events are published with its scope; who receives them is the publisher's business.
 """
@@ -26,10 +26,10 @@ from collections.abc import Callable, Collection
 
 import msgspec
 
-from appliance import protocol
-from appliance.cache import ApplianceCache, disabled_stats
+from appliance.core import protocol
+from appliance.core.cache import ApplianceCache, disabled_stats
 from appliance.config import Settings
-from appliance.dispatcher import (
+from appliance.core.dispatcher import (
     Dispatcher,
     Finished,
     Overloaded,
@@ -38,12 +38,12 @@ from appliance.dispatcher import (
     content_digest,
     sync_body,
 )
-from appliance.langid import LanguageDetector
-from appliance.languages import canonical
-from appliance.pool import SlotState, WorkerPool
-from appliance.protocol import RequestError
-from appliance.stats import Metrics
-from appliance.tasks import Outcome, RequestRecord, TargetTask, detached, record_bytes
+from appliance.core.langid import LanguageDetector
+from ipc.languages import canonical
+from appliance.lifecycle.pool import SlotState, WorkerPool
+from appliance.core.protocol import RequestError
+from appliance.core.stats import Metrics
+from appliance.core.tasks import Outcome, RequestRecord, TargetTask, detached, record_bytes
 from ipc.cache_key import CachedTranslation, Detection
 from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
@@ -75,7 +75,7 @@ class RequestService:
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
         self.edge_counters: Callable[[], dict] = dict
-        self.compat_counters: Callable[[], dict] | None = None  # [compat] on: appliance/compat.py's stats
+        self.compat_counters: Callable[[], dict] | None = None  # [compat] on: appliance/edge/compat.py's stats
         self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
         self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
         self._lookup_bytes = 0

@@ -1,6 +1,6 @@
 """The ZeroMQ edge: ROUTER on 5555 (requests and replies), PUB on 5556 (events).
 
-Scopes (appliance/dispatcher.py, "Scopes"). Without CURVE every request is in the anonymous
+Scopes (appliance/core/dispatcher.py, "Scopes"). Without CURVE every request is in the anonymous
 scope "" and every event is one JSON frame to every subscriber. With CURVE (`scoped`), each
 request is in its client's scope, read from the ZAP User-Id libzmq attaches to the message
 (frames received with copy=False carry it), and the events socket is an XPUB in manual mode:
@@ -8,7 +8,7 @@ request is in its client's scope, read from the ZAP User-Id libzmq attaches to t
     received  [identity, *envelope, body]   + User-Id (the client's Z85 public key) -> its scope
     published [topic, json]                 topic = the public key of the task's client
     XPUB      subscription messages read here; applied only for the subscriber's own key
-              (appliance/curve.py, "Events under CURVE"); others are counted, never applied
+              (appliance/edge/curve.py, "Events under CURVE"); others are counted, never applied
 
 A task of a scope that is no CURVE client (HTTP's) has no topic: its events are not published
 on a CURVE appliance (counted in withheld_events).
@@ -45,7 +45,8 @@ from typing import Protocol
 import zmq
 import zmq.asyncio
 
-from appliance import curve, protocol
+from appliance.edge import curve
+from appliance.core import protocol
 from appliance.config import Settings
 
 log = logging.getLogger("meeshy.edge")

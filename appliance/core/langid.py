@@ -17,7 +17,7 @@ request, so its cost must not depend on what a client writes. Every pattern here
 part can start inside a run that an earlier start already scanned (lookbehinds), and what a
 quantifier took is never given back (possessive quantifiers). Detection reads a bounded prefix:
 SCAN_CHARS of the raw text are cleaned and at most DETECT_CHARS of what remains reach the model, so
-a 5,000-character message costs the same as a 1,000-character one. tests/appliance/test_langid.py
+a 5,000-character message costs the same as a 1,000-character one. tests/appliance/core/test_langid.py
 runs each pattern on adversarial inputs under a timeout; bench/hostile_text.py gives the figures.
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from appliance.cache import table_name
+from appliance.core.cache import table_name
 from tests.fakes.fake_runtime import jobs_logged
 from tests.fakes.waiting import poll_until
 

@@ -1,4 +1,4 @@
-"""appliance.langid in-process: restriction to the served languages, ranking, cleaning, accuracy on
+"""appliance.core.langid in-process: restriction to the served languages, ranking, cleaning, accuracy on
 the hand-written chat messages of bench/data/langid_chat.tsv."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance import langid
-from appliance.langid import DETECT_CHARS, SCAN_CHARS, LanguageDetector, clean
+from appliance.core import langid
+from appliance.core.langid import DETECT_CHARS, SCAN_CHARS, LanguageDetector, clean
 from tests.fakes.hostile_text import GENERATORS, slow_patterns
 
 pytestmark = pytest.mark.timeout(120)
 
-CHAT = Path(__file__).resolve().parents[2] / "bench" / "data" / "langid_chat.tsv"
+CHAT = Path(__file__).resolve().parents[3] / "bench" / "data" / "langid_chat.tsv"
 SERVED = {"en", "fr", "es", "de"}
 
 

@@ -1,4 +1,4 @@
-"""appliance/logs.py: JSON lines off a terminal (with `extra` fields and tracebacks), the human
+"""appliance/lifecycle/logs.py: JSON lines off a terminal (with `extra` fields and tracebacks), the human
 format on one."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from appliance import logs
+from appliance.lifecycle import logs
 
 pytestmark = pytest.mark.timeout(30)
 

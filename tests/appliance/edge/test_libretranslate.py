@@ -21,7 +21,7 @@ import pytest
 from libretranslatepy import LibreTranslateAPI
 
 from tests.appliance.conftest import module_appliance
-from tests.appliance.test_http_limits import exchange
+from tests.appliance.edge.test_http_limits import exchange
 from workers.apertium import installed_modes
 
 pytestmark = pytest.mark.timeout(180)
@@ -81,7 +81,7 @@ def test_libretranslatepy_translates_detects_and_lists_languages(app):
     assert refused.value.code == 403 and json.loads(refused.value.read()) == {"error": "Invalid API key"}
 
 
-NPM_DIR = Path(__file__).parent / "npm"  # its package.json pins the npm clients; `make test` installs them
+NPM_DIR = Path(__file__).parents[1] / "npm"  # its package.json pins the npm clients; `make test` installs them
 
 
 @pytest.mark.skipif(shutil.which("node") is None or not (NPM_DIR / "node_modules" / "libretranslate").is_dir(),

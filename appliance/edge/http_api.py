@@ -3,14 +3,14 @@
     GET  /health    200 while the process runs: {"status": "ok", "state": ...}
     GET  /ready     200 when serving with at least one ready worker, else 503
     GET  /stats     the stats document (same as the `stats` request)
-    GET  /metrics   Prometheus text format (appliance/stats.py: the appliance's own registry)
+    GET  /metrics   Prometheus text format (appliance/core/stats.py: the appliance's own registry)
     POST /translate a translation request (same JSON as on 5555), always synchronous: the reply
                     holds the results. 200 with the sync body; errors: 400 for a bad request,
                     503 for overloaded / shutting_down / not_ready, 500 for internal_error.
     POST /detect    {"text": ...}: the languages the text may be in, ranked, with confidences
                     (same JSON as the `detect` request on 5555)
     LibreTranslate  GET /languages, GET /frontend/settings, and a POST /translate or /detect in
-                    LibreTranslate's shape (`q`, a form): appliance/libretranslate.py, its own
+                    LibreTranslate's shape (`q`, a form): appliance/edge/libretranslate.py, its own
                     error bodies and its api_key beside the Bearer token
 
 Every error is a JSON body {"status": "error", "error": {"code", "message"}}.
@@ -68,7 +68,7 @@ Limits, so that a slow or hostile client cannot hold memory or connections:
                   is refused, and may be evicted while its body arrives, like a partial head;
                   GET /languages and /frontend/settings are open, as in LibreTranslate.
 
-aiohttp internals this relies on (tests/appliance/test_http_limits.py fails if they change):
+aiohttp internals this relies on (tests/appliance/edge/test_http_limits.py fails if they change):
 RequestHandler's `_waiter` (set while it waits for a request head), `_request_count` (heads
 parsed) and `_messages` (parsed heads, `_ErrInfo` for one llhttp refused), and the `handle_error`
 hook for parse errors.
@@ -88,9 +88,10 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import _ErrInfo
 
-from appliance import libretranslate, protocol
+from appliance.edge import libretranslate
+from appliance.core import protocol
 from appliance.config import Settings
-from appliance.stats import CONTENT_TYPE, Metrics
+from appliance.core.stats import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("meeshy.http")
 

@@ -16,7 +16,7 @@ from tests.appliance.conftest import module_appliance
 
 pytestmark = pytest.mark.timeout(60)
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana-dashboard.json"
 
 # Series names each exposition type stands for (Prometheus text format).
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count"), "unknown": ("",)}
