@@ -81,6 +81,17 @@ def decode_value(data: bytes | memoryview) -> CachedTranslation:
     return _value_decoder.decode(data)
 
 
+def value_or_miss(data: bytes | None) -> CachedTranslation | None:
+    """A stored value, or None for a miss: no bytes, or bytes an incompatible version wrote (a
+    miss, never an error)."""
+    if data is None:
+        return None
+    try:
+        return _value_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 DecodingValue = str | int | float | bool | None
 
 

@@ -26,18 +26,19 @@ def encode(frame: msgspec.Struct) -> bytes:
     return _encoder.encode(frame)
 
 
-def decode_to_worker(data: bytes) -> ToWorker:
+def _decode(decoder: msgspec.msgpack.Decoder, data: bytes, what: str):
     try:
-        return _to_worker.decode(data)
+        return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(f"bad supervisor->worker frame: {exc}") from None
+        raise FrameError(f"bad {what}: {exc}") from None
+
+
+def decode_to_worker(data: bytes) -> ToWorker:
+    return _decode(_to_worker, data, "supervisor->worker frame")
 
 
 def decode_from_worker(data: bytes) -> FromWorker:
-    try:
-        return _from_worker.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(f"bad worker->supervisor frame: {exc}") from None
+    return _decode(_from_worker, data, "worker->supervisor frame")
 
 
 def encode_spec(spec: WorkerSpec) -> bytes:
@@ -45,7 +46,4 @@ def encode_spec(spec: WorkerSpec) -> bytes:
 
 
 def decode_spec(data: bytes) -> WorkerSpec:
-    try:
-        return _spec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(f"bad worker spec: {exc}") from None
+    return _decode(_spec, data, "worker spec")

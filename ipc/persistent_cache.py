@@ -48,9 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
-
-from ipc.cache_key import CachedTranslation, decode_value, encode_value
+from ipc.cache_key import CachedTranslation, encode_value, value_or_miss
 from ipc.shm_cache import ShmCache
 
 log = logging.getLogger("ipc.cache")
@@ -634,13 +632,7 @@ class TieredCache:
     # ------------------------------------------------------------------ API
 
     def get(self, key: bytes) -> CachedTranslation | None:
-        data = self.get_bytes(key)
-        if data is None:
-            return None
-        try:
-            return decode_value(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+        return value_or_miss(self.get_bytes(key))
 
     def get_bytes(self, key: bytes) -> bytes | None:
         data = self.memory.get_bytes(key)

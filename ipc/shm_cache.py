@@ -70,9 +70,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-import msgspec
-
-from ipc.cache_key import KEY_SIZE, CachedTranslation, decode_value, encode_value
+from ipc.cache_key import KEY_SIZE, CachedTranslation, encode_value, value_or_miss
 
 MAGIC = 0x4D45455348594331  # "MEESHYC1"
 LAYOUT_VERSION = 1
@@ -364,13 +362,7 @@ class ShmCache:
     # ----------------------------------------------------------------------------- public API
 
     def get(self, key: bytes) -> CachedTranslation | None:
-        data = self.get_bytes(key)
-        if data is None:
-            return None
-        try:
-            return decode_value(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None  # written by an incompatible version: a miss, never an error
+        return value_or_miss(self.get_bytes(key))
 
     def put(self, key: bytes, value: CachedTranslation, ttl: float | None = None) -> bool:
         return self.put_bytes(key, encode_value(value), ttl=ttl)

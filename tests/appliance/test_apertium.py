@@ -20,9 +20,9 @@ import zmq
 from appliance.core.protocol import Catalog
 from ipc.tiers import FALLBACK
 from tests.appliance.conftest import Appliance, module_appliance
+from tests.fakes.apertium_modes import missing_modes, needs_modes
 from tests.fakes.apertium_stage import write_stage
 from tests.fakes.waiting import poll_until
-from workers.apertium import installed_modes
 from workers.jobs import TranslationJob
 from workers.manifest import file_checksums, load_specs, read_manifest, sha256_file, write_entry
 from workers.runtime import Model, Runtime
@@ -30,12 +30,8 @@ from workers.runtime import Model, Runtime
 pytestmark = pytest.mark.timeout(300)
 
 PAIRS = ("eng-spa", "spa-eng", "fr-es", "es-fr")
-MISSING = [m for m in PAIRS if m not in installed_modes()]
-needs_apertium = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"Apertium modes {MISSING} not installed: apt-get install apertium apertium-eng-spa apertium-fr-es "
-    "(make system-deps does it as root)",
-)
+MISSING = missing_modes(*PAIRS)
+needs_apertium = needs_modes(*PAIRS)
 
 BROKEN = "broken-marian-en-fr"  # the built-in en->fr model, whose encoder raises on long inputs
 LONGEST_TOKENS = 12  # framed source tokens it still takes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import math
 import os
@@ -15,10 +15,8 @@ import pytest
 
 from ipc.cache_key import CachedTranslation, cache_key
 from ipc.persistent_cache import KEEP_CORRUPT, RedisLevel, SqliteLevel, TieredCache, WriteBehind, open_level
-from ipc.shm_cache import ShmCache
 from tests.fakes.clock import Clock
 
-_names = itertools.count()
 
 
 def key(i: int) -> bytes:
@@ -35,21 +33,9 @@ def clock():
 
 
 @pytest.fixture
-def new_table(clock):
+def new_table(clock, shm_tables):
     """Factory: a fresh shared-memory table per call (a restarted appliance gets a new one)."""
-    made = []
-
-    def make(entries: int = 64) -> ShmCache:
-        name = f"meeshy-ptest-{os.getpid()}-{next(_names)}"
-        table = ShmCache.create(name, entries=entries, max_bytes=64 * 1024, ttl=3600.0,
-                                clock=clock)
-        made.append(table)
-        return table
-
-    yield make
-    for table in made:
-        table.unlink()
-        table.close()
+    return functools.partial(shm_tables, clock)
 
 
 class FlakyLevel:

@@ -3,16 +3,13 @@ no persistence). Skipped, with the reason, where the binary or the `redis` packa
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 import time
 
 import pytest
 
 from ipc.cache_key import CachedTranslation, cache_key
 from ipc.persistent_cache import RedisLevel, TieredCache
-from ipc.shm_cache import ShmCache
 from tests.fakes.redis_server import REDIS_SERVER, RedisServer
 from tests.fakes.clock import Clock
 
@@ -20,7 +17,6 @@ redis = pytest.importorskip("redis", reason="the redis Python package is not ins
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server not found (Debian package redis-server)")
 
-_names = itertools.count()
 
 
 def key(i: int) -> bytes:
@@ -39,19 +35,8 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
-def new_table():
-    made = []
-
-    def make(clock) -> ShmCache:
-        name = f"meeshy-rtest-{os.getpid()}-{next(_names)}"
-        table = ShmCache.create(name, entries=64, max_bytes=64 * 1024, ttl=3600.0, clock=clock)
-        made.append(table)
-        return table
-
-    yield make
-    for table in made:
-        table.unlink()
-        table.close()
+def new_table(shm_tables):
+    return shm_tables
 
 
 @pytest.mark.timeout(30)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipc.tiers import FALLBACK, pivot_routes
+from tests.fakes.apertium_modes import missing_modes, needs_modes
 from tests.fakes.apertium_stage import write_stage
 from tests.fakes.segment_cache import DictCache
 from workers.apertium import (
@@ -38,12 +39,8 @@ from workers.runtime import Runtime
 pytestmark = pytest.mark.timeout(120)
 
 PAIRS = ("eng-spa", "spa-eng", "fr-es", "es-fr")
-MISSING = [mode for mode in PAIRS if mode not in installed_modes()]
-needs_apertium = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"Apertium modes {MISSING} not installed: apt-get install apertium apertium-eng-spa apertium-fr-es "
-    "(make system-deps does it as root)",
-)
+MISSING = missing_modes(*PAIRS)
+needs_apertium = needs_modes(*PAIRS)
 MODES = installed_modes()
 
 
