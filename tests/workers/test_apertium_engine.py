@@ -16,7 +16,8 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipc.tiers import FALLBACK, pivot_routes
+from ipc.routing import pivot_routes
+from ipc.tiers import FALLBACK
 from tests.fakes.apertium_stage import write_stage
 from tests.fakes.segment_cache import DictCache
 from workers.apertium import (
