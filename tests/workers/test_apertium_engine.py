@@ -278,7 +278,7 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
             (directory / entry["path"]).symlink_to(builtin_models_dir / entry["path"])
             write_entry(directory, name, entry)
     if not MISSING:
-        from export_models import export_apertium
+        from modelbuild.apertium_modes import export_apertium
 
         export_apertium(directory)
     return directory
