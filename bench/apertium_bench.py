@@ -141,7 +141,7 @@ def main() -> int:
     if missing or shutil.which("apertium") is None:
         print(f"Apertium modes {missing or modes} are not installed: {install_hint(DEBIAN_PACKAGES)}", file=sys.stderr)
         return 1
-    from export_models import export_apertium
+    from modelbuild.apertium_modes import export_apertium
 
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = Path(tmp)

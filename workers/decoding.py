@@ -1,7 +1,7 @@
 """Greedy and beam-search decoding over an exported encoder, decoder-with-past pair and output head.
 
 The exporter writes five graphs per model (optimum's `text2text-generation-with-past`, with the
-output projection split out of the decoders by export_models.split_output_projection):
+output projection split out of the decoders by modelbuild.graphs.split_output_projection):
 
     encoder_model.onnx            input_ids, attention_mask            -> last_hidden_state
     decoder_model.onnx            input_ids, encoder_hidden_states,    -> hidden, present.{i}.{decoder,encoder}.{key,value}

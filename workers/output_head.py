@@ -1,7 +1,7 @@
 """The output projection: a decoder's last hidden state onto the vocabulary, or onto a shortlist.
 
 The export splits the projection out of the decoder graphs into two head graphs
-(export_models.split_output_projection): `head_model.onnx` gives the logits (greedy search picks
+(modelbuild.graphs.split_output_projection): `head_model.onnx` gives the logits (greedy search picks
 the best in numpy, which measured faster than ORT's ArgMax over 58k columns) and
 `head_topk_model.onnx` the k best log-probabilities and their ids per row (beam search).
 

@@ -2,30 +2,23 @@
 
 Built from the models a worker loaded (their manifest tiers and pairs, or `[workers.tiers]`).
 A request names a preferred tier (`modelType`); `routes` answers every way to serve the pair, best
-first:
+first, in the order of the routing policy (`ipc.routing`, shared with the edge's catalog): neural
+direct, neural through a pivot, then the rule-based fallback tier (Apertium) direct, through a
+pivot, and one leg of each; `modelType: "rule-based"` puts the fallback tier first. The registry
+adds the models: each leg is served by the first model of its tier that serves its pair.
 
-    1. neural, direct: each tier in fallback order that serves the pair, the preferred tier first,
-       then the tiers above it (basic → medium → premium), then those below
-    2. neural, through a pivot: a model for source → X and one for X → target, for every language
-       X that joins two legs, English first, then alphabetical; each leg taken per tier in the
-       same order, the first leg's tier varying slowest
-    3. the rule-based fallback tier (Apertium), direct
-    4. the fallback tier through a pivot (two rule-based legs), as in 2
-    5. a neural leg and a rule-based leg through a pivot
-
-`modelType: "rule-based"` puts 3 and 4 first, then 1 and 2. The first route serves the message;
-the others are where a segment goes when a model fails on it, so any neural failure ends with
-Apertium when it serves the pair. `auto` prefers a neural tier by the message's size
-(`AutoTiers`): short chat lines go to the fast tier, long or many-sentence messages to the better
-ones; it never prefers the fallback tier.
+The first route serves the message; the others are where a segment goes when a model fails on
+it, so any neural failure ends with Apertium when it serves the pair. `auto` prefers a neural tier
+by the message's size (`AutoTiers`): short chat lines go to the fast tier, long or many-sentence
+messages to the better ones; it never prefers the fallback tier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
 
-from ipc.tiers import FALLBACK, NEURAL_TIERS, TIERS, pivot_order, pivot_routes
+from ipc.routing import Routing, tier_order
+from ipc.tiers import FALLBACK, TIERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +61,15 @@ class Registry:
     def __init__(self, served: dict[str, dict[str, tuple[tuple[str, str], ...]]]) -> None:
         """`served`: tier -> {model name -> its (source, target) pairs}, models in preference order."""
         self._served = {tier: dict(models) for tier, models in served.items() if models}
+        self._routing = Routing(self.pairs())
 
     @property
     def tiers(self) -> list[str]:
         return [t for t in TIERS if t in self._served]
 
     def order(self, preferred: str) -> list[str]:
-        """Tiers to try for `preferred`: it, the neural tiers above it, then those below it, then
-        the fallback tier; for the fallback tier itself, it and then the neural tiers upwards."""
-        if preferred == FALLBACK:
-            return [t for t in (FALLBACK, *NEURAL_TIERS) if t in self._served]
-        at = NEURAL_TIERS.index(preferred)
-        return [t for t in (*NEURAL_TIERS[at:], *reversed(NEURAL_TIERS[:at]), FALLBACK) if t in self._served]
+        """Tiers to try for `preferred` (`ipc.routing.tier_order`), among those with a model."""
+        return tier_order(preferred, self._served)
 
     def models(self) -> dict[str, list[str]]:
         """tier -> model names, in preference order."""
@@ -94,28 +84,13 @@ class Registry:
 
     def pivot_pairs(self) -> list[tuple[str, str]]:
         """Pairs whose first route (for a neural modelType) goes through a pivot language."""
-        return sorted(pivot_routes(self.pairs()))
+        return sorted(self._routing.pivot_routes())
 
-    def _direct(self, tier: str, source: str, target: str) -> str | None:
-        return next((name for name, pairs in self._served[tier].items() if (source, target) in pairs), None)
-
-    def _legs(self, source: str, target: str, order: list[str]) -> list[tuple[str, Leg]]:
-        return [
-            (tier, Leg(name, source, target, tier)) for tier in order if (name := self._direct(tier, source, target))
-        ]
+    def _direct(self, tier: str, source: str, target: str) -> str:
+        return next(name for name, pairs in self._served[tier].items() if (source, target) in pairs)
 
     def routes(self, source: str, target: str, preferred: str) -> list[Route]:
-        order = self.order(preferred)
-        found = [Route(tier, (leg,)) for tier, leg in self._legs(source, target, order)]
-        for pivot in pivot_order(self.languages()):
-            if pivot in (source, target):
-                continue
-            firsts, seconds = self._legs(source, pivot, order), self._legs(pivot, target, order)
-            found += [Route(t1, (l1, l2), pivot) for (t1, l1), (_, l2) in product(firsts, seconds)]
-        first = preferred == FALLBACK  # the kind of route wanted first: rule-based or neural
-
-        def rank(route: Route) -> int:
-            kinds = {leg.tier == FALLBACK for leg in route.legs}
-            return 0 if kinds == {first} else 1 if len(kinds) == 1 else 2
-
-        return sorted(found, key=rank)  # stable: direct before pivots, English first, tier order kept
+        return [
+            Route(plan.tier, tuple(Leg(self._direct(t, s, d), s, d, t) for t, s, d in plan.legs), plan.pivot)
+            for plan in self._routing.plans(source, target, preferred)
+        ]

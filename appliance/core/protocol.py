@@ -4,7 +4,7 @@ Every external message is one UTF-8 JSON object. `parse` turns a request payload
 request or raises `RequestError(code, message)`; it never lets a malformed request through and
 never raises anything else. `Catalog` checks languages and model tiers against what the workers
 reported in their Ready frames: directly per tier, or through a pivot language that joins two
-legs (English preferred; `ipc.tiers.pivot_routes`, the workers' routing order). Language codes are folded
+legs (English preferred; `ipc.routing.pivot_routes`, the workers' routing order). Language codes are folded
 onto ISO 639-1 (`ipc.languages`). The builders below give replies and events their
 documented shapes, with `type` as the first key of every event so a SUB prefix filter works.
 
@@ -23,7 +23,8 @@ import msgspec
 from ipc.languages import canonical
 from ipc.cache_key import Detection, Segments
 from ipc.frames import FORMATS
-from ipc.tiers import MODEL_TYPES, PIVOT, pivot_routes
+from ipc.routing import PIVOT, pivot_routes
+from ipc.tiers import MODEL_TYPES
 
 AUTO = "auto"
 

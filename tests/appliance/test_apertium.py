@@ -85,7 +85,7 @@ def broken_encoder(source: Path, target: Path, longest: int) -> None:
 def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
     """The Apertium registrations, a broken copy of the built-in en->fr model, and a fake
     rule-based en->it mode whose single stage dies on "CRASH"."""
-    from export_models import export_apertium
+    from modelbuild.apertium_modes import export_apertium
 
     directory = tmp_path_factory.mktemp("apertium-appliance-models")
     if MISSING:

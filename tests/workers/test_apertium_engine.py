@@ -16,7 +16,8 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipc.tiers import FALLBACK, pivot_routes
+from ipc.routing import pivot_routes
+from ipc.tiers import FALLBACK
 from tests.fakes.apertium_modes import missing_modes, needs_modes
 from tests.fakes.apertium_stage import write_stage
 from tests.fakes.segment_cache import DictCache
@@ -274,7 +275,7 @@ def models_dir(tmp_path_factory, builtin_models_dir) -> Path:
             (directory / entry["path"]).symlink_to(builtin_models_dir / entry["path"])
             write_entry(directory, name, entry)
     if not MISSING:
-        from export_models import export_apertium
+        from modelbuild.apertium_modes import export_apertium
 
         export_apertium(directory)
     return directory

@@ -28,7 +28,7 @@ def job(text, target, source="en", **kw):
 @pytest.fixture(scope="module")
 def references(builtin_models_dir):
     """The PyTorch checkpoints the built-in exports came from."""
-    from export_models import load_reference
+    from modelbuild.checkpoint import load_reference
 
     return {name: load_reference(str(builtin_models_dir / ".build" / name)) for name in ("builtin-marian-en-fr", "builtin-m2m-mini")}
 
@@ -36,7 +36,7 @@ def references(builtin_models_dir):
 @pytest.mark.parametrize("name, pairs", [("builtin-marian-en-fr", [("en", "fr")]),
                                          ("builtin-m2m-mini", [("en", "fr"), ("en", "es"), ("en", "de")])])
 def test_greedy_output_equals_pytorch_token_for_token(builtin_models_dir, references, name, pairs):
-    from export_models import torch_greedy
+    from modelbuild.verify import torch_greedy
 
     model = Model(load_specs(builtin_models_dir)[name])
     _, tokenizer, torch_model, family, _ = references[name]

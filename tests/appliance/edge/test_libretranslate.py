@@ -189,7 +189,7 @@ def real(tmp_path_factory):
     """The real runtime serving every installed Apertium pair (no neural model)."""
     if MISSING:
         pytest.skip(needs_pairs.kwargs["reason"])
-    from export_models import export_apertium
+    from modelbuild.apertium_modes import export_apertium
 
     models = tmp_path_factory.mktemp("lt-apertium-models")
     export_apertium(models, list(REAL_MODES))
