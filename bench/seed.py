@@ -61,8 +61,8 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
-import soak
+from bench import appliance_e2e as e2e
+from bench import soak
 from appliance.client import EVENT_PREFIX, Client, Endpoint
 from modelbuild.corpus import generate_corpus
 

@@ -1,8 +1,8 @@
 """Soak: mixed traffic through a real appliance for a set time, workers killed now and then, RSS sampled.
 
-    python bench/soak.py [--duration 600] [--rate 20] [--kill-every 180] [--sample-every 10]
+    python -m bench.soak [--duration 600] [--rate 20] [--kill-every 180] [--sample-every 10]
                          [--workers 2] [--fake] [--clients 3] [--warmup S] [--out report.json]
-    python bench/soak.py --hostile [--duration 1800] [--rate 3] [--attack-every 2] [--honest-texts 400] ...
+    python -m bench.soak --hostile [--duration 1800] [--rate 3] [--attack-every 2] [--honest-texts 400] ...
 
 `--hostile` (the last part of this file, "hostile mode", with the attacks in bench/attacks.py):
 honest native, compat and HTTP clients whose every result is compared with the same text's
@@ -77,9 +77,9 @@ from pathlib import Path
 import psutil
 import zmq
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
-import attacks
 from appliance import curve as curve_keys
+from bench import appliance_e2e as e2e
+from bench import attacks
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO
