@@ -1,6 +1,6 @@
 """Segments per second of the Apertium engine in one worker, against running `apertium` per segment.
 
-    python bench/apertium_bench.py [--reps 3] [--repeat 8] [--modes eng-spa,fr-es]
+    python -m bench.apertium_bench [--reps 3] [--repeat 8] [--modes eng-spa,fr-es]
 
 Workload: the hand-written chat messages of bench/data/langid_chat.tsv in the mode's source
 language (en for eng-spa, es for spa-eng and es-fr, fr for fr-es), segmented as the runtime
@@ -32,7 +32,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "bench" / "data" / "langid_chat.tsv"
-sys.path.insert(0, str(REPO))
 
 SOURCE = {"eng-spa": "en", "spa-eng": "es", "fr-es": "fr", "es-fr": "es"}
 CODES = {"eng-spa": ("en", "es"), "spa-eng": ("es", "en"), "fr-es": ("fr", "es"), "es-fr": ("es", "fr")}
@@ -149,7 +148,7 @@ def main() -> int:
         results = {mode: bench_mode(mode, models_dir, args.reps, args.repeat) for mode in modes}
     print(table(results))
     if not args.no_json:
-        from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+        from bench.appliance_e2e import write_results
 
         doc = {"bench": "apertium", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
                "python": platform.python_version(), "reps": args.reps, "repeat": args.repeat, "results": results}

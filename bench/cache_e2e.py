@@ -32,11 +32,10 @@ from pathlib import Path
 
 import zmq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from appliance.client import NoAnswer
+from appliance.client import request as client_request
 
-from appliance.client import NoAnswer  # noqa: E402  (REPO is on sys.path only now)
-from appliance.client import request as client_request  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 EVENT_PREFIX = b'{"type":"translation_completed","taskId":"'
 
@@ -284,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"rps_ratio_min": 0.5, "p99_ms_max": 2.0},
     }
     if not args.no_json:
-        from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+        from bench.appliance_e2e import write_results
 
         print(f"\nwrote {write_results('cache_e2e', result).relative_to(REPO)}")
     return 0

@@ -1,6 +1,6 @@
 """Micro-benchmark of the cache levels, against baselines measured in the same run.
 
-    python bench/cache_micro.py [--entries 10000] [--ops 50000] [--procs 2]
+    python -m bench.cache_micro [--entries 10000] [--ops 50000] [--procs 2]
 
 Measures, for the shared-memory table: get (hit, decoded to `CachedTranslation`), get (miss),
 put; and the aggregate hit rate of `--procs` processes reading at once (the lock is shared).
@@ -23,11 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ipc.cache_key import CachedTranslation, cache_key, decode_value, encode_value  # noqa: E402
-from ipc.persistent_cache import SqliteLevel  # noqa: E402
-from ipc.shm_cache import ShmCache  # noqa: E402
+from ipc.cache_key import CachedTranslation, cache_key, decode_value, encode_value
+from ipc.persistent_cache import SqliteLevel
+from ipc.shm_cache import ShmCache
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -51,10 +51,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.appliance_e2e import Appliance, _request, cache_switch, connect_clients, write_results
 
-from appliance_e2e import Appliance, _request, cache_switch, connect_clients, write_results  # noqa: E402  (bench/ is sys.path[0])
+REPO = Path(__file__).resolve().parent.parent
 
 SOURCE, TARGET, TIER = "en", "fr", "basic"
 MIN_TOKENS, MAX_TOKENS = 5, 15

@@ -1,6 +1,6 @@
 """What a built-in model's confidence says: its distribution on in-domain and on out-of-domain text.
 
-    python bench/confidence.py [--sentences 200] [--no-json]
+    python -m bench.confidence [--sentences 200] [--no-json]
 
 The built-in models are trained on a tiny synthetic vocabulary (modelbuild). For each built-in
 pair, every segment is decoded by the model itself (no vocabulary gate, no fallback: what the
@@ -24,13 +24,12 @@ import statistics
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from modelbuild.corpus import generate_corpus
+from workers.runtime import CLOSED_VOCABULARY_FLOOR, BatchLimits, Model, _knows
+from workers.manifest import load_specs
+from workers.segmenter import segment, strip_marks
 
-from modelbuild.corpus import generate_corpus  # noqa: E402
-from workers.runtime import CLOSED_VOCABULARY_FLOOR, BatchLimits, Model, _knows  # noqa: E402
-from workers.manifest import load_specs  # noqa: E402
-from workers.segmenter import segment, strip_marks  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 HELD_OUT_SEED = 99_1807  # modelbuild trains on its own seeds; this one is for evaluation only
 
@@ -99,8 +98,7 @@ def main() -> int:
             kept = "*" if row["confidence"] >= CLOSED_VOCABULARY_FLOOR else " "
             print(f" {kept} {key.split('/')[0]}: {row['text']!r} -> {row['output']!r} ({row['confidence']})")
     if not args.no_json:
-        sys.path.insert(0, str(REPO / "bench"))
-        from appliance_e2e import write_results
+        from bench.appliance_e2e import write_results
 
         print(f"wrote {write_results('confidence', {'sentences': args.sentences, 'results': report})}")
     return 0

@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results"
 MODELS = REPO / "models"
@@ -321,7 +320,7 @@ class EngineProcess:
     def __init__(self, name: str, opts):
         self.name = name
         self.log = tempfile.TemporaryFile(mode="w+")
-        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--sentences", str(opts.sentences),
+        argv = [sys.executable, "-m", "bench.engine", "--worker", name, "--sentences", str(opts.sentences),
                 "--batch", str(opts.batch), "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed),
                 "--model", opts.model, "--models-dir", str(opts.models_dir)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -755,7 +754,7 @@ FULL_RUN = (  # (title, benchmark in bench/run.py, its options, the model export
 
 
 def full_run(models_dir: Path) -> int:
-    from run import run_one  # bench/run.py: bench/ is sys.path[0] when this runs as a script
+    from bench.run import run_one
 
     failed = []
     for title, benchmark, args, needs in FULL_RUN:
@@ -814,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_after"] = os.getloadavg()
     report["wall_s"] = round(time.time() - started, 1)
     print(f"\nload average {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}, {report['wall_s']:.0f}s")
-    from appliance_e2e import write_results  # bench/ is sys.path[0] when this runs as a script
+    from bench.appliance_e2e import write_results
 
     print(f"written {write_results(report['bench'], report).relative_to(REPO)}")
     return 0 if ok else 1

@@ -1,6 +1,6 @@
 """Meeshy's gateway against [compat] under a burst: what its client would see.
 
-    python bench/gateway_burst.py --messages 400 2000 [--languages fr es de] [--scale 5] [--fake]
+    python -m bench.gateway_burst --messages 400 2000 [--languages fr es de] [--scale 5] [--fake]
 
 For each burst size, a fresh appliance (the fake runtime with --fake, else the built-in models)
 with [compat] on, and one fake of the gateway's client (tests/fakes/gateway.py: one event read
@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
+from bench.appliance_e2e import Appliance
+from bench.harness import FAKE_RUNTIME
 from tests.fakes.gateway import FakeGateway
 
 
@@ -34,11 +35,10 @@ def burst(n: int, languages: list[str], scale: float, fake: bool) -> dict:
         "compat": {"enabled": True, "meeshy_pull_port": 0, "meeshy_pub_port": 0, "gateway_read_rate": 10.0 * scale,
                    "max_delivery_delay_s": 140.0 / scale, "retry_window_s": 300.0 / scale},
         "workers": {"count": 2, "startup_timeout_s": 300.0,
-                    **({"runtime_factory": "tests.fakes.fake_runtime:load"} if fake else {})},
+                    **({"runtime_factory": FAKE_RUNTIME} if fake else {})},
     }
     with tempfile.TemporaryDirectory(prefix="gateway-burst-") as tmp:
-        app = e2e.Appliance.__new__(e2e.Appliance)
-        app._start(Path(tmp), sections)
+        app = Appliance.with_sections(Path(tmp), sections)
         try:
             app.wait_ready()
             gw = FakeGateway(app.ctx, app.endpoints["compat_pull"], app.endpoints["compat_events"],

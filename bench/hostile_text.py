@@ -27,12 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import zmq
 
-from appliance.core.langid import LanguageDetector, clean  # noqa: E402  (REPO is on sys.path only now)
-from tests.fakes.hostile_text import GENERATORS  # noqa: E402
-from workers.segmenter import segment  # noqa: E402
+from appliance.core.langid import LanguageDetector, clean
+from bench.appliance_e2e import Appliance
+from bench.harness import FAKE_RUNTIME
+from tests.fakes.hostile_text import GENERATORS
+from workers.segmenter import segment
+
+REPO = Path(__file__).resolve().parents[1]
 
 SIZES = (1000, 5000, 20000)
 LANGUAGES = ("en", "fr", "es", "de", "it", "pt", "ru", "zh", "ar", "ja")
@@ -104,7 +107,6 @@ def under_load(app, texts: list[str], in_flight: int, pings: int) -> tuple[list[
     """Pings while a DEALER keeps `in_flight` detect requests outstanding; (ping ms, answered)."""
     import threading
 
-    zmq = app.zmq
     dealer = app.ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(app.endpoints["requests"])
@@ -137,15 +139,11 @@ def under_load(app, texts: list[str], in_flight: int, pings: int) -> tuple[list[
 
 
 def loop(requests: int, pings: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import appliance_e2e as e2e
-
     hostile = [make(5000) for make in GENERATORS.values()]
     benign = [(BENIGN * 100)[:5000]]
     with tempfile.TemporaryDirectory() as tmp:
-        app = e2e.Appliance.__new__(e2e.Appliance)
-        app._start(Path(tmp), {"workers": {"count": 1, "runtime_factory": "tests.fakes.fake_runtime:load",
-                                           "startup_timeout_s": 120.0}})
+        app = Appliance.with_sections(Path(tmp), {"workers": {"count": 1, "runtime_factory": FAKE_RUNTIME,
+                                                              "startup_timeout_s": 120.0}})
         try:
             app.wait_ready(120)
             rows = [("idle", ping_ms(app, pings), 0)]

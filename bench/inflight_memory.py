@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -25,8 +24,10 @@ import time
 from pathlib import Path
 
 import psutil
+import zmq
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
+from bench.appliance_e2e import Appliance
+from bench.harness import FAKE_RUNTIME
 
 MIB = 1024 * 1024
 
@@ -39,13 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     limits = {"max_attempts": 1}
     if opts.max_inflight_bytes:
         limits["max_inflight_bytes"] = opts.max_inflight_bytes
-    os.environ["FAKE_RUNTIME_DELAY_MS"] = "600000"  # the worker inherits it: a stalled worker
     tmp = Path(tempfile.mkdtemp(prefix="meeshy-inflight-"))
-    app = e2e.Appliance.__new__(e2e.Appliance)
-    app._start(tmp, {"limits": limits, "workers": {"count": 1, "runtime_factory": "tests.fakes.fake_runtime:load"}})
+    app = Appliance.with_sections(tmp, {"limits": limits, "workers": {"count": 1, "runtime_factory": FAKE_RUNTIME}},
+                                  env={"FAKE_RUNTIME_DELAY_MS": "600000"})  # a stalled worker
     try:
         app.wait_ready(120)
-        zmq = app.zmq
         supervisor = psutil.Process(app.proc.pid)
         time.sleep(1.0)
         before = supervisor.memory_info().rss

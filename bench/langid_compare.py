@@ -1,6 +1,6 @@
 """Language-identification libraries on short chat messages, against py3langid (the appliance's pick).
 
-    python bench/langid_compare.py [--reps 3] [--only lingua,py3langid] [--data FILE]
+    python -m bench.langid_compare [--reps 3] [--only lingua,py3langid] [--data FILE]
 
 Runs every candidate over bench/data/langid_chat.tsv (hand-written chat messages in en, fr, es,
 de, it, pt), each in its own fresh interpreter with one thread, restricted to the file's languages
@@ -29,7 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DATA = REPO / "bench" / "data" / "langid_chat.tsv"
-sys.path.insert(0, str(REPO))
 
 Detect = Callable[[str], "str | None"]
 
@@ -198,7 +197,7 @@ def run_child(name: str, data: Path, reps: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "RAYON_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--data", str(data), "--reps", str(reps)],
+        [sys.executable, "-m", "bench.langid_compare", "--child", name, "--data", str(data), "--reps", str(reps)],
         capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

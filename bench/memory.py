@@ -32,10 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from appliance_e2e import Appliance, cache_switch, connect_clients, drive, write_results  # noqa: E402  (bench/ is sys.path[0])
+from bench.appliance_e2e import Appliance, cache_switch, connect_clients, drive, write_results
+from bench.harness import REPO
 
 MB = 1024 * 1024
 PER_WORKER_GOAL_MB = 150

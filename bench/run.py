@@ -4,8 +4,10 @@
     python bench/run.py engine --sentences 128 --reps 3   # one, the rest of the line is its argv
     python bench/run.py --list
 
-A benchmark is a script in bench/ that takes its own options and exits non-zero on failure; each
-runs in a fresh interpreter.
+A benchmark is a module of the bench package that takes its own options and exits non-zero on
+failure; each runs as `python -m bench.<module>` in a fresh interpreter, from the repository root.
+This file imports nothing of the package, so it runs as a script (`python bench/run.py`) or as a
+module (`python -m bench.run`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 
 BENCHMARKS = {
     "cache_micro": "shared-memory cache levels against a dict and a Manager dict",
@@ -31,16 +33,17 @@ BENCHMARKS = {
     "inflight_memory": "supervisor RSS with the in-flight table filled by 5,000-emoji texts (a stalled worker)",
     "confidence": "built-in models' confidence on in-domain vs out-of-domain text; what the vocabulary gate and floor let through",
 }
-# Benchmarks whose script is not bench/<name>.py: appliance/ has a langid.py
+# Benchmarks whose module is not bench.<name>: appliance/ has a langid.py
 # already, so the benchmark's file says what it does.
-SCRIPTS = {"langid": "langid_compare.py"}
+MODULES = {"langid": "langid_compare"}
 
 
 def run_one(name: str, args: list[str]) -> int:
     # A fresh interpreter per benchmark: one benchmark's imports, thread pools and memory cannot
-    # skew the next, and spawned helper processes can import the benchmark module by its path.
-    script = BENCH / SCRIPTS.get(name, f"{name}.py")
-    return subprocess.call([sys.executable, str(script), *args], cwd=BENCH.parent)
+    # skew the next. From the repository root, so `bench`, `appliance`, `workers`... import, in
+    # the benchmark and in the helper processes it spawns.
+    module = f"bench.{MODULES.get(name, name)}"
+    return subprocess.call([sys.executable, "-m", module, *args], cwd=REPO)
 
 
 def main() -> int:

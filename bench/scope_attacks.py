@@ -6,17 +6,16 @@ after each:
 2. mallory takes 500 of another client's future taskIds first, with its own text: the victim's
    requests under those ids must be accepted and each answered with its own translation.
 
-Uses the tests' appliance harness and fake runtime (it reverses the text; no models needed).
-Run from the repository root:
+Uses the tests' appliance (bench/harness.py) and fake runtime (it reverses the text; no models
+needed). Run from the repository root:
 
-    .venv/bin/python bench/scope_attacks.py
+    .venv/bin/python -m bench.scope_attacks
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +23,8 @@ from pathlib import Path
 import psutil
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from appliance import curve  # noqa: E402
-from tests.appliance.conftest import Appliance, base_config, merge, start_curve_appliance  # noqa: E402
+from ipc import curve_keys as curve
+from bench.harness import Appliance, base_config, merge, start_curve_appliance
 
 SUBSCRIPTIONS = 20_000
 SQUATTED = 500

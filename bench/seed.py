@@ -1,9 +1,9 @@
 """The seed's performance scenarios, each request timed until its `translation_completed` event.
 
-    python bench/seed.py                                   # built-in models, 1 and 2 workers
-    python bench/seed.py --model synthetic-opus-mt-base-int8 --models-dir /tmp/seed-models
-    python bench/seed.py --endpoint /run/meeshy-appliance/endpoints.json   # a running appliance
-    python bench/seed.py --fake --workers 1 --gateway 6/2 --translator 8/4 --multi 3/2  # quick check
+    python -m bench.seed                                   # built-in models, 1 and 2 workers
+    python -m bench.seed --model synthetic-opus-mt-base-int8 --models-dir /tmp/seed-models
+    python -m bench.seed --endpoint /run/meeshy-appliance/endpoints.json   # a running appliance
+    python -m bench.seed --fake --workers 1 --gateway 6/2 --translator 8/4 --multi 3/2  # quick check
 
 The original design (the translator this appliance replaces) claimed 45 requests/s through the
 gateway and 250 requests/s at the translator. Its scenarios, as requests/concurrency:
@@ -61,8 +61,8 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
-import soak
+from bench import appliance_e2e as e2e
+from bench import soak
 from appliance.client import EVENT_PREFIX, Client, Endpoint
 from modelbuild.corpus import generate_corpus
 

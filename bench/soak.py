@@ -1,8 +1,8 @@
 """Soak: mixed traffic through a real appliance for a set time, workers killed now and then, RSS sampled.
 
-    python bench/soak.py [--duration 600] [--rate 20] [--kill-every 180] [--sample-every 10]
+    python -m bench.soak [--duration 600] [--rate 20] [--kill-every 180] [--sample-every 10]
                          [--workers 2] [--fake] [--clients 3] [--warmup S] [--out report.json]
-    python bench/soak.py --hostile [--duration 1800] [--rate 3] [--attack-every 2] [--honest-texts 400] ...
+    python -m bench.soak --hostile [--duration 1800] [--rate 3] [--attack-every 2] [--honest-texts 400] ...
 
 `--hostile` (the last part of this file, "hostile mode", with the attacks in bench/attacks.py):
 honest native, compat and HTTP clients whose every result is compared with the same text's
@@ -77,9 +77,9 @@ from pathlib import Path
 import psutil
 import zmq
 
-import appliance_e2e as e2e  # bench/ is on sys.path when this runs as a script; it puts REPO there
-import attacks
-from appliance.edge import curve as curve_keys
+from ipc import curve_keys
+from bench import appliance_e2e as e2e
+from bench import attacks
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO
@@ -1326,7 +1326,7 @@ def main_hostile(opts) -> int:
     return 130 if result["interrupted"] else (1 if problems else 0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
@@ -1359,23 +1359,20 @@ def main(argv: list[str] | None = None) -> int:
     if opts.hostile:
         if opts.fake:
             parser.error("--hostile needs the built-in models and Apertium (no --fake)")
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-        return main_hostile(opts)
+        return opts
     if opts.rate <= 0 or opts.duration <= 0 or opts.sample_every <= 0 or opts.clients < 1:
         parser.error("--rate, --duration, --sample-every and --clients must be positive")
     if not opts.fake and not (opts.models_dir / "manifest.json").exists():
         parser.error(f"no {opts.models_dir}/manifest.json: run `python export_models.py --builtin`, or use --fake")
+    return opts
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    what = "fake runtime" if opts.fake else f"built-in models ({opts.models_dir})"
-    print(f"soak: {opts.duration:.0f}s at {opts.rate:g} req/s, {opts.workers} worker(s), {what}, "
-          f"kill every {opts.kill_every:g}s, sample every {opts.sample_every:g}s; load {e2e.load_average()}",
-          flush=True)
+
+def serve_and_soak(opts) -> tuple[dict, float, int | None, str] | None:
+    """Boot the soak's appliance, run the traffic and stop it with SIGTERM: (the run's result, boot
+    seconds, exit code, log tail); None after Ctrl-C before the run could finish (appliance stopped)."""
     tmp = Path(tempfile.mkdtemp(prefix="meeshy-soak-"))  # short: ipc:// paths are limited to 107 bytes
     app = None
     known: dict[int, psutil.Process] = {}
-    exit_code = None
-    result = None
     try:
         t0 = time.perf_counter()
         app = SoakAppliance(tmp, opts.workers, opts.fake, opts.models_dir.resolve())
@@ -1393,7 +1390,7 @@ def main(argv: list[str] | None = None) -> int:
         code = stop_everything(app, monitor.known if monitor else {})
         print(f"appliance stopped (exit code {code})", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
-        return 130
+        return None
     except BaseException as exc:
         tail = app.log(3000) if app is not None else ""
         if tail and tail not in str(exc):
@@ -1407,6 +1404,22 @@ def main(argv: list[str] | None = None) -> int:
         log_tail = app.log(4000)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return result, boot_s, exit_code, log_tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if opts.hostile:
+        return main_hostile(opts)
+    what = "fake runtime" if opts.fake else f"built-in models ({opts.models_dir})"
+    print(f"soak: {opts.duration:.0f}s at {opts.rate:g} req/s, {opts.workers} worker(s), {what}, "
+          f"kill every {opts.kill_every:g}s, sample every {opts.sample_every:g}s; load {e2e.load_average()}",
+          flush=True)
+    served = serve_and_soak(opts)
+    if served is None:
+        return 130
+    result, boot_s, exit_code, log_tail = served
     report, problems = summarize(opts, result, exit_code, boot_s)
     report["appliance_log_tail"] = log_tail
     print_summary(report)

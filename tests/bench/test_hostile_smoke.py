@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench"))
+from bench import attacks
 
-import attacks  # noqa: E402  (bench/ is not a package)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(240)
@@ -24,7 +23,7 @@ def test_the_hostile_soak_runs_every_attack_and_checks_honest_results(tmp_path):
         pytest.skip("needs the built-in models and Apertium (make system-deps models)")
     out = tmp_path / "hostile.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak.py"), "--hostile", "--duration", "9", "--attack-every", "1",
+        [sys.executable, "-m", "bench.soak", "--hostile", "--duration", "9", "--attack-every", "1",
          "--rate", "3", "--honest-texts", "24", "--kill-every", "0", "--sample-every", "3", "--drain", "5",
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=220,

@@ -23,7 +23,7 @@ ROW_KEYS = {"level", "scenario", "requests", "concurrency", "workers", "targets"
 def test_seed_writes_its_report(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "seed.py"), "--fake", "--workers", "1", "--gateway", "6/2",
+        [sys.executable, "-m", "bench.seed", "--fake", "--workers", "1", "--gateway", "6/2",
          "--translator", "8/4", "--multi", "3/2", "--results-dir", str(out), "--timeout", "60"],
         cwd=REPO, capture_output=True, text=True, timeout=220,
     )
