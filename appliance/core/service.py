@@ -1,4 +1,5 @@
-"""The request service: answers every request from the edge (ZeroMQ) and the HTTP API.
+"""The request service: answers every request from the doors (appliance/edge/: ZeroMQ, HTTP,
+LibreTranslate, Meeshy's gateway), which know it as appliance/core/ports.py's `Service`.
 
     respond(payload, reply) ──parse──▶ ping │ detect │ stats │ languages │ translation
     translation ──▶ retry of a known taskId? (appliance/core/dispatcher.py decides what it gets)
@@ -13,6 +14,9 @@ synchronous request, when each of its targets has an outcome.
 `scope` names whose taskId namespace a request is in (appliance/core/dispatcher.py, "Scopes"): the
 edge passes the CURVE client's identity, compat its own scope, HTTP and anonymous 5555 clients "".
 A task's events are published with its scope; who receives them is the publisher's business.
+
+The service reads the appliance's phase from the supervisor's Lifecycle
+(appliance/lifecycle/phase.py) and never changes it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from appliance.core.dispatcher import (
 )
 from appliance.core.langid import LanguageDetector
 from ipc.languages import canonical
+from appliance.lifecycle.phase import Lifecycle
 from appliance.lifecycle.pool import SlotState, WorkerPool
 from appliance.core.protocol import RequestError
 from appliance.core.stats import Metrics
@@ -48,8 +53,6 @@ from ipc.cache_key import CachedTranslation, Detection
 from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
 log = logging.getLogger("meeshy.service")
-
-STARTING, SERVING, DRAINING, STOPPED = "starting", "serving", "draining", "stopped"
 
 Reply = Callable[[dict], None]
 Hit = tuple[CachedTranslation, float]  # the cached value, lookup milliseconds
@@ -63,6 +66,7 @@ class RequestService:
         pool: WorkerPool,
         cache: ApplianceCache | None,
         publish: Callable[[dict], None],
+        lifecycle: Lifecycle,
     ) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
@@ -70,7 +74,7 @@ class RequestService:
         self.cache = cache
         self.publish = publish
         self.metrics = Metrics()
-        self.state = STARTING
+        self.lifecycle = lifecycle  # the supervisor's: read here, never written
         self.catalog: protocol.Catalog | None = None
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
@@ -201,9 +205,9 @@ class RequestService:
         return req if len(kept) == len(req.targets) else dataclasses.replace(req, targets=tuple(kept))
 
     def _check_serving(self, req: protocol.TranslateRequest) -> None:
-        if self.state in (DRAINING, STOPPED):
+        if self.lifecycle.shutting_down:
             raise RequestError(protocol.SHUTTING_DOWN, "the appliance is shutting down", req.message_id, req.task_id)
-        if self.catalog is None or self.state != SERVING:
+        if self.catalog is None or not self.lifecycle.is_serving:
             raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id, req.task_id)
 
     def _check_capacity(self, req: protocol.TranslateRequest, *, retry: bool = False) -> None:
@@ -436,16 +440,16 @@ class RequestService:
         return body
 
     def ready(self) -> bool:
-        return self.state == SERVING and self.pool.count(SlotState.READY) > 0
+        return self.lifecycle.is_serving and self.pool.count(SlotState.READY) > 0
 
     def healthy(self) -> bool:
-        return self.state in (SERVING, DRAINING) and self.pool.count(
+        return (self.lifecycle.is_serving or self.lifecycle.is_draining) and self.pool.count(
             SlotState.READY, SlotState.BOOTING, SlotState.BACKOFF
         ) > 0
 
     def ping(self, message_id: str | None) -> dict:
         ready = self.pool.count(SlotState.READY)
-        body: dict = {"type": "pong", "status": "ok", "state": self.state}
+        body: dict = {"type": "pong", "status": "ok", "state": self.lifecycle.name}
         body.update(_with_id(message_id))
         body.update(
             ready=self.ready(),
@@ -467,7 +471,7 @@ class RequestService:
         d = self.dispatcher
         return {
             "type": "stats",
-            "service": self.metrics.service(self.state),
+            "service": self.metrics.service(self.lifecycle.name),
             "cache": self.cache.stats() if self.cache is not None else disabled_stats(),
             "workers": {
                 "max_workers": len(self.pool.slots),

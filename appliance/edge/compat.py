@@ -92,6 +92,7 @@ import msgspec
 import zmq
 
 from appliance.core import protocol
+from appliance.core.ports import Service
 from appliance.config import Settings
 from ipc.languages import canonical
 from appliance.edge.zmtp_pull import Message, ZmtpPullServer
@@ -168,7 +169,7 @@ class CompatFront:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.service = None  # the RequestService; set by the supervisor once it exists
+        self.service: Service | None = None  # the RequestService; set by the supervisor once it exists
         c = settings.compat
         self.puller = ZmtpPullServer(
             pull, self.on_message, keep_bytes=settings.limits.max_request_bytes, buffer_bytes=c.connection_buffer_bytes,
@@ -372,7 +373,7 @@ class CompatFront:
             return "starting"
         if service.ready():
             return "healthy"
-        return "degraded" if service.state == "serving" else service.state
+        return "degraded" if service.lifecycle.is_serving else service.lifecycle.name
 
     # ================================================================== requests in
 

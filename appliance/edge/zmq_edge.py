@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Protocol
 
 import zmq
 import zmq.asyncio
 
 from appliance.edge import curve
 from appliance.core import protocol
+from appliance.core.ports import Service
 from appliance.config import Settings
 
 log = logging.getLogger("meeshy.edge")
@@ -70,11 +69,6 @@ def buffer_hwm(settings: Settings) -> tuple[int, int]:
     event = largest_event_bytes(settings)
     reply = settings.limits.max_targets * event
     return max(16, settings.ipc.edge_buffer_bytes // reply), max(16, settings.ipc.pub_buffer_bytes // event)
-
-
-class Service(Protocol):
-    def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply: Callable[[dict], None], *, scope: str = "") -> None: ...
 
 
 def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]]:
