@@ -15,7 +15,8 @@ synchronous request, when each of its targets has an outcome.
 edge passes the CURVE client's identity, compat its own scope, HTTP and anonymous 5555 clients "".
 A task's events are published with its scope; who receives them is the publisher's business.
 
-The service reads the appliance's phase from the supervisor's Lifecycle
+`TaskObserver` records what the dispatcher reports (metrics, cache writes); it shares the
+service's Metrics. The service reads the appliance's phase from the supervisor's Lifecycle
 (appliance/lifecycle/phase.py) and never changes it.
 """
 
@@ -58,6 +59,31 @@ Reply = Callable[[dict], None]
 Hit = tuple[CachedTranslation, float]  # the cached value, lookup milliseconds
 
 
+class TaskObserver:
+    """What the dispatcher reports about each task (its on_completed, on_outcome and
+    on_dispatched), recorded: the metrics' counts and timings, and each worker result written to
+    the cache. Built before the dispatcher, as the service is built after it
+    (appliance/lifecycle/supervisor.py, "Wiring")."""
+
+    def __init__(self, metrics: Metrics, cache: ApplianceCache | None) -> None:
+        self.metrics = metrics
+        self.cache = cache
+
+    def completed(self, unit: TargetTask, frame: Result) -> None:
+        self.metrics.count_completed(frame.processing_ms)
+        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
+        if self.cache is not None:
+            self.cache.on_result(unit.cache_key, frame, unit.request.detection)
+
+    def outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
+        """A target's event went out: end-to-end latency from the request's acceptance."""
+        self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
+
+    def dispatched(self, unit: TargetTask, now: float) -> None:
+        if unit.attempt == 1:  # a dispatch again after a worker died is not queue time
+            self.metrics.observe_queue_time(now - unit.request.accepted_at)
+
+
 class RequestService:
     def __init__(
         self,
@@ -65,28 +91,31 @@ class RequestService:
         dispatcher: Dispatcher,
         pool: WorkerPool,
         cache: ApplianceCache | None,
-        publish: Callable[[dict], None],
         lifecycle: Lifecycle,
+        metrics: Metrics,
+        *,
+        retry_dispatch: Callable[[], None],
+        edge_counters: Callable[[], dict],
+        compat_counters: Callable[[], dict] | None = None,
     ) -> None:
+        """`lifecycle` is the supervisor's (read here, never written); `metrics` is shared with
+        the TaskObserver the dispatcher reports to; `retry_dispatch` is the supervisor's "dispatch
+        again shortly", for a send that found no pipe yet; `edge_counters` and `compat_counters`
+        ([compat] on) are the doors' counters, for stats."""
         self.settings = settings
         self.dispatcher = dispatcher
         self.pool = pool
         self.cache = cache
-        self.publish = publish
-        self.metrics = Metrics()
-        self.lifecycle = lifecycle  # the supervisor's: read here, never written
+        self.lifecycle = lifecycle
+        self.metrics = metrics
         self.catalog: protocol.Catalog | None = None
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
-        self.edge_counters: Callable[[], dict] = dict
-        self.compat_counters: Callable[[], dict] | None = None  # [compat] on: appliance/edge/compat.py's stats
-        self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
+        self.edge_counters = edge_counters
+        self.compat_counters = compat_counters
+        self.retry_dispatch = retry_dispatch
         self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
         self._lookup_bytes = 0
-        dispatcher.on_completed = self._completed
-        dispatcher.on_failed = self.metrics.count_failed
-        dispatcher.on_outcome = self._observe_outcome
-        dispatcher.on_dispatched = self._observe_dispatch
         self.metrics.collect_from(self.stats)
 
     # ------------------------------------------------------------------ models
@@ -405,20 +434,6 @@ class RequestService:
             detection=record.detection,
             same_language=True,
         )
-
-    def _completed(self, unit: TargetTask, frame: Result) -> None:
-        self.metrics.count_completed(frame.processing_ms)
-        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
-        if self.cache is not None:
-            self.cache.on_result(unit.cache_key, frame, unit.request.detection)
-
-    def _observe_outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
-        """A target's event went out: end-to-end latency from the request's acceptance."""
-        self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
-
-    def _observe_dispatch(self, unit: TargetTask, now: float) -> None:
-        if unit.attempt == 1:  # a dispatch again after a worker died is not queue time
-            self.metrics.observe_queue_time(now - unit.request.accepted_at)
 
     def _estimate_ms(self) -> float:
         ready = max(1, self.pool.count(SlotState.READY))

@@ -80,10 +80,10 @@ def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]
 
 
 class Edge:
-    def __init__(
-        self, service: Service, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket, *, scoped: bool = False
-    ) -> None:
-        self.service = service
+    def __init__(self, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket, *, scoped: bool = False) -> None:
+        """Events may be published as soon as it is built; requests are read only while
+        `serve(service)` runs (appliance/lifecycle/supervisor.py, "Wiring")."""
+        self.service: Service | None = None  # the one serve() answers with
         self.router = router
         self.pub = pub
         self.scoped = scoped  # CURVE: per-client scopes, `pub` an XPUB secured by EdgeCurve
@@ -102,8 +102,9 @@ class Edge:
         self._read_scheduled = False
         self._subs_scheduled = False
 
-    async def serve(self) -> None:
-        """Receive and answer requests until cancelled."""
+    async def serve(self, service: Service) -> None:
+        """Receive requests and answer them with `service` until cancelled."""
+        self.service = service
         self._loop = asyncio.get_running_loop()
         fd = self._router.getsockopt(zmq.FD)
         self._loop.add_reader(fd, self._read_requests)
