@@ -81,7 +81,25 @@ class Dispatcher:
         queue_depth: int,
         send_task: Callable[[int, Task], bool],
         publish: Callable[[str, bytes], None],
+        *,
+        max_output_chars: int | None = None,
+        on_idle: Callable[[], None] = lambda: None,
+        on_completed: Callable[[TargetTask, Result], None] = lambda unit, frame: None,
+        on_failed: Callable[[str], None] = lambda code: None,
+        on_outcome: Callable[[RequestRecord, str, bool], None] = lambda record, target, ok: None,
+        on_dispatched: Callable[[TargetTask, float], None] = lambda unit, now: None,
     ) -> None:
+        """`max_output_chars` bounds a translation (default 2 x max_text_chars); the `on_`
+        callables are told what happens (they default to nothing):
+
+            on_idle        the last unit in the table finished (a drain waits for it)
+            on_completed   each worker result, before it is published (the cache stores it,
+                           metrics count it)
+            on_failed      each error event's code
+            on_outcome     each outcome recorded for a target, ok or not (not one published again
+                           for a retry): metrics' end-to-end latency
+            on_dispatched  each unit sent to a worker, with the `now` it was sent at
+        """
         self.max_units = limits.max_inflight_tasks
         self.max_bytes = limits.max_inflight_bytes
         self.refused_for_bytes = 0  # admissions refused by max_inflight_bytes (stats)
@@ -89,7 +107,7 @@ class Dispatcher:
         self.recent_capacity = limits.recent_task_ids
         self.recent_max_bytes = limits.recent_task_bytes
         self.task_timeout_s = limits.task_timeout_s
-        self.max_output_chars = 2 * limits.max_text_chars  # bounds an event's size (edge.buffer_hwm)
+        self.max_output_chars = max_output_chars or 2 * limits.max_text_chars  # bounds an event's size (edge.buffer_hwm)
         self.queue_depth = queue_depth
         self.table = TaskTable(max_attempts=limits.max_attempts, task_timeout_s=limits.task_timeout_s)
         self.records: dict[TaskKey, RequestRecord] = {}
@@ -98,16 +116,11 @@ class Dispatcher:
         self.ready_slots: list[int] = []
         self._send_task = send_task
         self._publish = publish
-        # Called when the last unit in the table finished (a drain waits for it).
-        self.on_idle: Callable[[], None] = lambda: None
-        # Called with each worker result before it is published (the cache stores it, metrics
-        # count it), and with each error event's code.
-        self.on_completed: Callable[[TargetTask, Result], None] = lambda unit, frame: None
-        self.on_failed: Callable[[str], None] = lambda code: None
-        # Metrics' timings: each outcome recorded for a target (ok or not; not an outcome published
-        # again for a retry), and each unit sent to a worker, with the `now` it was sent at.
-        self.on_outcome: Callable[[RequestRecord, str, bool], None] = lambda record, target, ok: None
-        self.on_dispatched: Callable[[TargetTask, float], None] = lambda unit, now: None
+        self.on_idle = on_idle
+        self.on_completed = on_completed
+        self.on_failed = on_failed
+        self.on_outcome = on_outcome
+        self.on_dispatched = on_dispatched
 
     # ------------------------------------------------------------------ admission
 

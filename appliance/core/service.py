@@ -1,4 +1,5 @@
-"""The request service: answers every request from the edge (ZeroMQ) and the HTTP API.
+"""The request service: answers every request from the doors (appliance/edge/: ZeroMQ, HTTP,
+LibreTranslate, Meeshy's gateway), which know it as appliance/core/ports.py's `Service`.
 
     respond(payload, reply) ──parse──▶ ping │ detect │ stats │ languages │ translation
     translation ──▶ retry of a known taskId? (appliance/core/dispatcher.py decides what it gets)
@@ -13,6 +14,10 @@ synchronous request, when each of its targets has an outcome.
 `scope` names whose taskId namespace a request is in (appliance/core/dispatcher.py, "Scopes"): the
 edge passes the CURVE client's identity, compat its own scope, HTTP and anonymous 5555 clients "".
 A task's events are published with its scope; who receives them is the publisher's business.
+
+`TaskObserver` records what the dispatcher reports (metrics, cache writes); it shares the
+service's Metrics. The service reads the appliance's phase from the supervisor's Lifecycle
+(appliance/lifecycle/phase.py) and never changes it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from appliance.core.dispatcher import (
 )
 from appliance.core.langid import LanguageDetector
 from ipc.languages import canonical
+from appliance.lifecycle.phase import Lifecycle
 from appliance.lifecycle.pool import SlotState, WorkerPool
 from appliance.core.protocol import RequestError
 from appliance.core.stats import Metrics
@@ -49,10 +55,33 @@ from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
 log = logging.getLogger("meeshy.service")
 
-STARTING, SERVING, DRAINING, STOPPED = "starting", "serving", "draining", "stopped"
-
 Reply = Callable[[dict], None]
 Hit = tuple[CachedTranslation, float]  # the cached value, lookup milliseconds
+
+
+class TaskObserver:
+    """What the dispatcher reports about each task (its on_completed, on_outcome and
+    on_dispatched), recorded: the metrics' counts and timings, and each worker result written to
+    the cache. Built before the dispatcher, as the service is built after it
+    (appliance/lifecycle/supervisor.py, "Wiring")."""
+
+    def __init__(self, metrics: Metrics, cache: ApplianceCache | None) -> None:
+        self.metrics = metrics
+        self.cache = cache
+
+    def completed(self, unit: TargetTask, frame: Result) -> None:
+        self.metrics.count_completed(frame.processing_ms)
+        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
+        if self.cache is not None:
+            self.cache.on_result(unit.cache_key, frame, unit.request.detection)
+
+    def outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
+        """A target's event went out: end-to-end latency from the request's acceptance."""
+        self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
+
+    def dispatched(self, unit: TargetTask, now: float) -> None:
+        if unit.attempt == 1:  # a dispatch again after a worker died is not queue time
+            self.metrics.observe_queue_time(now - unit.request.accepted_at)
 
 
 class RequestService:
@@ -62,27 +91,31 @@ class RequestService:
         dispatcher: Dispatcher,
         pool: WorkerPool,
         cache: ApplianceCache | None,
-        publish: Callable[[dict], None],
+        lifecycle: Lifecycle,
+        metrics: Metrics,
+        *,
+        retry_dispatch: Callable[[], None],
+        edge_counters: Callable[[], dict],
+        compat_counters: Callable[[], dict] | None = None,
     ) -> None:
+        """`lifecycle` is the supervisor's (read here, never written); `metrics` is shared with
+        the TaskObserver the dispatcher reports to; `retry_dispatch` is the supervisor's "dispatch
+        again shortly", for a send that found no pipe yet; `edge_counters` and `compat_counters`
+        ([compat] on) are the doors' counters, for stats."""
         self.settings = settings
         self.dispatcher = dispatcher
         self.pool = pool
         self.cache = cache
-        self.publish = publish
-        self.metrics = Metrics()
-        self.state = STARTING
+        self.lifecycle = lifecycle
+        self.metrics = metrics
         self.catalog: protocol.Catalog | None = None
         self.detector: LanguageDetector | None = None
         self.models: list[ModelInfo] = []
-        self.edge_counters: Callable[[], dict] = dict
-        self.compat_counters: Callable[[], dict] | None = None  # [compat] on: appliance/edge/compat.py's stats
-        self.retry_dispatch: Callable[[], None] = lambda: None  # the supervisor's: dispatch again shortly
+        self.edge_counters = edge_counters
+        self.compat_counters = compat_counters
+        self.retry_dispatch = retry_dispatch
         self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
         self._lookup_bytes = 0
-        dispatcher.on_completed = self._completed
-        dispatcher.on_failed = self.metrics.count_failed
-        dispatcher.on_outcome = self._observe_outcome
-        dispatcher.on_dispatched = self._observe_dispatch
         self.metrics.collect_from(self.stats)
 
     # ------------------------------------------------------------------ models
@@ -201,9 +234,9 @@ class RequestService:
         return req if len(kept) == len(req.targets) else dataclasses.replace(req, targets=tuple(kept))
 
     def _check_serving(self, req: protocol.TranslateRequest) -> None:
-        if self.state in (DRAINING, STOPPED):
+        if self.lifecycle.shutting_down:
             raise RequestError(protocol.SHUTTING_DOWN, "the appliance is shutting down", req.message_id, req.task_id)
-        if self.catalog is None or self.state != SERVING:
+        if self.catalog is None or not self.lifecycle.is_serving:
             raise RequestError(protocol.NOT_READY, "workers are still loading their models", req.message_id, req.task_id)
 
     def _check_capacity(self, req: protocol.TranslateRequest, *, retry: bool = False) -> None:
@@ -402,20 +435,6 @@ class RequestService:
             same_language=True,
         )
 
-    def _completed(self, unit: TargetTask, frame: Result) -> None:
-        self.metrics.count_completed(frame.processing_ms)
-        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
-        if self.cache is not None:
-            self.cache.on_result(unit.cache_key, frame, unit.request.detection)
-
-    def _observe_outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
-        """A target's event went out: end-to-end latency from the request's acceptance."""
-        self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
-
-    def _observe_dispatch(self, unit: TargetTask, now: float) -> None:
-        if unit.attempt == 1:  # a dispatch again after a worker died is not queue time
-            self.metrics.observe_queue_time(now - unit.request.accepted_at)
-
     def _estimate_ms(self) -> float:
         ready = max(1, self.pool.count(SlotState.READY))
         per_task = self.metrics.processing_ms_ewma or 100.0
@@ -436,16 +455,16 @@ class RequestService:
         return body
 
     def ready(self) -> bool:
-        return self.state == SERVING and self.pool.count(SlotState.READY) > 0
+        return self.lifecycle.is_serving and self.pool.count(SlotState.READY) > 0
 
     def healthy(self) -> bool:
-        return self.state in (SERVING, DRAINING) and self.pool.count(
+        return (self.lifecycle.is_serving or self.lifecycle.is_draining) and self.pool.count(
             SlotState.READY, SlotState.BOOTING, SlotState.BACKOFF
         ) > 0
 
     def ping(self, message_id: str | None) -> dict:
         ready = self.pool.count(SlotState.READY)
-        body: dict = {"type": "pong", "status": "ok", "state": self.state}
+        body: dict = {"type": "pong", "status": "ok", "state": self.lifecycle.name}
         body.update(_with_id(message_id))
         body.update(
             ready=self.ready(),
@@ -467,7 +486,7 @@ class RequestService:
         d = self.dispatcher
         return {
             "type": "stats",
-            "service": self.metrics.service(self.state),
+            "service": self.metrics.service(self.lifecycle.name),
             "cache": self.cache.stats() if self.cache is not None else disabled_stats(),
             "workers": {
                 "max_workers": len(self.pool.slots),

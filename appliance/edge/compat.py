@@ -92,6 +92,7 @@ import msgspec
 import zmq
 
 from appliance.core import protocol
+from appliance.core.ports import Service
 from appliance.config import Settings
 from ipc.languages import canonical
 from appliance.edge.zmtp_pull import Message, ZmtpPullServer
@@ -168,7 +169,7 @@ class CompatFront:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.service = None  # the RequestService; set by the supervisor once it exists
+        self.service: Service | None = None  # the one serve() answers with
         c = settings.compat
         self.puller = ZmtpPullServer(
             pull, self.on_message, keep_bytes=settings.limits.max_request_bytes, buffer_bytes=c.connection_buffer_bytes,
@@ -368,17 +369,17 @@ class CompatFront:
 
     def _status(self) -> str:
         service = self.service
-        if service is None:
-            return "starting"
         if service.ready():
             return "healthy"
-        return "degraded" if service.state == "serving" else service.state
+        return "degraded" if service.lifecycle.is_serving else service.lifecycle.name
 
     # ================================================================== requests in
 
-    async def serve(self) -> None:
-        """Read the gateway's requests and the XPUB's subscriptions, and publish a pong every
-        pong_interval_s, until cancelled."""
+    async def serve(self, service: Service) -> None:
+        """Read the gateway's requests and answer them with `service`, read the XPUB's
+        subscriptions, and publish a pong every pong_interval_s, until cancelled. Events may be
+        published before (appliance/lifecycle/supervisor.py, "Wiring")."""
+        self.service = service
         await self.puller.start()
         watcher = asyncio.get_running_loop().create_task(self.watch_subscriptions(), name="compat-subscriptions")
         try:

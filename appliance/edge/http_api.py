@@ -81,7 +81,6 @@ import hmac
 import ipaddress
 import logging
 import socket
-from typing import Protocol
 
 from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11
@@ -90,8 +89,8 @@ from aiohttp.web_protocol import _ErrInfo
 
 from appliance.edge import libretranslate
 from appliance.core import protocol
-from appliance.config import Settings
-from appliance.core.stats import CONTENT_TYPE, Metrics
+from appliance.core.ports import Service
+from appliance.core.stats import CONTENT_TYPE
 
 log = logging.getLogger("meeshy.http")
 
@@ -112,17 +111,6 @@ POST_TYPES = {"/translate": "translation", "/detect": "detect"}  # the one reque
 # Content-Length and Host itself.
 SINGLE_HEADERS = ("Connection", "Authorization")
 VERSION = "meeshy.http_version"  # request state: the version the client sent
-
-
-class Service(Protocol):
-    state: str
-    settings: Settings
-    metrics: Metrics
-
-    def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply, *, force_sync: bool = False, only_type: str | None = None) -> None: ...
-    def ping(self, message_id: str | None) -> dict: ...
-    def stats(self) -> dict: ...
 
 
 class Refusal(Exception):
@@ -357,7 +345,7 @@ class HttpApi:
         if method != ROUTES[path]:
             return 405, protocol.error_body("method_not_allowed", f"{path} takes {ROUTES[path]}")
         if path == "/health":
-            return 200, {"status": "ok", "state": svc.state}
+            return 200, {"status": "ok", "state": svc.lifecycle.name}
         if path == "/ready":
             pong = svc.ping(None)
             return (200 if pong["ready"] else 503), pong

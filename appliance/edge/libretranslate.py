@@ -46,16 +46,14 @@ import asyncio
 import email.parser
 import email.policy
 import hmac
-from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 import msgspec
 
 from appliance.core import protocol
-from appliance.config import Settings
+from appliance.core.ports import Service
 from ipc.languages import canonical
-from appliance.core.stats import Metrics
 
 GET_ROUTES = ("/languages", "/frontend/settings")
 POST_ROUTES = ("/translate", "/detect")
@@ -82,16 +80,6 @@ STATUS = {
 }
 KEY_NEEDED = "Please contact the server operator to get an API key"
 
-
-
-class Service(Protocol):
-    settings: Settings
-    metrics: Metrics
-    catalog: protocol.Catalog | None
-
-    def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply: Callable[[dict], None], *, force_sync: bool = False,
-                only_type: str | None = None) -> None: ...
 
 
 class Refused(Exception):

@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Protocol
 
 import zmq
 import zmq.asyncio
 
 from appliance.edge import curve
 from appliance.core import protocol
+from appliance.core.ports import Service
 from appliance.config import Settings
 
 log = logging.getLogger("meeshy.edge")
@@ -72,11 +71,6 @@ def buffer_hwm(settings: Settings) -> tuple[int, int]:
     return max(16, settings.ipc.edge_buffer_bytes // reply), max(16, settings.ipc.pub_buffer_bytes // event)
 
 
-class Service(Protocol):
-    def count_request(self) -> None: ...
-    def respond(self, payload: bytes, reply: Callable[[dict], None], *, scope: str = "") -> None: ...
-
-
 def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]]:
     identity, rest = frames[0], frames[1:]
     for i, frame in enumerate(rest):
@@ -86,10 +80,10 @@ def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]
 
 
 class Edge:
-    def __init__(
-        self, service: Service, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket, *, scoped: bool = False
-    ) -> None:
-        self.service = service
+    def __init__(self, router: zmq.asyncio.Socket, pub: zmq.asyncio.Socket, *, scoped: bool = False) -> None:
+        """Events may be published as soon as it is built; requests are read only while
+        `serve(service)` runs (appliance/lifecycle/supervisor.py, "Wiring")."""
+        self.service: Service | None = None  # the one serve() answers with
         self.router = router
         self.pub = pub
         self.scoped = scoped  # CURVE: per-client scopes, `pub` an XPUB secured by EdgeCurve
@@ -108,8 +102,9 @@ class Edge:
         self._read_scheduled = False
         self._subs_scheduled = False
 
-    async def serve(self) -> None:
-        """Receive and answer requests until cancelled."""
+    async def serve(self, service: Service) -> None:
+        """Receive requests and answer them with `service` until cancelled."""
+        self.service = service
         self._loop = asyncio.get_running_loop()
         fd = self._router.getsockopt(zmq.FD)
         self._loop.add_reader(fd, self._read_requests)

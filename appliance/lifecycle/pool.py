@@ -157,12 +157,14 @@ class WorkerPool:
         endpoints: RunEndpoints,
         task_sockets: list[zmq.Socket],
         on_exit: Callable[[int, int], None],
+        cache_name: str = "",
     ) -> None:
+        """`cache_name`: the shared-memory cache table every worker attaches ("" for none)."""
         self.settings = settings
         self.endpoints = endpoints
         self.task_sockets = task_sockets
         self.slots = make_slots(settings)
-        self.cache_name = ""
+        self.cache_name = cache_name
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
 

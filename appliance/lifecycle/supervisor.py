@@ -2,11 +2,35 @@
 
 It composes the parts and runs their lifecycle; each part has one role:
 
-    rundir.RunDir        the private run directory, its lock, endpoints.json
-    pool.WorkerPool      worker slots: spawn, reap, kill, respawn backoff, task sockets
+    rundir.RunDir          the private run directory, its lock, endpoints.json
+    pool.WorkerPool        worker slots: spawn, reap, kill, respawn backoff, task sockets
+    phase.Lifecycle        the appliance's phase (starting, serving, draining, stopped)
     dispatcher.Dispatcher  the task table and outcomes, with no sockets (tested in-process)
-    service.RequestService answers requests from the edge (edge.Edge, 5555/5556) and HTTP
-    cache.ApplianceCache the translation cache's tiers
+    service.RequestService answers every door's requests (ports.Service)
+    service.TaskObserver   records what the dispatcher reports (metrics, cache writes)
+    cache.ApplianceCache   the translation cache's tiers
+    the doors              zmq_edge.Edge (5555/5556), compat.CompatFront ([compat]), HttpApi
+
+Wiring. Every part gets what it needs as constructor arguments, and nothing is assigned into a
+part from outside afterwards. One cycle remains, and it is cut in time rather than by a setter:
+a door's requests go to the service, and the service's events (through the dispatcher) go out
+of the doors. So the parts are built in this order, in `_open`:
+
+    Lifecycle            (the supervisor's own: only it calls start_serving, drain, stop)
+    ApplianceCache, WorkerPool(..., cache_name = the cache table's name)
+    Edge(router, pub), CompatFront(..., native publish = edge.publish_bytes)
+                         built with their sockets only: they can publish at once
+    Metrics, TaskObserver(metrics, cache)
+    Dispatcher(send = pool.send, publish = compat.publish or edge.publish_bytes,
+               on_idle = the supervisor's, on_completed/on_outcome/... = the observer's)
+    RequestService(dispatcher, pool, cache, lifecycle, metrics, retry_dispatch = the
+                   supervisor's, the doors' counters for stats)
+    HttpApi(service)
+    edge.serve(service), compat.serve(service)
+                         the doors read requests only from here on, answered by the service
+
+The service, HTTP and compat read the phase from the Lifecycle (is_serving, shutting_down ...);
+none of them writes it.
 
 One lifecycle queue carries what happens, as small typed events; signal handlers, process
 sentinels and timers only enqueue, the main loop acts (gunicorn's arbiter):
@@ -53,7 +77,9 @@ from appliance.edge.http_api import HttpApi
 from appliance.lifecycle.pool import Slot, SlotState, WorkerPool
 from appliance.lifecycle.rundir import RunDir, RunDirError
 from appliance.lifecycle.sdnotify import Notifier
-from appliance.core.service import DRAINING, SERVING, STARTING, STOPPED, RequestService
+from appliance.core.service import RequestService, TaskObserver
+from appliance.core.stats import Metrics
+from appliance.lifecycle.phase import Lifecycle
 from appliance.edge.zmtp_pull import listen
 from ipc import codec, exitcodes
 from ipc.endpoints import EndpointError, RunEndpoints, tcp
@@ -119,10 +145,7 @@ class Supervisor:
         self._drain_deadline = 0.0
         self._last_status = ""
         self._retry_scheduled = False
-
-    @property
-    def state(self) -> str:
-        return self.service.state
+        self.lifecycle = Lifecycle()  # written here only, through its verbs; read by the service and doors
 
     # ================================================================== run
 
@@ -161,11 +184,11 @@ class Supervisor:
             self.run_dir.write_endpoints(self.endpoints_info)
             self.background += [
                 asyncio.create_task(self._results_loop(), name="results"),
-                asyncio.create_task(self.edge.serve(), name="edge"),
+                asyncio.create_task(self.edge.serve(self.service), name="edge"),
                 asyncio.create_task(self._ticker(), name="ticker"),
             ]
             if self.compat is not None:
-                self.background.append(asyncio.create_task(self.compat.serve(), name="compat"))
+                self.background.append(asyncio.create_task(self.compat.serve(self.service), name="compat"))
             if self.notifier.watchdog_s:
                 self.background.append(asyncio.create_task(self._watchdog(), name="watchdog"))
             code = await self._start()
@@ -211,23 +234,27 @@ class Supervisor:
             configure=secure,
         )
         self._open_cache()
-        self.pool = WorkerPool(s, endpoints, task_socks, lambda slot, pid: self.events.put_nowait(WorkerExited(slot, pid)))
-        self.pool.cache_name = self.cache.name if self.cache else ""
-        self.edge = Edge(None, router, pub, scoped=self.curve is not None)
+        self.pool = WorkerPool(s, endpoints, task_socks, lambda slot, pid: self.events.put_nowait(WorkerExited(slot, pid)),
+                               cache_name=self.cache.name if self.cache else "")
+        # Wiring (module docstring): the doors, then the core with their publish and counters.
+        self.edge = Edge(router, pub, scoped=self.curve is not None)
         # Drop-in mode: a compat task's events go to Meeshy's gateway in its shape, the rest to 5556.
         self.compat = self._open_compat(pub_hwm) if s.compat.enabled else None
         publish = self.compat.publish if self.compat is not None else self.edge.publish_bytes
-        self.dispatcher = Dispatcher(s.limits, s.workers.queue_depth, self.pool.send, publish)
-        self.service = RequestService(s, self.dispatcher, self.pool, self.cache, self.edge.publish)
-        self.service.retry_dispatch = self._schedule_dispatch
-        self.dispatcher.on_idle = lambda: self.state == DRAINING and self.events.put_nowait(Idle())
-        self.service.edge_counters = self.edge.counters
-        self.edge.service = self.service
-        if self.compat is not None:
-            self.compat.service = self.service
-            self.service.compat_counters = self.compat.stats
-            # a compat text may be longer than [limits] max_text_chars; so may its translation
-            self.dispatcher.max_output_chars = max(self.dispatcher.max_output_chars, 2 * s.compat.max_text_chars)
+        # A compat text may be longer than [limits] max_text_chars; so may its translation.
+        longest_text = max(s.limits.max_text_chars, s.compat.max_text_chars if self.compat is not None else 0)
+        metrics = Metrics()
+        observer = TaskObserver(metrics, self.cache)
+        self.dispatcher = Dispatcher(
+            s.limits, s.workers.queue_depth, self.pool.send, publish, max_output_chars=2 * longest_text,
+            on_idle=self._on_idle, on_completed=observer.completed, on_failed=metrics.count_failed,
+            on_outcome=observer.outcome, on_dispatched=observer.dispatched,
+        )
+        self.service = RequestService(
+            s, self.dispatcher, self.pool, self.cache, self.lifecycle, metrics,
+            retry_dispatch=self._schedule_dispatch, edge_counters=self.edge.counters,
+            compat_counters=self.compat.stats if self.compat is not None else None,
+        )
         self.endpoints_info = {
             "requests": bound_endpoint(router),
             "events": bound_endpoint(pub),
@@ -337,7 +364,7 @@ class Supervisor:
             match event:
                 case SignalReceived(signum):
                     log.info("%s during startup: stopping the workers", signal.Signals(signum).name)
-                    self.service.state = STOPPED
+                    self.lifecycle.stop()
                     await self._stop_workers()
                     return exitcodes.EXIT_OK
                 case WorkerExited(index, pid) if self.pool.is_current(index, pid):
@@ -352,7 +379,7 @@ class Supervisor:
                 case WorkerReady():
                     ready = self.pool.count(SlotState.READY)
                     self._status(f"{ready}/{len(slots)} worker(s) ready")
-        self.service.state = SERVING
+        self.lifecycle.start_serving()
         self.notifier.ready(self.service.status_line())
         catalog = self.service.catalog
         log.info("ready: %d worker(s), tiers %s", len(slots), ", ".join(sorted(catalog.pairs)) if catalog else "-")
@@ -386,7 +413,7 @@ class Supervisor:
     async def _serve(self) -> int:
         while True:
             timeout = None
-            if self.state == DRAINING:
+            if self.lifecycle.is_draining:
                 timeout = max(0.0, self._drain_deadline - time.monotonic())
             try:
                 event = await asyncio.wait_for(self.events.get(), timeout)
@@ -394,7 +421,7 @@ class Supervisor:
                 event = DrainDeadline()
             match event:
                 case SignalReceived(signum):
-                    if self.state == DRAINING:
+                    if self.lifecycle.is_draining:
                         log.warning("second %s: giving up on in-flight tasks", signal.Signals(signum).name)
                         return await self._finish_drain()
                     self._begin_drain(signal.Signals(signum).name)
@@ -404,7 +431,7 @@ class Supervisor:
                         return halted
                 case RespawnDue(index):
                     slot = self.pool.slots[index]
-                    if self.state == SERVING and slot.state is SlotState.BACKOFF:
+                    if self.lifecycle.is_serving and slot.state is SlotState.BACKOFF:
                         slot.restarts += 1
                         self.pool.spawn(slot, time.monotonic())
                 case ProtocolMismatch(index, version):
@@ -413,7 +440,7 @@ class Supervisor:
                         f"worker {index} speaks protocol {version}, this supervisor {PROTOCOL_VERSION}: "
                         "the code on disk changed under a running appliance; restart it",
                     )
-            if self.state == DRAINING and (
+            if self.lifecycle.is_draining and (
                 self.dispatcher.in_flight() == 0
                 or time.monotonic() >= self._drain_deadline
                 or self.pool.count(SlotState.READY, SlotState.BOOTING) == 0
@@ -427,7 +454,7 @@ class Supervisor:
         code = self.pool.reap(slot)
         self._sync_ready()
         requeued = self.dispatcher.worker_died(slot.index)
-        if self.state != SERVING:
+        if not self.lifecycle.is_serving:
             self._dispatch()
             return None
         now = time.monotonic()
@@ -454,7 +481,7 @@ class Supervisor:
     # ================================================================== drain, stop and halt
 
     def _begin_drain(self, why: str) -> None:
-        self.service.state = DRAINING
+        self.lifecycle.drain()
         self._drain_deadline = time.monotonic() + self.settings.shutdown.drain_timeout_s
         n = self.dispatcher.in_flight()
         log.info("%s: draining %d task(s) within %.0fs", why, n, self.settings.shutdown.drain_timeout_s)
@@ -466,7 +493,7 @@ class Supervisor:
         )
         if left:
             log.warning("drain deadline: %d task(s) could not finish; published errors", left)
-        self.service.state = STOPPED
+        self.lifecycle.stop()
         await self._stop_workers()
         log.info("stopped")
         return exitcodes.EXIT_OK
@@ -495,7 +522,7 @@ class Supervisor:
 
     def _halt(self, code: int, message: str) -> int:
         log.critical("halting: %s", message)
-        self.service.state = STOPPED
+        self.lifecycle.stop()
         self.notifier.status(f"halted: {message}"[:1000])
         self.dispatcher.fail_all(protocol.WORKER_CRASHED, f"the appliance halted: {message}")
         self.pool.kill_all()
@@ -556,6 +583,11 @@ class Supervisor:
 
     # ================================================================== dispatch
 
+    def _on_idle(self) -> None:
+        """The dispatcher's: its last unit finished; a drain may end."""
+        if self.lifecycle.is_draining:
+            self.events.put_nowait(Idle())
+
     def _sync_ready(self) -> None:
         self.dispatcher.set_ready(self.pool.ready())
 
@@ -583,7 +615,7 @@ class Supervisor:
             self.dispatcher.expire(now)
             for slot in self.pool.slots:
                 self._check_stall(slot, now)
-            if self.state == SERVING and now - last_status >= STATUS_EVERY_S:
+            if self.lifecycle.is_serving and now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 self._status(self.service.status_line())
             if now - last_trim >= TRIM_EVERY_S:
@@ -602,7 +634,7 @@ class Supervisor:
                 slot.index, slot.pid, held, now - slot.last_seen,
             )
             self.pool.kill(slot)
-        elif slot.state is SlotState.BOOTING and self.state == SERVING and now - slot.started_at > w.startup_timeout_s:
+        elif slot.state is SlotState.BOOTING and self.lifecycle.is_serving and now - slot.started_at > w.startup_timeout_s:
             log.error("respawned worker %d did not get ready within %.0fs: killing it", slot.index, w.startup_timeout_s)
             self.pool.kill(slot)
 
@@ -610,7 +642,7 @@ class Supervisor:
         assert self.notifier.watchdog_s
         interval = self.notifier.watchdog_s / 2
         while True:
-            if self.state == STARTING or self.service.healthy():
+            if self.lifecycle.is_starting or self.service.healthy():
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
 

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.timeout(60)
 class Harness:
     """A dispatcher whose sends and publications are recorded."""
 
-    def __init__(self, depth: int = 4, **limits) -> None:
+    def __init__(self, depth: int = 4, on_idle=lambda: None, **limits) -> None:
         self.sent: list[tuple[int, object]] = []
         self.events: list[dict] = []
         self.scopes: list[str] = []  # the scope each event was published with
         self.connected = True
-        self.d = Dispatcher(LimitSettings(**limits), depth, self._send, self._publish)
+        self.d = Dispatcher(LimitSettings(**limits), depth, self._send, self._publish, on_idle=on_idle)
         self.d.set_ready([0, 1])
 
     def _send(self, slot, task) -> bool:
@@ -139,9 +139,8 @@ def test_expiry_times_out_and_credit_is_held_until_the_worker_answers():
 
 
 def test_drain_fails_what_is_left_once_and_reports_idle():
-    h = Harness()
     idle = []
-    h.d.on_idle = lambda: idle.append(True)
+    h = Harness(on_idle=lambda: idle.append(True))
     h.admit("a", ["fr", "es"])
     h.d.dispatch(0.0)
     h.answer(*h.sent[0])
