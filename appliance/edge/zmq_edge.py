@@ -48,6 +48,7 @@ import zmq.asyncio
 from appliance.edge import curve
 from appliance.core import protocol
 from appliance.config import Settings
+from ipc.events import Event
 
 log = logging.getLogger("meeshy.edge")
 
@@ -186,6 +187,10 @@ class Edge:
 
     def publish(self, event: dict, scope: str = "") -> None:
         self.publish_bytes(scope, protocol.encode(event))
+
+    def publish_event(self, scope: str, event: Event, data: bytes) -> None:
+        """The dispatcher's publish: the event's JSON as encoded there; the value is not needed here."""
+        self.publish_bytes(scope, data)
 
     def publish_bytes(self, scope: str, data: bytes) -> None:
         """An event of a task in `scope`: one frame to every subscriber, or (scoped) [topic, json]

@@ -216,7 +216,7 @@ class Supervisor:
         self.edge = Edge(None, router, pub, scoped=self.curve is not None)
         # Drop-in mode: a compat task's events go to Meeshy's gateway in its shape, the rest to 5556.
         self.compat = self._open_compat(pub_hwm) if s.compat.enabled else None
-        publish = self.compat.publish if self.compat is not None else self.edge.publish_bytes
+        publish = self.compat.publish if self.compat is not None else self.edge.publish_event
         self.dispatcher = Dispatcher(s.limits, s.workers.queue_depth, self.pool.send, publish)
         self.service = RequestService(s, self.dispatcher, self.pool, self.cache, self.edge.publish)
         self.service.retry_dispatch = self._schedule_dispatch
