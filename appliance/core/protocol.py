@@ -207,7 +207,8 @@ def _check_translation(
                             _echoable(req.task_id, max_id_bytes))
 
     for name, value in (("messageId", req.message_id), ("taskId", req.task_id), ("conversationId", req.conversation_id)):
-        if value is not None and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
+        # 4 UTF-8 bytes at most per character: most ids are measured without encoding them
+        if value is not None and 4 * len(value) > max_id_bytes and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
             raise fail(INVALID_REQUEST, f"{name} is longer than {max_id_bytes} bytes")
     if not req.message_id.strip():
         raise fail(INVALID_REQUEST, "messageId must be a non-empty string")
@@ -269,17 +270,19 @@ class Catalog:
     def check(self, req: TranslateRequest) -> None:
         """Refuse (RequestError) a source or target no model knows, and an explicit pair that
         nothing serves, naming what is supported."""
-        known = f"{', '.join(sorted(self.languages))}; pairs: {self._listing()}"
+        def known() -> str:  # only for the refusal: it sorts every pair
+            return f"{', '.join(sorted(self.languages))}; pairs: {self._listing()}"
+
         if req.source_language != AUTO and req.source_language not in self.languages:
             raise RequestError(
                 UNSUPPORTED_LANGUAGE,
-                f"source language {req.source_language!r} is not supported; languages: {known}",
+                f"source language {req.source_language!r} is not supported; languages: {known()}",
                 req.message_id,
             )
         for target in req.targets:
             if target not in self.languages:
                 raise RequestError(
-                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported; languages: {known}", req.message_id
+                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported; languages: {known()}", req.message_id
                 )
             if req.source_language != AUTO:
                 self.check_pair(req.source_language, target, req.message_id)
