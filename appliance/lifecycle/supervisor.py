@@ -67,6 +67,7 @@ TICK_S = 0.25
 STATUS_EVERY_S = 5.0
 TRIM_EVERY_S = 10.0
 RETRY_SEND_S = 0.02
+RESULTS_BATCH = 256  # worker frames handled per wakeup before yielding to the rest of the loop
 
 
 # ---------------------------------------------------------------- lifecycle events
@@ -504,8 +505,26 @@ class Supervisor:
     # ================================================================== workers' frames
 
     async def _results_loop(self) -> None:
-        while True:
-            data = await self.results.recv()
+        """Workers' frames, read by a callback on the results socket's descriptor with a plain
+        socket (no asyncio future per frame: a result is on every message's path). The
+        descriptor is edge-triggered, as on the edge (appliance/edge/zmq_edge.py): each pass
+        receives until EAGAIN, or takes RESULTS_BATCH frames and goes on after the loop's other
+        callbacks. Nothing is sent on this socket, so no send consumes its signal."""
+        sock = zmq.Socket.shadow(self.results.underlying)
+        fd = sock.getsockopt(zmq.FD)
+        self.loop.add_reader(fd, self._read_results, sock)
+        try:
+            self._read_results(sock)  # whatever came before the reader was added
+            await self.loop.create_future()
+        finally:
+            self.loop.remove_reader(fd)
+
+    def _read_results(self, sock: zmq.Socket) -> None:
+        for _ in range(RESULTS_BATCH):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
             try:
                 frame = codec.decode_from_worker(data)
             except codec.FrameError as exc:
@@ -515,6 +534,7 @@ class Supervisor:
                 self._on_frame(frame)
             except Exception:
                 log.exception("unexpected error handling %s", type(frame).__name__)
+        self.loop.call_soon(self._read_results, sock)
 
     def _on_frame(self, frame) -> None:
         slot = self.pool.live(frame.slot, frame.pid)
