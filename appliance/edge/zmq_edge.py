@@ -135,6 +135,8 @@ class Edge:
 
     def _read_requests(self) -> None:
         self._read_scheduled = False
+        if self._loop is None:
+            return  # scheduled before the edge stopped: its sockets may be closed
         recv = self._router.recv_multipart
         copy = not self.scoped  # a Frame carries the message's User-Id
         self._reading = True

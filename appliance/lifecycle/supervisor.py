@@ -523,7 +523,7 @@ class Supervisor:
         for _ in range(RESULTS_BATCH):
             try:
                 data = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            except zmq.ZMQError:  # EAGAIN: nothing more; else closed (shutting down) after this pass was scheduled
                 return
             try:
                 frame = codec.decode_from_worker(data)
