@@ -13,6 +13,7 @@ catalog then refuses it with the list of what is served.
 
 from __future__ import annotations
 
+import functools
 import re
 
 AUTO = "auto"
@@ -40,6 +41,12 @@ _TAG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
 
 def canonical(code: str) -> str:
     """`pt-BR` → `pt`, `FRA` → `fr`, `en_US` → `en`, `zh-Hant` → `zh-hant`, `auto` → `auto`."""
+    # Every request names its languages, most of them the same few: remembered, when short
+    # enough that the memory holds 1,024 of them in a few hundred KB whatever clients send.
+    return _remembered(code) if len(code) <= MAX_CODE_CHARS else _canonical(code)
+
+
+def _canonical(code: str) -> str:
     tag = code.strip().lower().replace("_", "-")
     if tag == AUTO or not _TAG.fullmatch(tag):
         return tag
@@ -48,6 +55,9 @@ def canonical(code: str) -> str:
     if language == "zh":
         return "zh-hant" if _TRADITIONAL_CHINESE.intersection(subtags) else "zh"
     return language
+
+
+_remembered = functools.lru_cache(maxsize=1024)(_canonical)
 
 
 def three_letter_codes(code: str) -> list[str]:

@@ -20,6 +20,7 @@ Wire contract, as this client uses it:
     SUB  <- 5556  {"type": "translation_completed", "taskId", "targetLanguage", "result": {...}}
                   {"type": "translation_error", "taskId", "targetLanguage", "error": {...}}
                   under CURVE: two frames, [this client's public key (Z85), json]
+                  decoded into the appliance's own event types (ipc/events.py)
 
 A target is done when its event arrives, not at the ack. Events are matched by the client's own
 `taskId` (uuid4 hex) and the target language; an event for no pending task (another client's,
@@ -86,7 +87,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from ipc import curve_keys
+from ipc import curve_keys, events
 from ipc.languages import AUTO, canonical
 from ipc.sockets import Role, make_socket
 
@@ -176,20 +177,28 @@ class _ErrorBody(msgspec.Struct):
     message: str = ""
 
 
-class _Completed(msgspec.Struct, tag_field="type", tag="translation_completed", rename="camel"):
-    task_id: str
-    target_language: str
-    result: TranslationResult
-    conversation_id: str | None = None
+def _unset(value: Any, default: Any) -> Any:
+    return default if value is events.UNSET else value
 
 
-class _Failed(msgspec.Struct, tag_field="type", tag="translation_error", rename="camel"):
-    task_id: str
-    target_language: str
-    error: _ErrorBody
+def _result_of(event: events.Completed, **client: Any) -> TranslationResult:
+    """The event's typed result (ipc/events.py, the appliance's own type) as this client's
+    TranslationResult, with what the client adds (`client`)."""
+    r = event.result
+    return TranslationResult(
+        translated_text=r.translated_text, target_language=r.target_language, source_language=r.source_language,
+        confidence_score=r.confidence_score, processing_time=r.processing_time, model_type=r.model_type,
+        translator_model=r.translator_model, from_cache=r.from_cache, worker_id=r.worker_id,
+        segments_count=r.segments_count, truncated_segments=_unset(r.truncated_segments, []),
+        retried_segments=_unset(r.retried_segments, []), fallback=_unset(r.fallback, False),
+        requested_model_type=_unset(r.requested_model_type, None), pivot=_unset(r.pivot, None),
+        detected_language=_unset(r.detected_language, None),
+        detection_confidence=_unset(r.detection_confidence, None),
+        default_source_used=_unset(r.default_source_used, False), same_language=_unset(r.same_language, False),
+        message_id=r.message_id, conversation_id=_unset(event.conversation_id, None), **client,
+    )
 
 
-_events = msgspec.json.Decoder(Union[_Completed, _Failed])
 _json = msgspec.json.Encoder()
 
 
@@ -748,7 +757,7 @@ class Client:
     def _on_event(self, app: _Appliance, raw: bytes) -> None:
         app.events += 1
         try:
-            event = _events.decode(raw)
+            event = events.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             self._on_bad_event(app, raw, exc)
             return
@@ -763,11 +772,8 @@ class Client:
         target = task.alias.get(event.target_language, event.target_language)
         if target not in task.waiting or task.waiting[target].done():
             return  # a finished target re-published by a retry
-        if isinstance(event, _Completed):
-            outcome: Outcome = msgspec.structs.replace(
-                event.result, task_id=task.task_id, conversation_id=event.conversation_id, endpoint=app.name,
-                attempts=task.attempts,
-            )
+        if isinstance(event, events.Completed):
+            outcome: Outcome = _result_of(event, task_id=task.task_id, endpoint=app.name, attempts=task.attempts)
         else:
             outcome = self._failure(task, target, event.error.code, event.error.message, app.name)
         self._settle(task, target, outcome)

@@ -2,8 +2,8 @@
 published outcome, and what a retry with the same taskId gets.
 
 No sockets and no clock of its own: the shell hands it `send_task` (a Task to a slot's socket,
-False when it could not go out), `publish` (an encoded event, with the scope of the task it
-belongs to, to whatever delivers that scope's events) and `now`, so
+False when it could not go out), `publish` (an event, as its `ipc.events` value and its JSON,
+with the scope of the task it belongs to, to whatever delivers that scope's events) and `now`, so
 dispatch, retries, deduplication, timeouts and drain are tested in-process
 (tests/appliance/core/test_dispatcher.py).
 
@@ -11,6 +11,8 @@ dispatch, retries, deduplication, timeouts and drain are tested in-process
               │ targets answered already (cache, same language, a previous attempt): published now
               └ the rest: one unit each in the TaskTable ──dispatch──▶ least-loaded ready slot
     Result / TaskFailed from the slot holding the unit ──▶ its outcome, published once
+    an outcome: its event built (appliance/core/events.py), encoded once, published, and kept
+              as bytes (tasks.Outcome) for a retry, which gets those bytes again
     worker died ──▶ its units run again (worker_crashed after max_attempts)
     expire(now) ──▶ timeout;  fail_all ──▶ drain deadline, halt
     every target has an outcome ──▶ the record moves to `recent` (bounded in count and bytes)
@@ -37,9 +39,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from appliance.core import protocol
+from appliance.core import events, protocol
 from appliance.config import LimitSettings
 from appliance.core.tasks import UNIT_BYTES, Outcome, RequestRecord, TaskKey, TaskTable, TargetTask, Waiter
+from ipc.events import Completed, Event
+from ipc.events import decode as decode_event
+from ipc.events import encode as encode_event
 from ipc.frames import Result, Task, TaskFailed
 
 
@@ -80,7 +85,7 @@ class Dispatcher:
         limits: LimitSettings,
         queue_depth: int,
         send_task: Callable[[int, Task], bool],
-        publish: Callable[[str, bytes], None],
+        publish: Callable[[str, Event, bytes], None],
         *,
         max_output_chars: int | None = None,
         on_idle: Callable[[], None] = lambda: None,
@@ -147,7 +152,7 @@ class Dispatcher:
         self,
         record: RequestRecord,
         *,
-        answered: Mapping[str, dict | Outcome],
+        answered: Mapping[str, Completed | Outcome],
         run: Iterable[str],
         keys: Mapping[str, bytes],
         now: float,
@@ -162,9 +167,9 @@ class Dispatcher:
             if isinstance(answer, Outcome):
                 record.outcomes[target] = answer
                 if target in republish:
-                    self._publish(record.scope, answer.event)
+                    self._republish(record.scope, answer)
             else:
-                self._record(record, target, self._encode(answer))
+                self._record(record, target, answer)
         self.table.add(record, run, now, keys)
         self._settle(record)
 
@@ -189,7 +194,12 @@ class Dispatcher:
     def republish(self, scope: str, outcomes: Mapping[str, Outcome], targets: Iterable[str]) -> None:
         for target in targets:
             if target in outcomes:
-                self._publish(scope, outcomes[target].event)
+                self._republish(scope, outcomes[target])
+
+    def _republish(self, scope: str, outcome: Outcome) -> None:
+        """A recorded outcome again (a retry of its task): its bytes as first published, with the
+        value decoded from them for a publisher that maps events (compat)."""
+        self._publish(scope, decode_event(outcome.event), outcome.event)
 
     def recent_forget(self, key: TaskKey) -> None:
         finished = self.recent.pop(key, None)
@@ -235,27 +245,7 @@ class Dispatcher:
                                   f"the translation is longer than {self.max_output_chars} characters")
             return
         self.on_completed(unit, frame)
-        record = unit.request
-        event = protocol.completed_event(
-            task_id=record.task_id,
-            message_id=record.message_id,
-            target=unit.target,
-            text=frame.text,
-            source=frame.source_language,
-            confidence=frame.confidence,
-            processing_ms=frame.processing_ms,
-            tier=frame.tier,
-            model=frame.model,
-            slot=frame.slot,
-            conversation_id=record.conversation_id,
-            attempts=unit.attempt,
-            queued_ms=(unit.dispatched_at - record.accepted_at) * 1000.0,
-            from_cache=frame.from_cache,
-            requested_model_type=record.model_type,
-            segments=frame.segments,
-            detection=record.detection,
-        )
-        self._publish_outcome(record, unit.target, self._encode(event))
+        self._publish_outcome(unit.request, unit.target, events.from_worker(unit, frame))
 
     def on_failure(self, slot: int, frame: TaskFailed) -> None:
         unit = self._take(slot, frame.uid)
@@ -293,27 +283,21 @@ class Dispatcher:
 
     def _publish_failure(self, unit: TargetTask, code: str, message: str) -> None:
         self.on_failed(code)
-        record = unit.request
-        event = protocol.error_event(
-            task_id=record.task_id,
-            message_id=record.message_id,
-            target=unit.target,
-            code=code,
-            message=message,
-            conversation_id=record.conversation_id,
-        )
-        self._publish_outcome(record, unit.target, self._encode(event))
+        self._publish_outcome(unit.request, unit.target, events.failed(unit.request, unit.target, code, message))
 
-    def _publish_outcome(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
-        self._record(record, target, outcome)
+    def _publish_outcome(self, record: RequestRecord, target: str, event: Event) -> None:
+        self._record(record, target, event)
         self._settle(record)
         if not self.table.units:
             self.on_idle()
 
-    def _record(self, record: RequestRecord, target: str, outcome: Outcome) -> None:
-        self._publish(record.scope, outcome.event)
-        record.outcomes[target] = outcome
-        self.on_outcome(record, target, outcome.ok)
+    def _record(self, record: RequestRecord, target: str, event: Event) -> None:
+        """A target's outcome: its event encoded (the only time), published, and kept for retries."""
+        data = encode_event(event)
+        ok = type(event) is Completed
+        self._publish(record.scope, event, data)
+        record.outcomes[target] = Outcome(ok, data)
+        self.on_outcome(record, target, ok)
 
     def _settle(self, record: RequestRecord) -> None:
         """Answer the waiters whose targets are all done; retire a record with nothing left."""
@@ -341,10 +325,6 @@ class Dispatcher:
         while len(self.recent) > self.recent_capacity or self.recent_bytes > self.recent_max_bytes:
             _, old = self.recent.popitem(last=False)
             self.recent_bytes -= old.size
-
-    @staticmethod
-    def _encode(event: dict) -> Outcome:
-        return Outcome(event["type"] == "translation_completed", protocol.encode(event))
 
     # ------------------------------------------------------------------ counts
 

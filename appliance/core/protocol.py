@@ -5,8 +5,8 @@ request or raises `RequestError(code, message)`; it never lets a malformed reque
 never raises anything else. `Catalog` checks languages and model tiers against what the workers
 reported in their Ready frames: directly per tier, or through a pivot language that joins two
 legs (English preferred; `ipc.routing.pivot_routes`, the workers' routing order). Language codes are folded
-onto ISO 639-1 (`ipc.languages`). The builders below give replies and events their
-documented shapes, with `type` as the first key of every event so a SUB prefix filter works.
+onto ISO 639-1 (`ipc.languages`). The builders below give replies their documented shapes;
+events are typed in ipc/events.py and built in appliance/core/events.py.
 
 Error codes: invalid_json, invalid_request, text_too_long, too_many_targets,
 unsupported_language, unsupported_model, overloaded, shutting_down, not_ready (requests);
@@ -15,13 +15,11 @@ timeout, worker_crashed, shutting_down, internal_error and the runtime's own cod
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import msgspec
 
 from ipc.languages import canonical
-from ipc.cache_key import Detection, Segments
 from ipc.frames import FORMATS
 from ipc.routing import PIVOT, pivot_routes
 from ipc.tiers import MODEL_TYPES
@@ -210,7 +208,8 @@ def _check_translation(
                             _echoable(req.task_id, max_id_bytes))
 
     for name, value in (("messageId", req.message_id), ("taskId", req.task_id), ("conversationId", req.conversation_id)):
-        if value is not None and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
+        # 4 UTF-8 bytes at most per character: most ids are measured without encoding them
+        if value is not None and 4 * len(value) > max_id_bytes and len(value.encode("utf-8", "surrogatepass")) > max_id_bytes:
             raise fail(INVALID_REQUEST, f"{name} is longer than {max_id_bytes} bytes")
     if not req.message_id.strip():
         raise fail(INVALID_REQUEST, "messageId must be a non-empty string")
@@ -272,17 +271,19 @@ class Catalog:
     def check(self, req: TranslateRequest) -> None:
         """Refuse (RequestError) a source or target no model knows, and an explicit pair that
         nothing serves, naming what is supported."""
-        known = f"{', '.join(sorted(self.languages))}; pairs: {self._listing()}"
+        def known() -> str:  # only for the refusal: it sorts every pair
+            return f"{', '.join(sorted(self.languages))}; pairs: {self._listing()}"
+
         if req.source_language != AUTO and req.source_language not in self.languages:
             raise RequestError(
                 UNSUPPORTED_LANGUAGE,
-                f"source language {req.source_language!r} is not supported; languages: {known}",
+                f"source language {req.source_language!r} is not supported; languages: {known()}",
                 req.message_id,
             )
         for target in req.targets:
             if target not in self.languages:
                 raise RequestError(
-                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported; languages: {known}", req.message_id
+                    UNSUPPORTED_LANGUAGE, f"target language {target!r} is not supported; languages: {known()}", req.message_id
                 )
             if req.source_language != AUTO:
                 self.check_pair(req.source_language, target, req.message_id)
@@ -309,7 +310,7 @@ class Catalog:
         }
 
 
-# ---------------------------------------------------------------- replies and events
+# ---------------------------------------------------------------- replies
 
 _encoder = msgspec.json.Encoder()
 
@@ -339,97 +340,3 @@ def queued_body(task_id: str, message_id: str, estimate_ms: float, targets: list
     if duplicate:
         body["duplicate"] = True
     return body
-
-
-def completed_event(
-    *,
-    task_id: str,
-    message_id: str,
-    target: str,
-    text: str,
-    source: str,
-    confidence: float,
-    processing_ms: float,
-    tier: str,
-    model: str,
-    slot: int | None,
-    conversation_id: str | None,
-    attempts: int,
-    queued_ms: float,
-    from_cache: bool = False,
-    requested_model_type: str = AUTO,
-    segments: Segments | None = None,
-    detection: Detection | None = None,
-    same_language: bool = False,
-) -> dict:
-    metadata: dict = {"attempts": attempts, "queueTime": round(queued_ms, 3)}
-    if conversation_id is not None:
-        metadata["conversationId"] = conversation_id
-    event: dict = {
-        "type": "translation_completed",
-        "taskId": task_id,
-        "messageId": message_id,
-        "targetLanguage": target,
-        "timestamp": time.time(),
-        "result": {
-            "messageId": message_id,
-            "translatedText": text,
-            "sourceLanguage": source,
-            "targetLanguage": target,
-            "confidenceScore": round(confidence, 6),
-            "processingTime": round(processing_ms, 3),
-            "modelType": tier,
-            "translatorModel": model,
-            "fromCache": from_cache,
-            "workerId": slot,
-            **_result_details(requested_model_type, segments, detection, same_language),
-        },
-        "metadata": metadata,
-    }
-    if conversation_id is not None:
-        event["conversationId"] = conversation_id
-    return event
-
-
-def _result_details(
-    requested_model_type: str, segments: Segments | None, detection: Detection | None, same_language: bool
-) -> dict:
-    details: dict = {"segmentsCount": segments.count if segments else 0}
-    if segments is not None:
-        details["truncatedSegments"] = list(segments.truncated)
-        if segments.untranslated:
-            details["untranslatedSegments"] = list(segments.untranslated)
-        if segments.retried:
-            details["retriedSegments"] = list(segments.retried)
-        details["fallback"] = segments.fallback
-        if segments.fallback:
-            details["requestedModelType"] = requested_model_type
-        if segments.pivot:
-            details["pivot"] = segments.pivot
-        if segments.engine:
-            details["engine"] = segments.engine
-            if "apertium" in segments.engine:
-                details["unknownWords"] = segments.unknown_words
-    if detection is not None:
-        details["detectedLanguage"] = detection.language or None  # None: no letters to detect from
-        details["detectionConfidence"] = round(detection.confidence, 4)
-        details["defaultSourceUsed"] = detection.defaulted
-    if same_language:
-        details["sameLanguage"] = True
-    return details
-
-
-def error_event(
-    *, task_id: str, message_id: str, target: str, code: str, message: str, conversation_id: str | None
-) -> dict:
-    event: dict = {
-        "type": "translation_error",
-        "taskId": task_id,
-        "messageId": message_id,
-        "targetLanguage": target,
-        "timestamp": time.time(),
-        "error": {"code": code, "message": message},
-    }
-    if conversation_id is not None:
-        event["conversationId"] = conversation_id
-    return event

@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection
 
 import msgspec
 
-from appliance.core import protocol
+from appliance.core import events, protocol
 from appliance.core.cache import ApplianceCache, disabled_stats
 from appliance.config import Settings
 from appliance.core.dispatcher import (
@@ -51,6 +51,7 @@ from appliance.core.protocol import RequestError
 from appliance.core.stats import Metrics
 from appliance.core.tasks import Outcome, RequestRecord, TargetTask, detached, record_bytes
 from ipc.cache_key import CachedTranslation, Detection
+from ipc.events import Completed
 from ipc.frames import PROTOCOL_VERSION, ModelInfo, Ready, Result
 
 log = logging.getLogger("meeshy.service")
@@ -317,7 +318,7 @@ class RequestService:
     def _admit(self, req, scope: str, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
         task_id = req.task_id or uuid.uuid4().hex
         previous = self.dispatcher.recent.get((scope, task_id))
-        answered: dict[str, dict | Outcome] = {}
+        answered: dict[str, Completed | Outcome] = {}
         if previous is not None:  # a retry of a finished task: what finished is answered again
             self.metrics.duplicate_requests += 1
             answered.update({t: o for t, o in previous.outcomes.items() if o.ok})
@@ -351,7 +352,7 @@ class RequestService:
             if target in hits:
                 answered[target] = self._hit_event(record, target, hits[target])
             elif target == source:
-                answered[target] = self._same_language_event(record, target)
+                answered[target] = events.same_language(record, target)
         run = [t for t in req.targets if t not in answered]
         republish = [] if req.sync else [t for t in req.targets if isinstance(answered.get(t), Outcome)]
         self.dispatcher.admit(record, answered=answered, run=run, keys=keys, now=time.monotonic(), republish=republish)
@@ -390,50 +391,11 @@ class RequestService:
             return language, Detection(language, confidence)
         return canonical(settings.default_source), Detection(language, confidence, defaulted=True)
 
-    def _hit_event(self, record: RequestRecord, target: str, hit: Hit) -> dict:
+    def _hit_event(self, record: RequestRecord, target: str, hit: Hit) -> Completed:
         value, lookup_ms = hit
         self.cache.count_edge_hit()
         self.metrics.count_translation(value.model, value.source_language, target)
-        return protocol.completed_event(
-            task_id=record.task_id,
-            message_id=record.message_id,
-            target=target,
-            text=value.translated_text,
-            source=value.source_language,
-            confidence=value.confidence,
-            processing_ms=lookup_ms,
-            tier=value.tier,
-            model=value.model,
-            slot=None,
-            conversation_id=record.conversation_id,
-            attempts=0,
-            queued_ms=0.0,
-            from_cache=True,
-            requested_model_type=record.model_type,
-            segments=value.segments,
-            detection=value.detection,
-        )
-
-    def _same_language_event(self, record: RequestRecord, target: str) -> dict:
-        """A message already in the target language comes back unchanged, without a worker."""
-        return protocol.completed_event(
-            task_id=record.task_id,
-            message_id=record.message_id,
-            target=target,
-            text=record.text,
-            source=target,
-            confidence=1.0,
-            processing_ms=0.0,
-            tier="",
-            model="",
-            slot=None,
-            conversation_id=record.conversation_id,
-            attempts=0,
-            queued_ms=0.0,
-            requested_model_type=record.model_type,
-            detection=record.detection,
-            same_language=True,
-        )
+        return events.from_cache(record, target, value, lookup_ms)
 
     def _estimate_ms(self) -> float:
         ready = max(1, self.pool.count(SlotState.READY))

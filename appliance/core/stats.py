@@ -95,6 +95,8 @@ class Metrics:
             ["model", "source", "target"],
             registry=r,
         )
+        self._translation_children: dict[tuple[str, str, str], Counter] = {}
+        self._latency_children: dict[bool, Histogram] = {}
         self.http_responses = Counter(
             "meeshy_http_responses", "HTTP responses by route and status.", ["route", "status"], registry=r
         )
@@ -148,11 +150,19 @@ class Metrics:
         )
 
     def count_translation(self, model: str, source: str, target: str) -> None:
-        """Label values come from the loaded models and the served languages: a bounded set."""
-        self.translations.labels(model, source, target).inc()
+        """Label values come from the loaded models and the served languages: a bounded set, so
+        each child is looked up once (`labels` costs more than the increment, per cache hit)."""
+        key = (model, source, target)
+        child = self._translation_children.get(key)
+        if child is None:
+            child = self._translation_children[key] = self.translations.labels(model, source, target)
+        child.inc()
 
     def observe_latency(self, seconds: float, ok: bool) -> None:
-        self.latency.labels("completed" if ok else "failed").observe(max(0.0, seconds))
+        child = self._latency_children.get(ok)
+        if child is None:
+            child = self._latency_children[ok] = self.latency.labels("completed" if ok else "failed")
+        child.observe(max(0.0, seconds))
 
     def observe_queue_time(self, seconds: float) -> None:
         self.queue_time.observe(max(0.0, seconds))

@@ -42,7 +42,8 @@ languages and pace"): it reads one event per 100 ms tick, re-pushes the missing 
                 is refused at once with "translation pool full"
 
 Events: the dispatcher publishes every outcome through `CompatFront.publish` (the supervisor
-wires it in place of the native PUB). The gateway de-duplicates on taskId + targetLanguage, so
+wires it in place of the native PUB), as its typed value (ipc/events.py) and its JSON; a compat
+task's event is mapped from the value, never decoded again. The gateway de-duplicates on taskId + targetLanguage, so
 the first event of a target must already be in its shape (`processingTime` in seconds); a
 compat task's events therefore go to the compat PUB only, converted, and never to 5556. Which
 tasks are compat tasks: those in the compat scope (`SCOPE`): every gateway request is made in
@@ -94,6 +95,7 @@ import zmq
 from appliance.core import protocol
 from appliance.core.ports import Service
 from appliance.config import Settings
+from ipc.events import Completed, Event
 from ipc.languages import canonical
 from appliance.edge.zmtp_pull import Message, ZmtpPullServer
 from ipc.tiers import MODEL_TYPES
@@ -115,15 +117,6 @@ MAX_REMEMBERED_TASKS = 32768
 
 # Fields of a native result that are replaced or dropped in the gateway's result.
 _NATIVE_ONLY = frozenset({"processingTime", "workerId", "targetLanguage", "modelType"})
-
-
-class _EventHead(msgspec.Struct):
-    type: str
-    taskId: str = ""
-    targetLanguage: str = ""
-
-
-_event_head = msgspec.json.Decoder(_EventHead)
 
 
 @dataclass(slots=True, eq=False)
@@ -200,51 +193,50 @@ class CompatFront:
 
     # ================================================================== events out
 
-    def publish(self, scope: str, data: bytes) -> None:
-        """The dispatcher's publish: a compat task's event goes to the gateway in its shape, any
-        other event to the native PUB unchanged, whatever its taskId."""
+    def publish(self, scope: str, event: Event, data: bytes) -> None:
+        """The dispatcher's publish: a compat task's event goes to the gateway in its shape, mapped
+        from the typed value; any other event to the native PUB as encoded, whatever its taskId."""
         if scope != SCOPE:
             self._native_publish(scope, data)
             return
-        head = _event_head.decode(data)
-        tracked = self.tracked.get(head.taskId)
+        tracked = self.tracked.get(event.task_id)
         if tracked is None:
             self.counters.forgotten_events += 1
             return
-        target = head.targetLanguage
+        target = event.target_language
         if target in tracked.pending:
             tracked.pending.discard(target)
             self.owed -= 1
         if not tracked.pending:
-            del self.tracked[head.taskId]
+            del self.tracked[event.task_id]
         try:
-            self._deliver(head.taskId, msgspec.json.decode(data), tracked, target)
+            self._deliver(event, tracked)
         except Exception:  # a bug must not break the dispatcher's bookkeeping
-            log.exception("cannot convert an event of task %s for the gateway", head.taskId[:64])
+            log.exception("cannot convert an event of task %s for the gateway", event.task_id[:64])
 
-    def _deliver(self, task_id: str, native: dict, tracked: Tracked, target: str) -> None:
+    def _deliver(self, event: Event, tracked: Tracked) -> None:
         """One outcome of a compat task, as the gateway can take it (module docstring, Per language)."""
-        ok = native["type"] == "translation_completed"
+        target, task_id = event.target_language, event.task_id
         if tracked.story is not None:
             post_id, index = tracked.story
-            if ok:
-                tracked.translations[tracked.spelling.get(target, target)] = native["result"]["translatedText"]
+            if isinstance(event, Completed):
+                tracked.translations[tracked.spelling.get(target, target)] = event.result.translated_text
             else:
                 log.warning("story %s text object %d: %s not translated: %s", post_id[:64], index, target,
-                            native["error"]["message"][:300])
+                            event.error.message[:300])
             if not tracked.pending:
                 self._send(story_completed(post_id, index, tracked.translations))
             return
-        if not ok:
+        if not isinstance(event, Completed):
             # Published, a translation_error would settle the gateway's whole task, feed its circuit
             # breaker and tell the conversation the message failed. Withheld, the gateway re-pushes
             # this language at its timeout and it runs again.
             self.counters.withheld_failures += 1
             log.info("task %s: %s failed (%s), not published: the gateway's re-push runs it again",
-                     task_id[:64], target, native["error"]["code"])
+                     task_id[:64], target, event.error.code)
             return
-        event = gateway_completed(native, tracked.spelling.get(target, target), tracked.model_type)
-        if self._send(event, (task_id, tracked.digest), target) and target in tracked.asked_again:
+        gateway = gateway_completed(event, tracked.spelling.get(target, target), tracked.model_type)
+        if self._send(gateway, (task_id, tracked.digest), target) and target in tracked.asked_again:
             self.counters.republished += 1
 
     def _send(self, event: dict, key: tuple[str, bytes] | None = None, target: str = "") -> bool:
@@ -642,32 +634,31 @@ class CompatFront:
 # ====================================================================== the gateway's shapes
 
 
-def gateway_completed(native: dict, target: str, model_type: str) -> dict:
+def gateway_completed(native: Completed, target: str, model_type: str) -> dict:
     """A native translation_completed (docs/protocol.md) in the gateway's shape: `processingTime`
     in seconds, `workerId` a string, `targetLanguage` as the gateway wrote it; the native result's
-    other fields are kept."""
-    r = native["result"]
+    other fields are kept, in their order."""
+    r = native.result
     result = {
-        "messageId": r["messageId"],
-        "translatedText": r["translatedText"],
-        "sourceLanguage": r["sourceLanguage"],
+        "messageId": r.message_id,
+        "translatedText": r.translated_text,
+        "sourceLanguage": r.source_language,
         "targetLanguage": target,
-        "confidenceScore": r["confidenceScore"],
-        "processingTime": round(r["processingTime"] / 1000.0, 6),
-        "modelType": r["modelType"] or model_type,  # "" when no tier made it (same language)
-        "translatorModel": r["translatorModel"],
-        "workerId": "edge" if r.get("workerId") is None else f"worker-{r['workerId']}",
-        "segmentsCount": r.get("segmentsCount", 0),
+        "confidenceScore": r.confidence_score,
+        "processingTime": round(r.processing_time / 1000.0, 6),
+        "modelType": r.model_type or model_type,  # "" when no tier made it (same language)
+        "translatorModel": r.translator_model,
+        "workerId": "edge" if r.worker_id is None else f"worker-{r.worker_id}",
+        "segmentsCount": r.segments_count,
     }
-    result.update((k, v) for k, v in r.items() if k not in result and k not in _NATIVE_ONLY)
-    metadata = dict(native.get("metadata") or {})
-    if "queueTime" in metadata:
-        metadata["queueTimeMs"] = metadata.pop("queueTime")  # ms, unlike processingTime: say so
+    result.update((k, v) for k, v in msgspec.to_builtins(r).items() if k not in result and k not in _NATIVE_ONLY)
+    metadata = msgspec.to_builtins(native.metadata)
+    metadata["queueTimeMs"] = metadata.pop("queueTime")  # ms, unlike processingTime: say so
     return {
         "type": "translation_completed",
-        "taskId": native["taskId"],
+        "taskId": native.task_id,
         "targetLanguage": target,
-        "timestamp": native["timestamp"],
+        "timestamp": native.timestamp,
         "result": result,
         "metadata": metadata,
     }

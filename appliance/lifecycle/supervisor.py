@@ -21,7 +21,7 @@ of the doors. So the parts are built in this order, in `_open`:
     Edge(router, pub), CompatFront(..., native publish = edge.publish_bytes)
                          built with their sockets only: they can publish at once
     Metrics, TaskObserver(metrics, cache)
-    Dispatcher(send = pool.send, publish = compat.publish or edge.publish_bytes,
+    Dispatcher(send = pool.send, publish = compat.publish or edge.publish_event,
                on_idle = the supervisor's, on_completed/on_outcome/... = the observer's)
     RequestService(dispatcher, pool, cache, lifecycle, metrics, retry_dispatch = the
                    supervisor's, the doors' counters for stats)
@@ -93,6 +93,7 @@ TICK_S = 0.25
 STATUS_EVERY_S = 5.0
 TRIM_EVERY_S = 10.0
 RETRY_SEND_S = 0.02
+RESULTS_BATCH = 256  # worker frames handled per wakeup before yielding to the rest of the loop
 
 
 # ---------------------------------------------------------------- lifecycle events
@@ -240,7 +241,7 @@ class Supervisor:
         self.edge = Edge(router, pub, scoped=self.curve is not None)
         # Drop-in mode: a compat task's events go to Meeshy's gateway in its shape, the rest to 5556.
         self.compat = self._open_compat(pub_hwm) if s.compat.enabled else None
-        publish = self.compat.publish if self.compat is not None else self.edge.publish_bytes
+        publish = self.compat.publish if self.compat is not None else self.edge.publish_event
         # A compat text may be longer than [limits] max_text_chars; so may its translation.
         longest_text = max(s.limits.max_text_chars, s.compat.max_text_chars if self.compat is not None else 0)
         metrics = Metrics()
@@ -531,8 +532,26 @@ class Supervisor:
     # ================================================================== workers' frames
 
     async def _results_loop(self) -> None:
-        while True:
-            data = await self.results.recv()
+        """Workers' frames, read by a callback on the results socket's descriptor with a plain
+        socket (no asyncio future per frame: a result is on every message's path). The
+        descriptor is edge-triggered, as on the edge (appliance/edge/zmq_edge.py): each pass
+        receives until EAGAIN, or takes RESULTS_BATCH frames and goes on after the loop's other
+        callbacks. Nothing is sent on this socket, so no send consumes its signal."""
+        sock = zmq.Socket.shadow(self.results.underlying)
+        fd = sock.getsockopt(zmq.FD)
+        self.loop.add_reader(fd, self._read_results, sock)
+        try:
+            self._read_results(sock)  # whatever came before the reader was added
+            await self.loop.create_future()
+        finally:
+            self.loop.remove_reader(fd)
+
+    def _read_results(self, sock: zmq.Socket) -> None:
+        for _ in range(RESULTS_BATCH):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.ZMQError:  # EAGAIN: nothing more; else closed (shutting down) after this pass was scheduled
+                return
             try:
                 frame = codec.decode_from_worker(data)
             except codec.FrameError as exc:
@@ -542,6 +561,7 @@ class Supervisor:
                 self._on_frame(frame)
             except Exception:
                 log.exception("unexpected error handling %s", type(frame).__name__)
+        self.loop.call_soon(self._read_results, sock)
 
     def _on_frame(self, frame) -> None:
         slot = self.pool.live(frame.slot, frame.pid)

@@ -118,11 +118,6 @@ def test_any_json_object_parses_or_raises_request_error(obj):
             assert exc.code == "unsupported_language"
 
 
-def test_events_put_type_first():
-    event = protocol.error_event(task_id="t", message_id="m", target="fr", code="timeout", message="x", conversation_id=None)
-    assert protocol.encode(event).startswith(b'{"type":"translation_error"')
-
-
 def test_deeply_nested_json_is_bad_json_not_an_internal_error():
     payload = b'{"messageId": "m", "text": "hi", "targetLanguage": "fr", "x": ' + b"[" * 30000 + b"]" * 30000 + b"}"
     with pytest.raises(RequestError) as err:

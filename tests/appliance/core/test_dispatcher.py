@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.core import protocol
+from appliance.core import events, protocol
 from appliance.config import LimitSettings
 from appliance.core.dispatcher import Dispatcher, Finished, Overloaded, TaskIdConflict, TooManyWaiters, content_digest, sync_body
 from appliance.core.tasks import RECORD_BYTES, UNIT_BYTES, RequestRecord, detached, record_bytes
+from ipc import events as ipc_events
 from ipc.frames import Result, TaskFailed
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +34,8 @@ class Harness:
             self.sent.append((slot, task))
         return self.connected
 
-    def _publish(self, scope: str, data: bytes) -> None:
+    def _publish(self, scope: str, event, data: bytes) -> None:
+        assert ipc_events.decode(data) == event  # the value and its JSON say the same
         self.scopes.append(scope)
         self.events.append(msgspec.json.decode(data))
 
@@ -193,11 +195,16 @@ def test_a_record_s_text_keeps_no_utf8_copy():
 
 def test_answered_targets_are_published_at_once_and_take_no_unit():
     h = Harness()
-    hit = {"type": "translation_completed", "taskId": "a", "targetLanguage": "fr", "result": {}}
-    record = h.admit("a", ["fr"], answered={"fr": hit})
+    def hit(task_id):
+        record = RequestRecord(task_id=task_id, digest=b"", message_id=f"m-{task_id}", text="hello",
+                               source_language="en", model_type="auto", conversation_id=None, targets=["fr"],
+                               accepted_at=0.0)
+        return events.same_language(record, "fr")
+
+    record = h.admit("a", ["fr"], answered={"fr": hit("a")})
     assert h.outcomes("a") == [("fr", "translation_completed")] and h.d.in_flight() == 0
     assert ("", "a") in h.d.recent and ("", "a") not in h.d.records
-    record = h.admit("b", ["fr", "es"], answered={"fr": dict(hit, taskId="b")})
+    record = h.admit("b", ["fr", "es"], answered={"fr": hit("b")})
     assert record.remaining == 1 and h.d.in_flight() == 1
 
 

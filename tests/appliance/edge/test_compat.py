@@ -13,7 +13,7 @@ import zmq
 
 from appliance import config
 from appliance.edge import compat
-from ipc import exitcodes
+from ipc import events, exitcodes
 from tests.appliance.conftest import REPO, Events, module_appliance, write_config
 from tests.fakes.waiting import poll_until
 
@@ -375,15 +375,17 @@ def test_a_compat_port_in_use_fails_the_start(start_appliance, zctx):
 # ---------------------------------------------------------------- conversions, in-process
 
 
-def native_completed(**result) -> dict:
+def native_completed(**result) -> events.Completed:
     base = {
         "messageId": "m", "translatedText": "salut", "sourceLanguage": "en", "targetLanguage": "fr",
         "confidenceScore": 0.9, "processingTime": 1500.0, "modelType": "basic", "translatorModel": "opus",
         "fromCache": False, "workerId": 3, "segmentsCount": 2, "fallback": False,
     }
-    return {"type": "translation_completed", "taskId": "t", "messageId": "m", "targetLanguage": "fr",
-            "timestamp": 1764350000.5, "result": base | result,
-            "metadata": {"attempts": 1, "queueTime": 4.0, "conversationId": "c"}, "conversationId": "c"}
+    return msgspec.convert(
+        {"type": "translation_completed", "taskId": "t", "messageId": "m", "targetLanguage": "fr",
+         "timestamp": 1764350000.5, "result": base | result,
+         "metadata": {"attempts": 1, "queueTime": 4.0, "conversationId": "c"}, "conversationId": "c"},
+        events.Completed)
 
 
 def test_completed_conversion():
