@@ -80,6 +80,7 @@ class RequestService:
         self._lookups: dict[asyncio.Task, int] = {}  # requests waiting on the persistent cache: their bytes
         self._lookup_bytes = 0
         dispatcher.on_completed = self._completed
+        dispatcher.on_coalesced = self._coalesced
         dispatcher.on_failed = self.metrics.count_failed
         dispatcher.on_outcome = self._observe_outcome
         dispatcher.on_dispatched = self._observe_dispatch
@@ -408,6 +409,13 @@ class RequestService:
         if self.cache is not None:
             self.cache.on_result(unit.cache_key, frame, unit.request.detection)
 
+    def _coalesced(self, unit: TargetTask, leader: TargetTask, frame: Result) -> None:
+        """A target answered by an identical one's run: no cache hit or miss, no worker time. Its
+        message key differs where the requests did (sourceLanguage "auto" and the detected one)."""
+        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
+        if self.cache is not None and unit.cache_key != leader.cache_key:
+            self.cache.store(unit.cache_key, frame, unit.request.detection)
+
     def _observe_outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
         """A target's event went out: end-to-end latency from the request's acceptance."""
         self.metrics.observe_latency(time.monotonic() - record.accepted_at, ok)
@@ -480,6 +488,8 @@ class RequestService:
                 "completed": self.metrics.tasks_completed,
                 "failed": self.metrics.tasks_failed,
                 "redispatched": d.table.redispatched,
+                "coalesced": d.coalesced,
+                "following": d.table.following,
                 "capacity": d.max_units,
                 "in_flight_bytes": d.table.held_bytes,
                 "bytes_capacity": d.max_bytes,
