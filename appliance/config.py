@@ -59,6 +59,8 @@ class LimitSettings(_Section):
     recent_task_bytes: int = 32 * 1024 * 1024
     task_timeout_s: float = 120.0
     max_attempts: int = 3
+    max_coalesced_per_key: int = 64
+    max_coalesced: int = 4096
 
 
 class WorkerSettings(_Section):
@@ -347,6 +349,7 @@ def validate(s: Settings) -> None:
     need(s.limits.recent_task_bytes >= 0, "limits.recent_task_bytes must be >= 0")
     need(s.limits.task_timeout_s > 0, "limits.task_timeout_s must be > 0")
     need(s.limits.max_attempts >= 1, "limits.max_attempts must be >= 1")
+    need(min(s.limits.max_coalesced_per_key, s.limits.max_coalesced) >= 0, "limits.max_coalesced* must be >= 0")
     need(s.respawn.max_crashes >= 1, "respawn.max_crashes must be >= 1")
     need(s.respawn.backoff_initial_s >= 0, "respawn.backoff_initial_s must be >= 0")
     need(s.shutdown.drain_timeout_s >= 0, "shutdown.drain_timeout_s must be >= 0")

@@ -286,7 +286,7 @@ class Events:
 
 
 def start_curve_appliance(
-    start_appliance, keys_dir: Path, more_clients: tuple[str, ...] = ()
+    start_appliance, keys_dir: Path, more_clients: tuple[str, ...] = (), env: dict | None = None
 ) -> tuple[Appliance, Path, Path]:
     """An appliance with CURVE on that lets in one client key pair, "good": (the appliance, its
     server public key, the allowed client's secret key file). `start_appliance(config=, wait=)`
@@ -300,6 +300,7 @@ def start_curve_appliance(
         shutil.copy(public, allowed / public.name)
     app = start_appliance(
         config={"security": {"curve": True, "server_secret_key": str(server_secret), "client_keys_dir": str(allowed)}},
+        env=env,
         wait=False,
     )
     app.wait_endpoints()

@@ -30,7 +30,11 @@ rate measured is at most the repeat rate.
 Reported per scenario: requests/s (requests finished / wall time from the first send to the last
 event), success rate (every target completed), mean/p50/p99 latency of the successful requests,
 cache hit rate (targets answered by the client's LRU or the appliance's cache; both also apart),
-and the claim beside it. Without `--endpoint` the appliance is started for each `--workers`
+and the claim beside it; and what the appliance did for it, from its stats before and after:
+`decodes` (targets a worker translated: cache misses), `coalesced` (targets answered by an
+identical one in flight, never sent) and `distinct` (distinct texts x targets: the decodes an
+ideal appliance does). `--coalescing off,on` starts each worker count twice, without coalescing
+([limits] max_coalesced_per_key = 0) and with it, on the same workload. Without `--endpoint` the appliance is started for each `--workers`
 count in turn (a temp config: ephemeral ports, HTTP off, cache on with its SQLite level in a temp
 state directory; `--model` serves that model as tier basic, `--fake` the test suite's fake
 runtime), warmed up with sentences never used later, and stopped with SIGTERM (it must exit 0).
@@ -439,24 +443,40 @@ async def run_scenarios(endpoint: Endpoint, workers: int, opts, workload: dict) 
     warm_texts = workload["warmup"][: 8 * max(1, workers)]
     warmup = await translator_scenario(endpoint, warm_texts, 2 * max(1, workers), opts, f"{tag} warm-up",
                                        f"seed-{opts.run_id}-{tag}-warm")
-    for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi)):
-        for n, c in scenarios:
-            if level == "multi" and len(targets) < 2:
-                continue  # one target: the gateway scenarios measured that already
-            texts = workload[level, n, c]
-            label = f"{tag} {level} {n}/{c}"
-            if level == "translator":
-                row = await translator_scenario(endpoint, texts, c, opts, label, f"seed-{opts.run_id}-{tag}-{n}-{c}")
-            else:
-                row = await gateway_scenario(level, endpoint, texts, c,
-                                             targets if level == "multi" else [opts.target], opts, label)
-            row["workers"] = workers
-            rows.append(row)
+    async with Client(endpoint, timeout=opts.timeout, cache_size=0) as probe:
+        for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi)):
+            for n, c in scenarios:
+                if level == "multi" and len(targets) < 2:
+                    continue  # one target: the gateway scenarios measured that already
+                texts = workload[level, n, c]
+                label = f"{tag} {level} {n}/{c}"
+                ahead = await probe.appliance_stats()
+                if level == "translator":
+                    row = await translator_scenario(endpoint, texts, c, opts, label, f"seed-{opts.run_id}-{tag}-{n}-{c}")
+                else:
+                    row = await gateway_scenario(level, endpoint, texts, c,
+                                                 targets if level == "multi" else [opts.target], opts, label)
+                row.update(work_done(ahead, await probe.appliance_stats(), texts, row["targets"]))
+                row["workers"] = workers
+                rows.append(row)
     async with Client(endpoint, timeout=opts.timeout, cache_size=0) as client:
         after = await client.appliance_stats()
     return {"rows": rows, "multi_targets": targets, "warmup": {k: warmup[k] for k in ("requests", "success_rate",
                                                                                        "wall_s")},
             "languages": languages, "stats_before": before, "stats_after": after}
+
+
+def work_done(before: dict, after: dict, texts: list[str], targets: list[str]) -> dict:
+    """What the appliance did for one scenario, from its stats: `decodes` (targets a worker
+    translated, cache.misses), `coalesced` (targets answered by an identical one in flight,
+    never sent), beside `distinct` (distinct texts x targets: the decodes an ideal appliance
+    would do, every text of a scenario being new to it). Events cannot tell a coalesced target
+    from a decoded one (both name the worker that ran it), so `decoded_per_worker` counts both."""
+    def delta(section: str, key: str) -> int:
+        return int((after.get(section) or {}).get(key, 0)) - int((before.get(section) or {}).get(key, 0))
+
+    return {"decodes": delta("cache", "misses"), "coalesced": delta("tasks", "coalesced"),
+            "distinct": len(set(texts)) * len(targets)}
 
 
 # ----------------------------------------------------------------------------- the appliance
@@ -466,27 +486,31 @@ class SeedAppliance(e2e.Appliance):
     """`appliance_e2e.Appliance` (wait_ready, request, stop, close, log) with this benchmark's
     config, and a child that gets SIGTERM if this process dies without cleaning up."""
 
-    def __init__(self, tmp: Path, workers: int, opts):
+    def __init__(self, tmp: Path, workers: int, opts, coalescing: bool = True):
         workers_config = soak.worker_section(workers, opts.fake, opts.models_dir)
         if not opts.fake and opts.model:
             workers_config["tiers"] = {"basic": opts.model}
-        self._start(tmp, {"workers": workers_config, "shutdown": {"drain_timeout_s": 10.0}},
-                    preexec_fn=soak._die_with_parent)
+        sections = {"workers": workers_config, "shutdown": {"drain_timeout_s": 10.0}}
+        if not coalescing:
+            sections["limits"] = {"max_coalesced_per_key": 0}
+        self._start(tmp, sections, preexec_fn=soak._die_with_parent)
 
 
-def serve_and_run(workers: int, opts, workload: dict) -> dict:
+def serve_and_run(workers: int, opts, workload: dict, coalescing: bool = True) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="meeshy-seed-"))  # short: ipc:// paths are limited to 107 bytes
     app = None
     try:
         t0 = time.perf_counter()
-        app = SeedAppliance(tmp, workers, opts)
+        app = SeedAppliance(tmp, workers, opts, coalescing)
         pong = app.wait_ready()
         boot_s = time.perf_counter() - t0
         print(f"{workers} worker(s) ready in {boot_s:.1f}s", file=sys.stderr, flush=True)
         endpoint = Endpoint(app.endpoints["requests"], app.endpoints["events"])
         run = asyncio.run(run_scenarios(endpoint, workers, opts, workload))
+        for row in run["rows"]:
+            row["coalescing"] = coalescing
         exit_code = soak.stop_everything(app, {})
-        run.update(workers=workers, boot_s=round(boot_s, 2), pong=pong, exit_code_after_sigterm=exit_code,
+        run.update(workers=workers, coalescing=coalescing, boot_s=round(boot_s, 2), pong=pong, exit_code_after_sigterm=exit_code,
                    appliance_log_tail=app.log(2000))
         return run
     except BaseException:
@@ -531,18 +555,21 @@ def fmt(x: float | None, spec: str) -> str:
 
 def print_table(rows: list[dict]) -> None:
     print()
-    print(f"{'workers':>7} {'level':10} {'req/conc':>9} {'req/s':>8} {'ok %':>6} {'mean ms':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'cache %':>7} {'claim':>6} {'x claim':>7}")
+    print(f"{'workers':>7} {'coal':>4} {'level':10} {'req/conc':>9} {'req/s':>8} {'ok %':>6} {'mean ms':>9} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'cache %':>7} {'claim':>6} {'x claim':>7} {'decodes':>7} {'distinct':>8} {'coalesced':>9}")
     for r in rows:
         lat = r["latency_ms"]
         level = r["level"] if r["level"] != "multi" else f"multi x{len(r['targets'])}"
-        print(f"{r['workers']:>7} {level:10} {r['scenario']:>9} {r['requests_per_s']:8.1f} "
+        print(f"{r['workers']:>7} {'off' if r.get('coalescing') is False else 'on':>4} {level:10} {r['scenario']:>9} {r['requests_per_s']:8.1f} "
               f"{100 * r['success_rate']:6.1f} {lat['mean']:9.1f} {lat['p50']:8.1f} {lat['p99']:8.1f} "
               f"{100 * r['cache_hit_rate']:7.1f} {fmt(r['claim_requests_per_s'], '6.0f')} "
-              f"{fmt(r['vs_claim'], '7.2f')}")
+              f"{fmt(r['vs_claim'], '7.2f')} {fmt(r.get('decodes'), '7d')} {fmt(r.get('distinct'), '8d')} "
+              f"{fmt(r.get('coalesced'), '9d')}")
     print("  req/s: requests finished / (first send .. last translation_completed event); latency: call or send "
           "to the request's last event, successful requests; cache %: targets answered by the client's LRU "
-          "or the appliance's cache; claim: the original design's req/s")
+          "or the appliance's cache; claim: the original design's req/s; decodes: targets a worker translated "
+          "(appliance stats), distinct: distinct texts x targets sent, coalesced: targets answered by an identical "
+          "one in flight")
 
 
 def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
@@ -657,7 +684,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="workload seed (default 0; with --endpoint a random one, so that the running "
                              "appliance's cache has not seen the fresh sentences)")
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--coalescing", default="on",
+                        help="on, off, or off,on: start each worker count with identical targets in flight "
+                             "decoded once (on: the default config) or each sent to a worker "
+                             "([limits] max_coalesced_per_key = 0), in turn; same workload")
     opts = parser.parse_args(argv)
+    choices = {"on": True, "off": False}
+    try:
+        opts.coalescing_list = [choices[c.strip()] for c in opts.coalescing.split(",") if c.strip()]
+    except KeyError:
+        parser.error(f"--coalescing: {opts.coalescing!r} is not on, off or off,on")
+    if not opts.coalescing_list:
+        parser.error("--coalescing: name on, off or both")
     try:
         opts.workers_list = sorted({int(w) for w in opts.workers.split(",") if w.strip()})
     except ValueError:
@@ -690,9 +728,10 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(target_running(opts, workload))
         else:
             for w in opts.workers_list:
-                runs.append(serve_and_run(w, opts, workload))
-                if len(opts.workers_list) > 1:
-                    print_table(runs[-1]["rows"])
+                for coalescing in opts.coalescing_list:
+                    runs.append(serve_and_run(w, opts, workload, coalescing))
+                    if len(opts.workers_list) * len(opts.coalescing_list) > 1:
+                        print_table(runs[-1]["rows"])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -710,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     opts.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = opts.results_dir / f"seed-{stamp}"
-    charts, charts_note = draw_charts(rows, prefix) if rows else ({}, "no results")
+    charted = [r for r in rows if r.get("coalescing", True)] or rows  # one curve per level and worker count
+    charts, charts_note = draw_charts(charted, prefix) if rows else ({}, "no results")
     doc = {
         "benchmark": "seed",
         "timestamp": stamp,

@@ -160,6 +160,10 @@ class ApplianceCache:
             self.worker_hits += 1
         else:
             self.misses += 1
+        self.store(key, frame, detection)
+
+    def store(self, key: bytes, frame: Result, detection: Detection | None) -> None:
+        """`frame` as the entry of message `key` (table and persistent level), uncounted."""
         if not key or not frame.cacheable:  # an engine exchange went wrong on the way: never kept
             return
         value = CachedTranslation(

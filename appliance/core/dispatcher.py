@@ -22,6 +22,31 @@ never reaches the first request's results. With the same content (a gateway's re
 naming only the languages it still misses), each target named gets: nothing new while it runs;
 its recorded outcome again when it finished; a new run when it failed or is new.
 
+Coalescing. Identical work in flight is done once: a unit whose run key (what a worker would be
+given: text, resolved source, model type, format, target; `run_digest`) matches a unit already in
+the table follows it instead of being sent (tasks.py, "Coalescing"; bounded by [limits]
+max_coalesced_per_key and max_coalesced, beyond which a unit runs on its own). The key is the
+Task's content, not the message's cache key: the cache key is absent with the cache off and
+differs between sourceLanguage "auto" and the language it detects, though the worker is given the
+same Task. When the leader leaves the table, each follower gets exactly one outcome, its own:
+
+    Result, cacheable     the translation, in an event built from the follower's own record
+                          (its scope, taskId, messageId, conversationId, detection): of the
+                          leader's request it carries only the translation of the identical text
+    Result, not cacheable each follower runs on its own (an engine exchange went wrong during
+                          the leader's run, e.g. a desynced Apertium chain: its text is correct
+                          for the message, but no cache may keep it, and a follower sent alone
+                          would most likely have had a clean run; sharing it would hand every
+                          follower an answer it would not have got alone)
+    TaskFailed, timeout,  the oldest follower runs it again and leads the others (a failure may
+    output too long       be the leader's alone; each follower keeps its own deadline)
+    worker died           the leader is dispatched again, still leading (as before); out of
+                          attempts, the followers fail with worker_crashed too: running the
+                          text that killed max_attempts workers again per follower would kill
+                          more, and alone each would have been in those batches
+
+So a follower gets what a cache hit would have given it, or the outcome of its own run.
+
 Scopes. A taskId is only unique within its scope, an opaque string the caller gives with each
 request: the records are keyed by (scope, taskId), and every event is published with its
 record's scope. The service uses "" for anonymous clients (5555 without CURVE, HTTP), the
@@ -79,6 +104,13 @@ def content_digest(text: str, source_language: str, model_type: str, format: str
     return digest.digest()
 
 
+def run_digest(record: RequestRecord) -> bytes:
+    """What a worker is given for each of `record`'s targets besides the target itself: its
+    text, source (the detected one for "auto"), model type and format. Units with the same
+    digest and target coalesce."""
+    return content_digest(record.text, record.source_language, record.model_type, record.format)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -90,6 +122,7 @@ class Dispatcher:
         max_output_chars: int | None = None,
         on_idle: Callable[[], None] = lambda: None,
         on_completed: Callable[[TargetTask, Result], None] = lambda unit, frame: None,
+        on_coalesced: Callable[[TargetTask, TargetTask, Result], None] = lambda unit, leader, frame: None,
         on_failed: Callable[[str], None] = lambda code: None,
         on_outcome: Callable[[RequestRecord, str, bool], None] = lambda record, target, ok: None,
         on_dispatched: Callable[[TargetTask, float], None] = lambda unit, now: None,
@@ -100,6 +133,7 @@ class Dispatcher:
             on_idle        the last unit in the table finished (a drain waits for it)
             on_completed   each worker result, before it is published (the cache stores it,
                            metrics count it)
+            on_coalesced   each follower answered by its leader's result (follower, leader, result)
             on_failed      each error event's code
             on_outcome     each outcome recorded for a target, ok or not (not one published again
                            for a retry): metrics' end-to-end latency
@@ -114,7 +148,9 @@ class Dispatcher:
         self.task_timeout_s = limits.task_timeout_s
         self.max_output_chars = max_output_chars or 2 * limits.max_text_chars  # bounds an event's size (edge.buffer_hwm)
         self.queue_depth = queue_depth
-        self.table = TaskTable(max_attempts=limits.max_attempts, task_timeout_s=limits.task_timeout_s)
+        self.table = TaskTable(max_attempts=limits.max_attempts, task_timeout_s=limits.task_timeout_s,
+                               max_followers_per_key=limits.max_coalesced_per_key, max_followers=limits.max_coalesced)
+        self.coalesced = 0  # targets answered with an identical unit's translation (stats)
         self.records: dict[TaskKey, RequestRecord] = {}
         self.recent: OrderedDict[TaskKey, Finished] = OrderedDict()
         self.recent_bytes = 0
@@ -123,6 +159,7 @@ class Dispatcher:
         self._publish = publish
         self.on_idle = on_idle
         self.on_completed = on_completed
+        self.on_coalesced = on_coalesced
         self.on_failed = on_failed
         self.on_outcome = on_outcome
         self.on_dispatched = on_dispatched
@@ -170,7 +207,7 @@ class Dispatcher:
                     self._republish(record.scope, answer)
             else:
                 self._record(record, target, answer)
-        self.table.add(record, run, now, keys)
+        self.table.add(record, run, now, keys, run_digest(record))
         self._settle(record)
 
     def rerun(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
@@ -180,7 +217,7 @@ class Dispatcher:
             record.outcomes.pop(target, None)
             if target not in record.targets:
                 record.targets.append(target)
-        self.table.add(record, targets, now, keys)
+        self.table.add(record, targets, now, keys, run_digest(record))
 
     def wait(self, record: RequestRecord, targets: tuple[str, ...], reply: Callable[[RequestRecord, tuple[str, ...]], None]) -> None:
         """Call `reply(record, targets)` once each of `targets` has an outcome (now, if they have)."""
@@ -236,35 +273,51 @@ class Dispatcher:
     # ------------------------------------------------------------------ outcomes
 
     def on_result(self, slot: int, frame: Result) -> None:
-        """A worker's translation. Only the slot the unit was assigned to may finish it."""
-        unit = self._take(slot, frame.uid)
+        """A worker's translation, for its unit and the unit's followers ("Coalescing"). Only the
+        slot the unit was assigned to may finish it."""
+        unit = self._owned(slot, frame.uid)
         if unit is None:
             return
         if len(frame.text) > self.max_output_chars:
-            self._publish_failure(unit, protocol.TRANSLATION_FAILED,
-                                  f"the translation is longer than {self.max_output_chars} characters")
+            self.fail(unit, protocol.TRANSLATION_FAILED, f"the translation is longer than {self.max_output_chars} characters")
             return
+        followers = []
+        if frame.cacheable:
+            followers = self.table.take_followers(unit.uid)
+        else:
+            self.table.release_followers(unit.uid)  # each runs on its own: "Coalescing"
+        self.table.finish(unit.uid)
         self.on_completed(unit, frame)
         self._publish_outcome(unit.request, unit.target, events.from_worker(unit, frame))
+        for follower in followers:
+            self.table.finish(follower.uid)
+            self.coalesced += 1
+            self.on_coalesced(follower, unit, frame)
+            self._publish_outcome(follower.request, follower.target, events.from_worker(follower, frame, ran=unit))
 
     def on_failure(self, slot: int, frame: TaskFailed) -> None:
-        unit = self._take(slot, frame.uid)
+        unit = self._owned(slot, frame.uid)
         if unit is not None:
-            self._publish_failure(unit, frame.code, frame.message)
+            self.fail(unit, frame.code, frame.message)  # its oldest follower runs it again
 
-    def _take(self, slot: int, uid: int) -> TargetTask | None:
+    def _owned(self, slot: int, uid: int) -> TargetTask | None:
+        """The unit `slot` answered, still in the table and assigned there; None otherwise."""
         self.table.release(slot, uid)
         unit = self.table.units.get(uid)
         if unit is None or unit.slot != slot:
             return None  # already answered, expired, or not this worker's to answer
-        return self.table.finish(uid)
+        return unit
 
     def worker_died(self, slot: int) -> int:
-        """Requeue what the dead slot held; fail what is out of attempts. Returns the requeued count."""
+        """Requeue what the dead slot held; fail what is out of attempts, and its followers
+        ("Coalescing"). Returns the requeued count."""
         requeued, exhausted = self.table.slot_died(slot)
         for unit in exhausted:
-            self.fail(unit, protocol.WORKER_CRASHED,
-                      f"the worker died each of the {unit.attempt} times this task was dispatched")
+            message = f"the worker died each of the {unit.attempt} times this task was dispatched"
+            followers = self.table.take_followers(unit.uid)
+            self.fail(unit, protocol.WORKER_CRASHED, message)
+            for follower in followers:
+                self.fail(follower, protocol.WORKER_CRASHED, message)
         return len(requeued)
 
     def expire(self, now: float) -> None:

@@ -86,14 +86,16 @@ def completed(
     )
 
 
-def from_worker(unit: TargetTask, frame: ResultFrame) -> Completed:
-    """A worker's translation of `unit`."""
-    record = unit.request
+def from_worker(unit: TargetTask, frame: ResultFrame, ran: TargetTask | None = None) -> Completed:
+    """A worker's translation of `unit`, run by `unit` itself or by the identical unit it followed
+    (`ran`, its leader: attempts and queue time are the run's; a follower admitted after the
+    leader was sent waited 0 ms)."""
+    record, ran = unit.request, ran or unit
     return completed(
         record, unit.target, text=frame.text, source=frame.source_language, confidence=frame.confidence,
         processing_ms=frame.processing_ms, tier=frame.tier, model=frame.model, segments=frame.segments,
-        detection=record.detection, from_cache=frame.from_cache, slot=frame.slot, attempts=unit.attempt,
-        queued_ms=(unit.dispatched_at - record.accepted_at) * 1000.0,
+        detection=record.detection, from_cache=frame.from_cache, slot=frame.slot, attempts=ran.attempt,
+        queued_ms=max(0.0, ran.dispatched_at - record.accepted_at) * 1000.0,
     )
 
 

@@ -61,7 +61,7 @@ Hit = tuple[CachedTranslation, float]  # the cached value, lookup milliseconds
 
 
 class TaskObserver:
-    """What the dispatcher reports about each task (its on_completed, on_outcome and
+    """What the dispatcher reports about each task (its on_completed, on_coalesced, on_outcome and
     on_dispatched), recorded: the metrics' counts and timings, and each worker result written to
     the cache. Built before the dispatcher, as the service is built after it
     (appliance/lifecycle/supervisor.py, "Wiring")."""
@@ -75,6 +75,13 @@ class TaskObserver:
         self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
         if self.cache is not None:
             self.cache.on_result(unit.cache_key, frame, unit.request.detection)
+
+    def coalesced(self, unit: TargetTask, leader: TargetTask, frame: Result) -> None:
+        """A target answered by an identical one's run: no cache hit or miss, no worker time. Its
+        message key differs where the requests did (sourceLanguage "auto" and the detected one)."""
+        self.metrics.count_translation(frame.model, frame.source_language, frame.target_language)
+        if self.cache is not None and unit.cache_key != leader.cache_key:
+            self.cache.store(unit.cache_key, frame, unit.request.detection)
 
     def outcome(self, record: RequestRecord, target: str, ok: bool) -> None:
         """A target's event went out: end-to-end latency from the request's acceptance."""
@@ -461,6 +468,8 @@ class RequestService:
                 "completed": self.metrics.tasks_completed,
                 "failed": self.metrics.tasks_failed,
                 "redispatched": d.table.redispatched,
+                "coalesced": d.coalesced,
+                "following": d.table.following,
                 "capacity": d.max_units,
                 "in_flight_bytes": d.table.held_bytes,
                 "bytes_capacity": d.max_bytes,

@@ -250,6 +250,8 @@ class StatsCollector:
         yield gauge("supervisor_rss_bytes", "Resident memory of the supervisor process.", svc["rss_bytes"])
         yield counter("tasks_completed", "Targets a worker translated (published as translation_completed).", tasks["completed"])
         yield counter("tasks_redispatched", "Tasks dispatched again after a worker died.", tasks["redispatched"])
+        yield counter("tasks_coalesced", "Targets answered by an identical task's run, never sent to a worker.", tasks["coalesced"])
+        yield gauge("tasks_following", "Targets in flight waiting on an identical task's run.", tasks["following"])
         yield gauge("tasks_in_flight", "Accepted targets not yet published.", tasks["in_flight"])
         yield gauge("tasks_pending", "Accepted targets waiting for a worker (the queue).", tasks["pending"])
         yield gauge("tasks_capacity", "Targets that may be in flight at once ([limits] max_inflight_tasks).", tasks["capacity"])

@@ -9,10 +9,25 @@ Pure bookkeeping (no sockets, no clock of its own: callers pass `now`); the disp
     slot died ──slot_died──▶ its units go back to the front of pending (or are reported out of
                              attempts after max_attempts dispatches)
     deadline passed ──expired──▶ the dispatcher finishes it with a timeout error
+    same run key as a unit in the table ──▶ a follower of that unit (its leader): never pending,
+                             never sent; finished by the dispatcher with the leader's answer
 
 A unit (TargetTask) is one target language of one request. A slot's credit is counted from what
 is outstanding there (`outstanding[slot]`: sent, not yet answered), which outlives a unit that
 expired: the worker is still busy with it until it answers or dies.
+
+Coalescing. A unit's `run_key` names what a worker would be given for it (the Task's text,
+source, model type, format and target: dispatcher.run_digest); two units with the same key get the
+same translation. The first unit of a key in the table is its leader (`leaders`); a unit added
+while it is in the table follows it (`followers[leader uid]`, oldest first) instead of going to
+pending, up to `max_followers_per_key` per leader and `max_followers` in all; past either bound
+it runs on its own, as it would without coalescing. A follower is a unit like any other: it
+counts in `units`, `held_bytes`, its own deadline and its record's `remaining`. What happens to
+the followers when their leader leaves the table:
+
+    take_followers    the leader's answer is theirs (the dispatcher finishes each with it)
+    release_followers each runs on its own, at the front of pending, never to follow again
+    finish (default)  the oldest follower is promoted: it leads the rest, at the front of pending
 
 Bytes: `held_bytes` is what the records with units in the table hold in memory (their text and
 ids, as `record_bytes` counts them, plus UNIT_BYTES per unit); a record is charged when its first
@@ -106,21 +121,31 @@ class TargetTask:
     slot: int | None = None
     dispatched_at: float = 0.0
     cache_key: bytes = b""  # the translation's cache key; b"": not cached
+    run_key: bytes = b""  # what a worker is given for it (see "Coalescing"); b"": never coalesced
+    leader: int = 0  # uid of the unit it follows; 0: it runs itself
 
 
 class TaskTable:
-    def __init__(self, *, max_attempts: int, task_timeout_s: float) -> None:
+    def __init__(self, *, max_attempts: int, task_timeout_s: float, max_followers_per_key: int = 0,
+                 max_followers: int = 0) -> None:
         self.max_attempts = max_attempts
         self.task_timeout_s = task_timeout_s
+        self.max_followers_per_key = max_followers_per_key
+        self.max_followers = max_followers
         self.units: dict[int, TargetTask] = {}
         self.pending: deque[int] = deque()
         self.outstanding: dict[int, set[int]] = {}
+        self.leaders: dict[bytes, int] = {}  # run key -> uid of the unit running it
+        self.followers: dict[int, list[int]] = {}  # leader uid -> uids of its followers, oldest first
+        self.following = 0  # followers in the table
         self._next_uid = 1
         self.redispatched = 0
         self.held_bytes = 0
 
-    def add(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
-        """One unit per target, at the back of pending."""
+    def add(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes],
+            run_digest: bytes = b"") -> None:
+        """One unit per target, at the back of pending, or following a unit with the same run key
+        (`run_digest` + the target; b"": none of them follows or leads)."""
         for target in targets:
             if record.remaining == 0:
                 record.held = record_bytes(record.text, record.task_id, record.message_id, record.conversation_id)
@@ -128,9 +153,28 @@ class TaskTable:
             self.held_bytes += UNIT_BYTES
             uid = self._next_uid
             self._next_uid += 1
-            self.units[uid] = TargetTask(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""))
-            self.pending.append(uid)
+            unit = TargetTask(uid, record, target, deadline=now + self.task_timeout_s, cache_key=keys.get(target, b""),
+                              run_key=run_digest + target.encode() if run_digest else b"")
+            self.units[uid] = unit
             record.remaining += 1
+            if not self._follow(unit):
+                self.pending.append(uid)
+
+    def _follow(self, unit: TargetTask) -> bool:
+        """Make `unit` follow the leader of its run key; False when it runs itself (and leads
+        its key if none does)."""
+        if not unit.run_key or not self.max_followers_per_key:
+            return False
+        leader = self.leaders.setdefault(unit.run_key, unit.uid)
+        if leader == unit.uid:
+            return False
+        followers = self.followers.setdefault(leader, [])
+        if len(followers) >= self.max_followers_per_key or self.following >= self.max_followers:
+            return False  # past a bound: it runs on its own, as without coalescing
+        followers.append(unit.uid)
+        unit.leader = leader
+        self.following += 1
+        return True
 
     # ------------------------------------------------------------------ dispatch
 
@@ -174,13 +218,49 @@ class TaskTable:
         self.outstanding.get(slot, set()).discard(uid)
 
     def finish(self, uid: int) -> TargetTask | None:
-        """Take a unit out of the table for publishing; None if it already left (drop the answer)."""
+        """Take a unit out of the table for publishing; None if it already left (drop the answer).
+        A follower leaves its leader; a leader's followers, unless taken or released first, are
+        led by the oldest of them from now on, which goes to the front of pending."""
         unit = self.units.pop(uid, None)
-        if unit is not None:
-            record = unit.request
-            record.remaining -= 1
-            self.held_bytes -= UNIT_BYTES + (record.held if record.remaining == 0 else 0)
+        if unit is None:
+            return None
+        record = unit.request
+        record.remaining -= 1
+        self.held_bytes -= UNIT_BYTES + (record.held if record.remaining == 0 else 0)
+        if unit.leader:
+            self.followers[unit.leader].remove(uid)
+            self.following -= 1
+            unit.leader = 0
+        elif unit.run_key and self.leaders.get(unit.run_key) == uid:
+            del self.leaders[unit.run_key]
+            followers = self.followers.pop(uid, [])
+            if followers:
+                heir = self.units[followers[0]]
+                heir.leader = 0
+                self.following -= 1
+                self.leaders[heir.run_key] = heir.uid
+                for follower in followers[1:]:
+                    self.units[follower].leader = heir.uid
+                if len(followers) > 1:
+                    self.followers[heir.uid] = followers[1:]
+                self.pending.appendleft(heir.uid)
         return unit
+
+    def take_followers(self, uid: int) -> list[TargetTask]:
+        """The followers of `uid`, no longer following (still in the table: finish each)."""
+        units = [self.units[f] for f in self.followers.pop(uid, [])]
+        for unit in units:
+            unit.leader = 0
+        self.following -= len(units)
+        return units
+
+    def release_followers(self, uid: int) -> None:
+        """The followers of `uid` run on their own: at the front of pending, oldest first, and
+        never follow again."""
+        units = self.take_followers(uid)
+        for unit in units:
+            unit.run_key = b""
+        self.pending.extendleft(u.uid for u in reversed(units))
 
     def slot_died(self, slot: int) -> tuple[list[TargetTask], list[TargetTask]]:
         """Units the dead slot outstanding: (requeued at the front of pending, out of attempts)."""

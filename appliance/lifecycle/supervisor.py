@@ -248,7 +248,8 @@ class Supervisor:
         observer = TaskObserver(metrics, self.cache)
         self.dispatcher = Dispatcher(
             s.limits, s.workers.queue_depth, self.pool.send, publish, max_output_chars=2 * longest_text,
-            on_idle=self._on_idle, on_completed=observer.completed, on_failed=metrics.count_failed,
+            on_idle=self._on_idle, on_completed=observer.completed, on_coalesced=observer.coalesced,
+            on_failed=metrics.count_failed,
             on_outcome=observer.outcome, on_dispatched=observer.dispatched,
         )
         self.service = RequestService(

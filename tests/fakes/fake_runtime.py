@@ -9,6 +9,7 @@ inherit from the appliance process:
     FAKE_RUNTIME_LOAD_SLOTS comma-separated worker slots the LOAD behaviour applies to (default all)
     FAKE_RUNTIME_FAIL_FLAG  a path: while that file exists, loading fails (crash loops on respawn)
     FAKE_RUNTIME_ERROR_FLAG a path: while that file exists, every job fails with translation_failed
+    FAKE_RUNTIME_HOLD_FLAG  a path: while that file exists, `translate` waits before it starts
     FAKE_RUNTIME_JOB_LOG    a path: every job the fake decodes (not a cache hit, not a repeat in its
                             batch) appends one JSON line {"text", "source", "target", "tier",
                             "pid"} (see `jobs_logged`), so a test can count what was decoded
@@ -85,6 +86,9 @@ class FakeRuntime:
                 f.write(f"{os.getpid()}\n")
 
     def translate(self, jobs: list[TranslationJob], cache=None) -> list[Translation | TranslationError]:
+        hold = os.environ.get("FAKE_RUNTIME_HOLD_FLAG")
+        while hold and os.path.exists(hold):  # a test holds the batch in the worker, in flight
+            time.sleep(0.01)
         if any("__raise__" in job.text for job in jobs):
             raise RuntimeError("fake runtime failure")
         # Like the real runtime, with the whole text as the one segment: cache hits and repeats in

@@ -39,18 +39,20 @@ class Harness:
         self.scopes.append(scope)
         self.events.append(msgspec.json.decode(data))
 
-    def admit(self, task_id="t1", targets=("fr",), text="hello", now=0.0, answered=None, scope="") -> RequestRecord:
+    def admit(self, task_id="t1", targets=("fr",), text="hello", now=0.0, answered=None, scope="",
+              conversation_id=None, message_id=None) -> RequestRecord:
         record = RequestRecord(
-            task_id=task_id, digest=content_digest(text, "en", "auto"), message_id=f"m-{task_id}", text=text,
-            source_language="en", model_type="auto", conversation_id=None, targets=list(targets), accepted_at=now,
-            scope=scope,
+            task_id=task_id, digest=content_digest(text, "en", "auto"), message_id=message_id or f"m-{task_id}", text=text,
+            source_language="en", model_type="auto", conversation_id=conversation_id, targets=list(targets),
+            accepted_at=now, scope=scope,
         )
         answered = answered or {}
         self.d.admit(record, answered=answered, run=[t for t in targets if t not in answered], keys={}, now=now)
         return record
 
-    def answer(self, slot: int, task, text="bonjour", pid=1) -> None:
-        self.d.on_result(slot, Result(task.uid, task.attempt, slot, pid, text, "en", task.target_language, 0.9, "m", "basic", 1.0))
+    def answer(self, slot: int, task, text="bonjour", pid=1, cacheable=True) -> None:
+        self.d.on_result(slot, Result(task.uid, task.attempt, slot, pid, text, "en", task.target_language, 0.9, "m",
+                                      "basic", 1.0, cacheable=cacheable))
 
     def fail(self, slot: int, task, code="translation_failed") -> None:
         self.d.on_failure(slot, TaskFailed(task.uid, task.attempt, slot, 1, code, "it broke"))
@@ -280,10 +282,159 @@ def test_recent_tasks_are_bounded_in_bytes():
     assert ("", "t39") in h.d.recent and ("", "t0") not in h.d.recent
 
 
-@given(st.lists(st.tuples(st.sampled_from(["admit", "dispatch", "answer", "fail", "die", "expire"]), st.integers(0, 2)), max_size=60))
+# ---------------------------------------------------------------- coalescing
+
+
+def test_identical_targets_in_flight_are_sent_once_and_each_gets_its_own_event():
+    """Two scopes using the same taskId and an anonymous client, same text and target: one Task;
+    each event carries its own ids and scope, and nothing of the leader's request but the text."""
+    h = Harness()
+    h.admit("same", ["fr", "es"], text="hi there", scope="curve:alice", conversation_id="alice-conv", message_id="alice-msg")
+    h.admit("same", ["fr"], text="hi there", scope="curve:bob", conversation_id="bob-conv", message_id="bob-msg")
+    h.admit("anon", ["fr"], text="hi there")
+    h.admit("other", ["fr"], text="another text")
+    assert h.d.in_flight() == 5 and h.d.table.following == 2
+    h.d.dispatch(0.0)
+    assert sorted((t.text, t.target_language) for _, t in h.sent) == [
+        ("another text", "fr"), ("hi there", "es"), ("hi there", "fr")]
+    fr = next((s, t) for s, t in h.sent if (t.text, t.target_language) == ("hi there", "fr"))
+    h.answer(*fr, text="salut")
+    published = [(scope, e["taskId"], e["messageId"], e.get("conversationId"), e["result"]["translatedText"])
+                 for scope, e in zip(h.scopes, h.events)]
+    assert sorted(published, key=str) == sorted([
+        ("curve:alice", "same", "alice-msg", "alice-conv", "salut"),
+        ("curve:bob", "same", "bob-msg", "bob-conv", "salut"),
+        ("", "anon", "m-anon", None, "salut"),
+    ], key=str)
+    for scope, event in zip(h.scopes, h.events):
+        if scope != "curve:alice":
+            assert "alice" not in msgspec.json.encode(event).decode()
+    assert h.d.coalesced == 2 and h.d.table.following == 0 and h.d.in_flight() == 2
+
+
+def test_a_failed_leader_s_oldest_follower_runs_again_and_leads_the_others():
+    h = Harness()
+    for n in range(3):
+        h.admit(f"r{n}", ["fr"], now=float(n))
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 1
+    h.fail(*h.sent[0])
+    assert h.outcomes("r0") == [("fr", "translation_error")] and h.d.table.following == 1
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 2 and h.sent[1][1].attempt == 1  # r1's own unit, its first attempt
+    h.answer(*h.sent[1])
+    assert [h.outcomes(f"r{n}") for n in (1, 2)] == [[("fr", "translation_completed")]] * 2
+    assert len(h.events) == 3 and h.d.in_flight() == 0 and h.d.table.held_bytes == 0
+
+
+def test_a_timed_out_leader_hands_over_and_each_follower_keeps_its_own_deadline():
+    h = Harness(task_timeout_s=10.0)
+    h.admit("r0", ["fr"], now=0.0)
+    h.d.dispatch(0.0)
+    h.admit("r1", ["fr"], now=5.0)
+    h.admit("r2", ["fr"], now=9.0)
+    h.d.expire(10.0)
+    assert h.outcomes("r0") == [("fr", "translation_error")] and h.events[0]["error"]["code"] == protocol.TIMEOUT
+    h.d.dispatch(10.0)
+    assert len(h.sent) == 2
+    h.answer(*h.sent[0])  # the expired leader's late answer: nobody's any more
+    assert len(h.events) == 1
+    h.d.expire(15.0)  # r1's own deadline; r2 follows it no longer but runs again
+    assert h.outcomes("r1") == [("fr", "translation_error")]
+    h.d.dispatch(15.0)
+    h.answer(*h.sent[-1])
+    assert h.outcomes("r2") == [("fr", "translation_completed")] and h.d.in_flight() == 0
+
+
+def test_an_uncacheable_result_is_not_shared_each_follower_runs_on_its_own():
+    h = Harness()
+    for n in range(3):
+        h.admit(f"r{n}", ["fr"])
+    h.d.dispatch(0.0)
+    h.answer(*h.sent[0], text="desynced", cacheable=False)
+    assert [e["taskId"] for e in h.events] == ["r0"] and h.d.coalesced == 0
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 3  # r1 and r2, each alone
+    h.admit("r3", ["fr"])  # released followers lead nothing: r3 runs on its own too
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 4
+    for slot, task in h.sent[1:]:
+        h.answer(slot, task, text="clean")
+    assert sorted((e["taskId"], e["result"]["translatedText"]) for e in h.events) == [
+        ("r0", "desynced"), ("r1", "clean"), ("r2", "clean"), ("r3", "clean")]
+
+
+def test_a_leader_that_keeps_killing_workers_fails_its_followers_with_it():
+    h = Harness(max_attempts=2)
+    h.admit("r0", ["fr"])
+    h.admit("r1", ["fr"])
+    h.d.dispatch(0.0)
+    h.d.worker_died(h.sent[-1][0])  # dispatched again, still leading
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 2 and h.d.table.following == 1
+    h.d.worker_died(h.sent[-1][0])
+    assert sorted((e["taskId"], e["error"]["code"]) for e in h.events) == [
+        ("r0", protocol.WORKER_CRASHED), ("r1", protocol.WORKER_CRASHED)]
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 2 and h.d.in_flight() == 0
+
+
+def test_followers_are_bounded_per_key_and_in_all():
+    h = Harness(max_coalesced_per_key=2, max_coalesced=3)
+    for n in range(4):
+        h.admit(f"a{n}", ["fr"])
+    for n in range(3):
+        h.admit(f"b{n}", ["fr"], text="other")
+    h.d.dispatch(0.0)
+    # a0 leads a1 and a2 (per-key bound), a3 runs alone; b0 leads b1 (3 in all), b2 runs alone.
+    assert sorted(t.text for _, t in h.sent) == ["hello", "hello", "other", "other"]
+    assert h.d.table.following == 3
+    for slot, task in list(h.sent):
+        h.answer(slot, task)
+    assert len(h.events) == 7 and h.d.coalesced == 3 and h.d.in_flight() == 0
+
+
+def test_coalescing_off_sends_every_target():
+    h = Harness(max_coalesced_per_key=0)
+    h.admit("a", ["fr"])
+    h.admit("b", ["fr"])
+    h.d.dispatch(0.0)
+    assert len(h.sent) == 2
+
+
+def test_followers_count_in_capacity_and_bytes_and_a_follower_may_leave_first():
+    h = Harness(max_inflight_tasks=2)
+    h.admit("a", ["fr"])
+    h.admit("b", ["fr"])
+    with pytest.raises(Overloaded):
+        h.d.check_capacity(1)
+    assert h.d.table.held_bytes == 2 * (record_bytes("hello", "a", "m-a", None) + UNIT_BYTES)
+    follower = next(u for u in h.d.table.units.values() if u.leader)
+    h.d.fail(follower, protocol.TIMEOUT, "gone")  # leaves its leader; the leader runs on
+    h.d.dispatch(0.0)
+    h.answer(*h.sent[0])
+    assert sorted(h.outcomes("a") + h.outcomes("b")) == [("fr", "translation_completed"), ("fr", "translation_error")]
+    assert h.d.coalesced == 0 and h.d.table.held_bytes == 0 and not h.d.table.leaders and not h.d.table.followers
+
+
+def test_drain_fails_leader_and_followers_once_each():
+    h = Harness()
+    for n in range(3):
+        h.admit(f"r{n}", ["fr"])
+    h.d.dispatch(0.0)
+    assert h.d.fail_all(protocol.SHUTTING_DOWN, "bye") == 3
+    assert sorted(e["taskId"] for e in h.events) == ["r0", "r1", "r2"]
+    assert h.d.in_flight() == 0 and not h.d.table.leaders and h.d.table.following == 0
+
+
+OPS = ["admit", "dispatch", "answer", "taint", "fail", "die", "expire"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 2)), max_size=60))
 def test_every_admitted_target_gets_exactly_one_outcome(ops):
-    """Whatever the interleaving of deaths, failures and expiry, each target is published once."""
-    h = Harness(depth=3, max_attempts=1000, task_timeout_s=50.0)
+    """Whatever the interleaving of deaths, failures, uncacheable answers and expiry, each target
+    (many of them identical, so leaders and followers) is published once, in its own scope."""
+    h = Harness(depth=3, max_attempts=1000, task_timeout_s=50.0, max_coalesced_per_key=2)
     h.d.set_ready([0, 1, 2])
     admitted: list[tuple[str, str]] = []
     now = 0.0
@@ -291,17 +442,19 @@ def test_every_admitted_target_gets_exactly_one_outcome(ops):
         now += 1.0
         if op == "admit":
             targets = ["fr", "es"][: 1 + n % 2]
-            h.admit(f"r{n}", targets, now=now)
+            h.admit(f"r{n}", targets, now=now, text=["hello", "hi"][slot % 2], scope=f"s{slot}")
             admitted += [(f"r{n}", t) for t in targets]
         elif op == "dispatch":
             h.d.dispatch(now)
-        elif op in ("answer", "fail"):
+        elif op in ("answer", "taint", "fail"):
             outstanding = sorted(h.d.table.outstanding.get(slot, ()))
             if outstanding:
                 unit = h.d.table.units.get(outstanding[0])
                 task = next((t for s, t in reversed(h.sent) if t.uid == outstanding[0]), None)
-                if unit is not None and task is not None:
-                    (h.answer if op == "answer" else h.fail)(slot, task)
+                if unit is not None and task is not None and op == "fail":
+                    h.fail(slot, task)
+                elif unit is not None and task is not None:
+                    h.answer(slot, task, cacheable=op == "answer")
                 else:
                     h.d.table.release(slot, outstanding[0])
         elif op == "die":
@@ -318,5 +471,7 @@ def test_every_admitted_target_gets_exactly_one_outcome(ops):
             h.answer(9, task)
     published = sorted((e["taskId"], e["targetLanguage"]) for e in h.events)
     assert published == sorted(admitted)
+    assert h.scopes == [f"s{ops[int(e['taskId'][1:])][1]}" for e in h.events]  # each in its own scope
     assert not h.d.records
     assert h.d.table.held_bytes == 0  # every record's bytes released with its last unit
+    assert not h.d.table.leaders and not h.d.table.followers and h.d.table.following == 0
