@@ -289,7 +289,7 @@ def alone_vs_batched(engine, work: Workload, n: int) -> dict:
     alone = [engine.decode([i], [p])[0] for i, p in zip(ids, pieces)]
     batched = engine.decode(ids, pieces)
     same = sum(1 for a, b in zip(alone, batched) if list(a) == list(b))
-    return {"alone_equals_batched": same, "sentences": len(ids)}
+    return {"alone_equals_batched": same, "sentences": len(ids), "tokens": [[int(t) for t in row] for row in batched]}
 
 
 def memory_mb() -> dict:
@@ -446,6 +446,15 @@ def _measure(opts, work: Workload, workers: dict) -> tuple[dict, bool]:
             figure = invariance[name]
             shown = figure.get("error") or f"{figure['alone_equals_batched']}/{figure['sentences']}"
             print(f"  {name:14} alone == batched (greedy): {shown}", flush=True)
+        # A shortlisted head must give the whole vocabulary's tokens: count the sentences that do.
+        full = invariance.get("ours-int8", {}).get("tokens")
+        for name, figure in invariance.items():
+            if full and name.startswith("ours-int8-") and "tokens" in figure:
+                figure["same_as_full_head"] = sum(a == b for a, b in zip(figure["tokens"], full))
+                print(f"  {name:14} same tokens as ours-int8's whole head (greedy): "
+                      f"{figure['same_as_full_head']}/{figure['sentences']}", flush=True)
+        for figure in invariance.values():
+            figure.pop("tokens", None)
     results, ok = {}, True
     for beam in opts.beams:
         rows = {name: {**loaded[name], "seconds": [], "cpu_seconds": []} for name in engines}

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, OutputHead
+from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, Buffer, OutputHead
 from workers.session import open_graphs
 
 NEG_INF = np.float32(-np.inf)
@@ -100,26 +100,22 @@ class _SelfCache:
     into one set (ONNX Runtime's I/O binding: no copy out of its arena); a beam reordering or rows
     leaving gathers them into the other set with `np.take(out=)`. Before, every step allocated
     fresh arrays for both (ORT's outputs, then the fancy-indexed gather): at beam 4, batch 32 the
-    gather alone was 15 % of the decode, most of it page faults on the new arrays. A buffer is a
-    flat array grown by half when too small; a tensor is a C-contiguous view of its start, so any
-    shape fits without copying. They are the decode's own: a finished batch gives them back.
+    gather alone was 15 % of the decode, most of it page faults on the new arrays. Each tensor is
+    a view of a `Buffer`, so any shape fits without copying. They are the decode's own: a finished
+    batch gives them back.
     """
 
     def __init__(self, graphs: Seq2SeqGraphs, self_kv: list[np.ndarray]):
         self._graphs = graphs
         self._binding = graphs.decoder_with_past.io_binding()
-        self._sets = [[np.empty(0, np.float32) for _ in self_kv] for _ in range(2)]
+        self._sets = [[Buffer() for _ in self_kv] for _ in range(2)]
         self._current = -1  # the set holding `kv`; -1: the first step's own arrays
         self.kv = self_kv
 
     def _views(self, shape: tuple[int, ...]) -> list[np.ndarray]:
-        index = 1 if self._current == 0 else 0
-        buffers, size = self._sets[index], int(np.prod(shape))
-        for i, flat in enumerate(buffers):
-            if flat.size < size:  # its contents are dead: the other set holds the cache
-                buffers[i] = np.empty(max(size, flat.size * 3 // 2), np.float32)
+        index = 1 if self._current == 0 else 0  # its contents are dead: the other set holds the cache
         self._current = index
-        return [flat[:size].reshape(shape) for flat in buffers]
+        return [buffer.view(shape) for buffer in self._sets[index]]
 
     def select(self, rows: np.ndarray) -> None:
         """Keep these rows, in this order (beam reordering, finished rows leaving)."""
@@ -180,9 +176,10 @@ def greedy(
     results = [Hypothesis([], 0.0) for _ in range(len(input_ids))]
     alive = np.arange(len(input_ids))
     max_new = limits.max_new_tokens
+    buffer = Buffer()
     step = 0
     while True:
-        logits = head.logits(hidden)
+        logits = head.logits_into(hidden, buffer)
         logits[:, banned_columns] = NEG_INF
         if step < limits.min_new_tokens:
             logits[:, eos_columns] = NEG_INF
