@@ -288,7 +288,7 @@ def alone_vs_batched(engine, work: Workload, n: int) -> dict:
     alone = [engine.decode([i], [p])[0] for i, p in zip(ids, pieces)]
     batched = engine.decode(ids, pieces)
     same = sum(1 for a, b in zip(alone, batched) if list(a) == list(b))
-    return {"alone_equals_batched": same, "sentences": len(ids)}
+    return {"alone_equals_batched": same, "sentences": len(ids), "tokens": [[int(t) for t in row] for row in batched]}
 
 
 def memory_mb() -> dict:
@@ -445,6 +445,15 @@ def _measure(opts, work: Workload, workers: dict) -> tuple[dict, bool]:
             figure = invariance[name]
             shown = figure.get("error") or f"{figure['alone_equals_batched']}/{figure['sentences']}"
             print(f"  {name:14} alone == batched (greedy): {shown}", flush=True)
+        # A shortlisted head must give the whole vocabulary's tokens: count the sentences that do.
+        full = invariance.get("ours-int8", {}).get("tokens")
+        for name, figure in invariance.items():
+            if full and name.startswith("ours-int8-") and "tokens" in figure:
+                figure["same_as_full_head"] = sum(a == b for a, b in zip(figure["tokens"], full))
+                print(f"  {name:14} same tokens as ours-int8's whole head (greedy): "
+                      f"{figure['same_as_full_head']}/{figure['sentences']}", flush=True)
+        for figure in invariance.values():
+            figure.pop("tokens", None)
     results, ok = {}, True
     for beam in opts.beams:
         rows = {name: {**loaded[name], "seconds": [], "cpu_seconds": []} for name in engines}
@@ -552,7 +561,7 @@ def _find(stats: dict, filename_end: str, func: str):
     return None, None
 
 
-def _cprofile_split(model, work: Workload) -> dict:
+def _cprofile_split(model, work: Workload, beam: int = 1) -> dict:
     import cProfile
     import pstats
 
@@ -560,37 +569,36 @@ def _cprofile_split(model, work: Workload) -> dict:
     profiler.enable()
     for index in range(len(work.batches)):
         batch = work.batches[index]
-        model.generate(batch, work.target, 1, [work.new_tokens] * len(batch), work.new_tokens)
+        model.generate(batch, work.target, beam, [work.new_tokens] * len(batch), work.new_tokens)
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # (file, line, func) -> (cc, nc, tottime, cumtime, callers)
     cum = lambda f, fn: (_find(stats, f, fn)[1] or (0, 0, 0.0, 0.0))[3]  # noqa: E731
     total = cum("workers/runtime.py", "generate")
-    encode = cum("workers/decoding.py", "encode")
-    first = cum("workers/decoding.py", "first_step")
-    next_key, next_value = _find(stats, "workers/decoding.py", "next_step")
-    _, run_value = _find(stats, "onnxruntime_inference_collection.py", "run")
-    ort_next = run_value[4].get(next_key, (0, 0, 0.0, 0.0))[3] if run_value and next_key else 0.0
+    step_key, step_value = _find(stats, "workers/decoding.py", "step")
+    ort_step = cum("onnxruntime_inference_collection.py", "run_with_iobinding")
+    search = "greedy" if beam == 1 else "beam_search"
     argmax_key = ("~", 0, "<method 'argmax' of 'numpy.ndarray' objects>")
     argmax = stats[argmax_key][4].get(_find(stats, "workers/decoding.py", "greedy")[0], (0, 0, 0.0, 0.0))[3] \
-        if argmax_key in stats else 0.0
-    greedy_self = (_find(stats, "workers/decoding.py", "greedy")[1] or (0, 0, 0.0))[2]
+        if argmax_key in stats and beam == 1 else 0.0
+    search_self = (_find(stats, "workers/decoding.py", search)[1] or (0, 0, 0.0))[2]
     parts = {
-        "encoder (ORT)": encode,
-        "first decoder step (ORT decoder_model)": first,
-        "decoder_with_past (ORT run)": ort_next,
-        "next_step feed/unpack (Python)": (next_value[3] if next_value else 0.0) - ort_next,
-        "output head (ORT head_model: projection onto the vocabulary)": cum("workers/output_head.py", "logits"),
+        "encoder (ORT)": cum("workers/decoding.py", "encode"),
+        "first decoder step (ORT decoder_model)": cum("workers/decoding.py", "first_step"),
+        "decoder_with_past (ORT run_with_iobinding)": ort_step,
+        "step: bindings, buffers (Python)": (step_value[3] if step_value else 0.0) - ort_step,
+        "output head (ORT head_model: logits)": cum("workers/output_head.py", "logits"),
+        "output head (ORT head_topk_model: log-softmax, top k)": cum("workers/output_head.py", "topk"),
         "numpy argmax (greedy)": argmax,
     }
-    # Every other helper of decoding.py (log-softmax, masking, ...) by name, so that a rewrite of
-    # the loop shows up here instead of vanishing into "other".
-    structural = {"greedy", "beam_search", "_start", "encode", "first_step", "next_step", "__init__", "confidence"}
+    # Every other helper of decoding.py (log-softmax, masking, cache gathers, ...) by name, so that a
+    # rewrite of the loop shows up here instead of vanishing into "other".
+    structural = {"greedy", "beam_search", "_start", "encode", "first_step", "step", "__init__", "confidence"}
     for (filename, _, func), (_, _, _, cumulative, _) in stats.items():
         if filename.endswith("workers/decoding.py") and func not in structural and cumulative >= 0.001:
             parts[f"decoding.py {func}() (numpy)"] = cumulative
-    parts["greedy loop body (Python: KV slicing, appends)"] = greedy_self
+    parts[f"{search} loop body (Python: candidates, bookkeeping)"] = search_self
     parts["other (padding, framing, cProfile)"] = total - sum(parts.values())
-    steps = (next_value[1] if next_value else 0) // max(len(work.batches), 1)
+    steps = (step_value[1] if step_value else 0) // max(len(work.batches), 1)
     return {"total_s": total, "parts_s": parts, "decoder_with_past_calls_per_batch": steps}
 
 
@@ -682,20 +690,21 @@ def profile(opts, work: Workload) -> dict:
     model = Model(load_specs(MODELS)[f"{SYNTHETIC}-int8"], threads=1)
     model.generate(work.batches[0], work.target, 1, [work.new_tokens] * len(work.batches[0]), work.new_tokens)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    split = _cprofile_split(model, work)
+    splits = {beam: _cprofile_split(model, work, beam) for beam in opts.beams}
     ops = _ort_op_profile(model, work, RESULTS)
     kv = _kv_slice_cost(model, work)
-    total = split["total_s"]
-    print(f"\ncProfile, ours-int8, {work.sentences} sentences x {work.new_tokens} tokens: {total:.2f}s")
-    for part, seconds in split["parts_s"].items():
-        print(f"  {part:62} {seconds:7.3f}s {seconds / total * 100:5.1f}%")
+    for beam, split in splits.items():
+        total = split["total_s"]
+        print(f"\ncProfile, ours-int8, beam {beam}, {work.sentences} sentences x {work.new_tokens} tokens: {total:.2f}s")
+        for part, seconds in split["parts_s"].items():
+            print(f"  {part:62} {seconds:7.3f}s {seconds / total * 100:5.1f}%")
     print(f"  (dropping one finished row mid-decode would cost {kv['ms_per_event']:.2f} ms; none here)")
     kernels = 1 - (ops["outside_kernels_share"] or 0)
     print(f"\nORT per-op profile, decoder_with_past (kernels are {kernels:.0%} of run time)")
     for part, share in ops["by_part"].items():
         print(f"  {part:62} {share * 100:5.1f}%")
     print("  by op type:", ", ".join(f"{op} {s * 100:.1f}%" for op, s in list(ops["by_op_type"].items())[:8]))
-    return {"cprofile": split, "ort_decoder_with_past": ops, "kv_slice": kv}
+    return {"cprofile": {str(b): s for b, s in splits.items()}, "ort_decoder_with_past": ops, "kv_slice": kv}
 
 
 # --- entry point ----------------------------------------------------------------------------------

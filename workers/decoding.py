@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, OutputHead
+from workers.output_head import HEAD_GRAPH, TOPK_GRAPH, Buffer, OutputHead
 from workers.session import open_graphs
 
 NEG_INF = np.float32(-np.inf)
@@ -74,6 +74,8 @@ class Seq2SeqGraphs:
         self._first_outputs += [f"present.{i}.encoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         assert set(self._first_outputs) <= set(first_outputs), first_outputs
         self._next_outputs = ["hidden"] + [f"present.{i}.decoder.{kv}" for i in range(self.layers) for kv in ("key", "value")]
+        key_shape = next(o.shape for o in self.decoder.get_outputs() if o.name == "present.0.decoder.key")
+        self._kv_shape = (int(key_shape[1]), int(key_shape[3]))  # heads, head width: fixed by the export
 
     def release_memory(self) -> None:
         """A tiny run that shrinks the CPU arena: its free chunks go back to the heap."""
@@ -85,28 +87,91 @@ class Seq2SeqGraphs:
         return self.encoder.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
     def first_step(self, decoder_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray):
-        out = self.decoder.run(
-            self._first_outputs,
-            {"input_ids": decoder_ids, "encoder_hidden_states": hidden, "encoder_attention_mask": mask},
-        )
+        """The decoder prefix: each row's last hidden state, its self- and cross-attention keys/values.
+
+        The outputs are written into arrays of our own (I/O binding): as ONNX Runtime outputs the
+        cross-attention keys/values of a batch (32 sentences of 64 tokens: 48 MB) took chunks of
+        its arena that it kept after the batch, until the worker's idle release."""
+        rows, prefix, source = decoder_ids.shape[0], decoder_ids.shape[1], hidden.shape[1]
+        heads, width = self._kv_shape
+        binding = self.decoder.io_binding()
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(decoder_ids))
+        binding.bind_cpu_input("encoder_hidden_states", np.ascontiguousarray(hidden))
+        binding.bind_cpu_input("encoder_attention_mask", np.ascontiguousarray(mask))
         n = 2 * self.layers
+        shapes = [(rows, prefix, self._hidden_size)] + [(rows, heads, prefix, width)] * n + [(rows, heads, source, width)] * n
+        out = [np.empty(shape, np.float32) for shape in shapes]
+        for name, value in zip(self._first_outputs, out):
+            binding.bind_output(name, "cpu", 0, np.float32, list(value.shape), value.ctypes.data)
+        self.decoder.run_with_iobinding(binding)
         return out[0][:, -1, :], out[1 : 1 + n], out[1 + n :]
 
-    def next_step(self, tokens: np.ndarray, mask: np.ndarray, self_kv: list, cross_kv: list):
-        feed = {"input_ids": tokens[:, None], "encoder_attention_mask": mask}
-        feed.update(zip(self._self_names, self_kv))
-        feed.update(zip(self._cross_names, cross_kv))
-        out = self.decoder_with_past.run(self._next_outputs, feed)
-        return out[0][:, -1, :], out[1:]
+class _SelfCache:
+    """The self-attention keys/values of the rows decoding, in two sets of reused buffers.
+
+    `decoder_with_past` writes each step's present keys/values (the past one step longer) straight
+    into one set (ONNX Runtime's I/O binding: no copy out of its arena); a beam reordering or rows
+    leaving gathers them into the other set with `np.take(out=)`. Before, every step allocated
+    fresh arrays for both (ORT's outputs, then the fancy-indexed gather): at beam 4, batch 32 the
+    gather alone was 15 % of the decode, most of it page faults on the new arrays. Each tensor is
+    a view of a `Buffer`, so any shape fits without copying. They are the decode's own: a finished
+    batch gives them back.
+    """
+
+    def __init__(self, graphs: Seq2SeqGraphs, self_kv: list[np.ndarray]):
+        self._graphs = graphs
+        self._binding = graphs.decoder_with_past.io_binding()
+        self._sets = [[Buffer() for _ in self_kv] for _ in range(2)]
+        self._current = -1  # the set holding `kv`; -1: the first step's own arrays
+        self.kv = self_kv
+
+    def _views(self, shape: tuple[int, ...]) -> list[np.ndarray]:
+        index = 1 if self._current == 0 else 0  # its contents are dead: the other set holds the cache
+        self._current = index
+        return [buffer.view(shape) for buffer in self._sets[index]]
+
+    def select(self, rows: np.ndarray) -> None:
+        """Keep these rows, in this order (beam reordering, finished rows leaving)."""
+        kept = self._views((len(rows), *self.kv[0].shape[1:]))
+        for source, target in zip(self.kv, kept):
+            np.take(source, rows, axis=0, out=target)
+        self.kv = kept
+
+    def step(self, tokens: np.ndarray, mask: np.ndarray, cross_kv: list) -> np.ndarray:
+        """One `decoder_with_past` step: the rows' last hidden states; the cache grows by one."""
+        graphs, binding = self._graphs, self._binding
+        rows, heads, length, width = self.kv[0].shape
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(tokens[:, None]))
+        binding.bind_cpu_input("encoder_attention_mask", np.ascontiguousarray(mask))
+        for name, value in zip(graphs._self_names, self.kv):
+            binding.bind_cpu_input(name, value)
+        for name, value in zip(graphs._cross_names, cross_kv):
+            binding.bind_cpu_input(name, value)
+        hidden = np.empty((rows, 1, graphs._hidden_size), np.float32)
+        binding.bind_output("hidden", "cpu", 0, np.float32, list(hidden.shape), hidden.ctypes.data)
+        present = self._views((rows, heads, length + 1, width))
+        for name, value in zip(graphs._next_outputs[1:], present):
+            binding.bind_output(name, "cpu", 0, np.float32, list(value.shape), value.ctypes.data)
+        graphs.decoder_with_past.run_with_iobinding(binding)
+        self.kv = present
+        return hidden[:, -1, :]
 
 
-def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, rows):
+def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, beam_size: int = 1):
+    """Encode, and run the decoder prefix once per sentence; for beam search each sentence's row
+    is then repeated `beam_size` times (every beam starts from the same prefix, so the prefix is
+    not decoded once per beam: at beam 4, batch 32 the prefix step over every beam was most of
+    the 10 % the start took)."""
     encoded = graphs.encode(input_ids, attention_mask)
-    if rows is not None:  # beam search: every beam of a sentence starts from the same encoding
-        encoded, attention_mask = encoded[rows], attention_mask[rows]
     decoder_ids = np.tile(np.asarray(prefix, dtype=np.int64), (encoded.shape[0], 1))
     hidden, self_kv, cross_kv = graphs.first_step(decoder_ids, encoded, attention_mask)
-    return hidden, self_kv, cross_kv, attention_mask
+    if beam_size > 1:
+        repeat = lambda a: np.repeat(a, beam_size, axis=0)  # noqa: E731
+        hidden, attention_mask = repeat(hidden), repeat(attention_mask)
+        self_kv, cross_kv = [repeat(kv) for kv in self_kv], [repeat(kv) for kv in cross_kv]
+    return hidden, _SelfCache(graphs, self_kv), cross_kv, attention_mask
 
 
 def greedy(
@@ -119,14 +184,15 @@ def greedy(
     eos_id: int,
     banned: list[int],
 ) -> list[Hypothesis]:
-    hidden, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, None)
+    hidden, cache, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix)
     banned_columns, eos_columns = head.columns(banned), head.columns([eos_id])
     results = [Hypothesis([], 0.0) for _ in range(len(input_ids))]
     alive = np.arange(len(input_ids))
     max_new = limits.max_new_tokens
+    buffer = Buffer()
     step = 0
     while True:
-        logits = head.logits(hidden)
+        logits = head.logits_into(hidden, buffer)
         logits[:, banned_columns] = NEG_INF
         if step < limits.min_new_tokens:
             logits[:, eos_columns] = NEG_INF
@@ -143,9 +209,9 @@ def greedy(
         if done.any():
             keep = ~done
             alive, tokens, mask = alive[keep], tokens[keep], mask[keep]
-            self_kv = [kv[keep] for kv in self_kv]
+            cache.select(np.flatnonzero(keep))
             cross_kv = [kv[keep] for kv in cross_kv]
-        hidden, self_kv = graphs.next_step(tokens, mask, self_kv, cross_kv)
+        hidden = cache.step(tokens, mask, cross_kv)
 
 
 def _chosen_logprobs(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -180,8 +246,7 @@ def beam_search(
     the worst of them (Hugging Face's `early_stopping=False` rule), or at its length bound.
     """
     count = len(input_ids)
-    rows = np.repeat(np.arange(count), beam_size)
-    hidden, self_kv, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, rows)
+    hidden, cache, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, beam_size)
     wanted = 2 * beam_size
     # Only beam 0 of each sentence is live at the first step, so the first expansion picks distinct tokens.
     scores = np.tile(np.array([0.0] + [-np.inf] * (beam_size - 1), dtype=np.float32), count)
@@ -237,11 +302,10 @@ def beam_search(
             mask = mask[kept_rows]
             cross_kv = [kv[kept_rows] for kv in cross_kv]
         alive = np.asarray(still)
-        take = np.asarray(next_rows)
-        self_kv = [kv[take] for kv in self_kv]
+        cache.select(np.asarray(next_rows))
         scores = np.asarray(next_scores, dtype=np.float32)
         beams = next_beams
-        hidden, self_kv = graphs.next_step(np.asarray(next_tokens, dtype=np.int64), mask, self_kv, cross_kv)
+        hidden = cache.step(np.asarray(next_tokens, dtype=np.int64), mask, cross_kv)
     return [max(hyps, key=lambda pair: pair[0])[1] for hyps in finished]
 
 

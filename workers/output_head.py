@@ -55,6 +55,22 @@ class OutputHead:
         """[rows, columns]: one column per vocabulary id (or per shortlisted id, in `ids` order)."""
         return self._logits.run(["logits"], {"hidden": hidden}, options)[0]
 
+    def logits_into(self, hidden: np.ndarray, buffer: "Buffer") -> np.ndarray:
+        """`logits`, written by ONNX Runtime straight into `buffer` (a decode's own, reused at
+        every step): a greedy step's logits are rows x 58,101 floats, and a fresh array per step
+        costs page faults, or heap that stays mapped after the decode."""
+        binding = self._logits.io_binding()
+        binding.bind_cpu_input("hidden", np.ascontiguousarray(hidden))
+        out = buffer.view((hidden.shape[0], self.width))
+        binding.bind_output("logits", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        self._logits.run_with_iobinding(binding)
+        return out
+
+    @property
+    def width(self) -> int:
+        """Columns of the logits: the vocabulary, or the shortlist."""
+        return len(self.ids) if self.ids is not None else int(self._logits.get_outputs()[0].shape[-1])
+
     def topk(self, hidden: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the k best log-probabilities, best first, and their vocabulary ids."""
         values, columns = self._topk.run(["values", "ids"], {"hidden": hidden, "k": np.array([k], np.int64)})
@@ -69,6 +85,20 @@ class OutputHead:
             return list(vocabulary_ids)
         at = np.searchsorted(self.ids, vocabulary_ids)
         return [int(c) for c, v in zip(at, vocabulary_ids) if c < len(self.ids) and self.ids[c] == v]
+
+
+class Buffer:
+    """A flat float32 array handed out as C-contiguous views of its start, grown by half when too
+    small (its old contents are dead by then): one allocation serves every shape of a decode."""
+
+    def __init__(self):
+        self._flat = np.empty(0, np.float32)
+
+    def view(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        if self._flat.size < size:
+            self._flat = np.empty(max(size, self._flat.size * 3 // 2), np.float32)
+        return self._flat[:size].reshape(shape)
 
 
 class _VocabularyColumns:

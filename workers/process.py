@@ -26,6 +26,7 @@ group; the supervisor coordinates shutdown), and the worker dies with its superv
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -68,6 +69,22 @@ STATS_EVERY_HEARTBEATS = 5
 DRAIN_MAX_FRAMES = 1024  # frames read per drain, so a flood cannot starve decoding
 CLOSE_LINGER_MS = 2000  # the last frames (answers to a Drain, Fatal) must reach the supervisor
 PR_SET_PDEATHSIG = 1
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def unmap_large_buffers() -> None:
+    """Allocations of 1 MiB and more (a decode's key/value and logits buffers) get a mapping of
+    their own, returned to the system when freed. Left alone, glibc raises its threshold to the
+    largest block freed so far (up to 32 MiB) and serves later ones from the heap, which keeps
+    them mapped after the batch until the idle release trims it (in-process, 32-sentence batches:
+    20-40 MB of a worker's memory right after traffic). A decode reuses its buffers from step to
+    step, so a mapping is made a few times per batch, not per step."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 class Runtime(Protocol):
@@ -162,6 +179,7 @@ class WorkerProcess:
             if runtime is None:
                 return EXIT_BOOT_ERROR
             trim_heap()  # what loading the graphs freed (ipc/heap.py)
+            unmap_large_buffers()
             self._send(
                 Ready(
                     protocol_version=PROTOCOL_VERSION,
