@@ -8,7 +8,7 @@
 Without `--model`, one run prints every table of the engine report (FULL_RUN), each from its own
 process: opus-mt-base greedy and beam 4 (ours int8, CTranslate2 int8, HF PyTorch), the NLLB-600M
 shape (ours int8, CTranslate2 int8; skipped, with the export command, when it is not exported),
-bench/chat_latency.py and bench/memory.py. Each writes its own JSON as when run alone.
+Meeshy's real pattern on that shape (bench/meeshy_pattern.py), bench/chat_latency.py and bench/memory.py. Each writes its own JSON as when run alone.
 
 Every engine decodes the same English sentences (`modelbuild.corpus.generate_corpus`), tokenized
 once by the model's own tokenizer (CTranslate2 gets the same ids as piece strings), in batches of
@@ -757,6 +757,8 @@ FULL_RUN = (  # (title, benchmark in bench/run.py, its options, the model export
     ("NLLB-600M shape", "engine",
      ["--model", "nllb-600m", "--engines", "ours-int8,ours-int8-shortlist,ct2-int8", "--beams", "1", "--sentences", "16",
       "--batch", "16", "--new-tokens", "16", "--reps", "1", "--invariance", "16"], "synthetic-nllb-600m-int8"),
+    ("Meeshy's real pattern: NLLB-600M shape, chat messages x 5 targets, appliance vs HF batched as Meeshy",
+     "meeshy_pattern", ["--messages", "10", "--reps", "1"], "synthetic-nllb-600m-int8"),
     ("chat latency", "chat_latency", [], "synthetic-opus-mt-base-int8"),
     ("memory", "memory", ["--model", "synthetic-opus-mt-base-int8"], "synthetic-opus-mt-base-int8"),
 )

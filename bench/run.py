@@ -31,6 +31,7 @@ BENCHMARKS = {
     "memory": "export sizes on disk; per-worker RSS, PSS and private memory with 1 and 2 workers",
     "hostile_text": "adversarial texts: ms per pattern at 1k/5k/20k chars; ping p50 under 150 hostile detect requests",
     "inflight_memory": "supervisor RSS with the in-flight table filled by 5,000-emoji texts (a stalled worker)",
+    "meeshy_pattern": "NLLB-600M shape, chat messages x 5 targets: appliance (2 workers) vs HF generate batched as Meeshy's translator, events/s",
     "confidence": "built-in models' confidence on in-domain vs out-of-domain text; what the vocabulary gate and floor let through",
 }
 # Benchmarks whose module is not bench.<name>: appliance/ has a langid.py

@@ -16,6 +16,14 @@ gateway and 250 requests/s at the translator. Its scenarios, as requests/concurr
                                              of `--languages` (default: up to 5 the appliance
                                              serves from the source; the built-in models serve 3;
                                              skipped when fewer than 2)
+    meeshy       off by default (--meeshy 40/40)  Meeshy's own pattern: fresh chat messages (no
+                                             repeats), each into `--meeshy-languages` (fr,es,de,
+                                             it,pt) as one request, through the client; its
+                                             events/s is what bench/meeshy_pattern.py compares
+                                             with HF PyTorch batched as Meeshy's translator
+                                             (serve the NLLB-600M shape: --models-dir
+                                             <models-dir>/.build/meeshy-pattern --model
+                                             synthetic-nllb-600m-int8)
 
 A request is timed from its call (gateway) or its send (translator) until the last of its
 targets' `translation_completed` events arrived, not until the ack; a client-cache hit is timed
@@ -125,9 +133,10 @@ def build_workload(opts) -> dict:
     rng = random.Random(opts.seed)
     sentences = Sentences(opts.source, FRESH_SEED + 1000 * opts.seed)
     workload: dict = {"warmup": [sentences.fresh() for _ in range(8 * max(opts.workers_list))]}
-    for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi)):
+    for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi),
+                             ("meeshy", opts.meeshy)):
         for n, c in scenarios:
-            workload[level, n, c] = message_mix(n, opts.repeat_rate, rng, sentences)
+            workload[level, n, c] = message_mix(n, 0.0 if level == "meeshy" else opts.repeat_rate, rng, sentences)
     return workload
 
 
@@ -444,7 +453,8 @@ async def run_scenarios(endpoint: Endpoint, workers: int, opts, workload: dict) 
     warmup = await translator_scenario(endpoint, warm_texts, 2 * max(1, workers), opts, f"{tag} warm-up",
                                        f"seed-{opts.run_id}-{tag}-warm")
     async with Client(endpoint, timeout=opts.timeout, cache_size=0) as probe:
-        for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi)):
+        for level, scenarios in (("gateway", opts.gateway), ("translator", opts.translator), ("multi", opts.multi),
+                                 ("meeshy", opts.meeshy)):
             for n, c in scenarios:
                 if level == "multi" and len(targets) < 2:
                     continue  # one target: the gateway scenarios measured that already
@@ -455,7 +465,8 @@ async def run_scenarios(endpoint: Endpoint, workers: int, opts, workload: dict) 
                     row = await translator_scenario(endpoint, texts, c, opts, label, f"seed-{opts.run_id}-{tag}-{n}-{c}")
                 else:
                     row = await gateway_scenario(level, endpoint, texts, c,
-                                                 targets if level == "multi" else [opts.target], opts, label)
+                                                 {"multi": targets, "meeshy": opts.meeshy_languages}.get(level, [opts.target]),
+                                                 opts, label)
                 row.update(work_done(ahead, await probe.appliance_stats(), texts, row["targets"]))
                 row["workers"] = workers
                 rows.append(row)
@@ -555,17 +566,19 @@ def fmt(x: float | None, spec: str) -> str:
 
 def print_table(rows: list[dict]) -> None:
     print()
-    print(f"{'workers':>7} {'coal':>4} {'level':10} {'req/conc':>9} {'req/s':>8} {'ok %':>6} {'mean ms':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'cache %':>7} {'claim':>6} {'x claim':>7} {'decodes':>7} {'distinct':>8} {'coalesced':>9}")
+    print(f"{'workers':>7} {'coal':>4} {'level':10} {'req/conc':>9} {'req/s':>8} {'events/s':>8} {'ok %':>6} {'mean ms':>9} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'cache %':>7} {'claim':>6} {'x claim':>7} {'decodes':>7} {'distinct':>8} {'coalesced':>9}")
     for r in rows:
         lat = r["latency_ms"]
-        level = r["level"] if r["level"] != "multi" else f"multi x{len(r['targets'])}"
-        print(f"{r['workers']:>7} {'off' if r.get('coalescing') is False else 'on':>4} {level:10} {r['scenario']:>9} {r['requests_per_s']:8.1f} "
+        level = r["level"] if r["level"] not in ("multi", "meeshy") else f"{r['level']} x{len(r['targets'])}"
+        print(f"{r['workers']:>7} {'off' if r.get('coalescing') is False else 'on':>4} {level:10} {r['scenario']:>9} "
+              f"{r['requests_per_s']:8.1f} {r['translations_per_s']:8.1f} "
               f"{100 * r['success_rate']:6.1f} {lat['mean']:9.1f} {lat['p50']:8.1f} {lat['p99']:8.1f} "
               f"{100 * r['cache_hit_rate']:7.1f} {fmt(r['claim_requests_per_s'], '6.0f')} "
               f"{fmt(r['vs_claim'], '7.2f')} {fmt(r.get('decodes'), '7d')} {fmt(r.get('distinct'), '8d')} "
               f"{fmt(r.get('coalesced'), '9d')}")
-    print("  req/s: requests finished / (first send .. last translation_completed event); latency: call or send "
+    print("  req/s: requests finished / (first send .. last translation_completed event); events/s: targets "
+          "translated in that time; latency: call or send "
           "to the request's last event, successful requests; cache %: targets answered by the client's LRU "
           "or the appliance's cache; claim: the original design's req/s; decodes: targets a worker translated "
           "(appliance stats), distinct: distinct texts x targets sent, coalesced: targets answered by an identical "
@@ -581,7 +594,7 @@ def draw_charts(rows: list[dict], prefix: Path) -> tuple[dict[str, str], str]:
         import matplotlib.pyplot as plt
     except ImportError:
         return {}, "matplotlib is not installed (pip install -e '.[bench]')"
-    colors = {"gateway": "tab:blue", "translator": "tab:orange", "multi": "tab:green"}
+    colors = {"gateway": "tab:blue", "translator": "tab:orange", "multi": "tab:green", "meeshy": "tab:red"}
     markers = ["o", "s", "^", "D", "v"]
     worker_counts = sorted({r["workers"] for r in rows})
     paths: dict[str, str] = {}
@@ -673,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--translator", default="500/50,1000/100,2000/200",
                         help="REQUESTS/CONCURRENCY,... over raw DEALER+SUB")
     parser.add_argument("--multi", default="50/5", help="REQUESTS/CONCURRENCY,... of the multi-language pass")
+    parser.add_argument("--meeshy", default="", help="REQUESTS/CONCURRENCY,... of Meeshy's pattern (fresh messages "
+                                                      "into --meeshy-languages; off by default)")
+    parser.add_argument("--meeshy-languages", default="fr,es,de,it,pt", help="targets of every --meeshy message")
     parser.add_argument("--languages", help="targets of the multi-language pass, comma-separated (default: up to "
                                             f"{MAX_TARGETS} the appliance serves from --source)")
     parser.add_argument("--source", default="en")
@@ -707,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     opts.gateway = parse_scenarios(opts.gateway, "gateway")
     opts.translator = parse_scenarios(opts.translator, "translator")
     opts.multi = parse_scenarios(opts.multi, "multi")
+    opts.meeshy = parse_scenarios(opts.meeshy, "meeshy")
+    opts.meeshy_languages = [t.strip() for t in opts.meeshy_languages.split(",") if t.strip()]
     opts.languages = [t.strip() for t in opts.languages.split(",") if t.strip()] if opts.languages else None
     opts.models_dir = opts.models_dir.resolve()
     if not opts.fake and not opts.endpoint and not (opts.models_dir / "manifest.json").exists():
