@@ -44,12 +44,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.pipe_child import PipeChild
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -319,55 +319,26 @@ class EngineProcess:
 
     def __init__(self, name: str, opts):
         self.name = name
-        self.log = tempfile.TemporaryFile(mode="w+")
-        argv = [sys.executable, "-m", "bench.engine", "--worker", name, "--sentences", str(opts.sentences),
-                "--batch", str(opts.batch), "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed),
-                "--model", opts.model, "--models-dir", str(opts.models_dir)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, cwd=REPO, env=env)
-
-    def _reply(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.log.seek(0)
-            tail = self.log.read().strip().splitlines()[-1:] or [f"exit status {self.proc.wait()}"]
-            return {"error": f"worker died: {tail[0][:200]}"}
-        return json.loads(line)
-
-    def _ask(self, message: dict) -> dict:
-        self.proc.stdin.write(json.dumps(message) + "\n")
-        self.proc.stdin.flush()
-        reply = self._reply()
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply
+        self.child = PipeChild("bench.engine", [
+            "--worker", name, "--sentences", str(opts.sentences), "--batch", str(opts.batch),
+            "--new-tokens", str(opts.new_tokens), "--seed", str(opts.seed), "--model", opts.model,
+            "--models-dir", str(opts.models_dir)], threads=1, what=f"{name} worker")
 
     def ready(self) -> dict:
-        reply = self._reply()
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply
+        return self.child.reply()
 
     def run(self, index: int, beam: int = 1) -> tuple[float, float, list[int]]:
-        reply = self._ask({"batch": index, "beam": beam})
+        reply = self.child.ask({"batch": index, "beam": beam})
         return reply["wall"], reply["cpu"], reply["counts"]
 
     def invariance(self, n: int) -> dict:
-        return self._ask({"invariance": n})
+        return self.child.ask({"invariance": n})
 
     def memory(self) -> dict:
-        return self._ask({"memory": True})
+        return self.child.ask({"memory": True})
 
     def close(self) -> None:
-        if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()  # the worker exits at end of input
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.child.close()
 
 
 def serve_worker(opts) -> int:

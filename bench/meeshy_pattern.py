@@ -75,13 +75,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench import appliance_e2e as e2e
+from bench.pipe_child import PipeChild
 
 REPO = e2e.REPO
 SOURCE, TIER = "en", "basic"
@@ -306,42 +306,11 @@ def e2e_rss_mb() -> float:
         return 0.0
 
 
-class BaselineProcess:
-    """The baseline in its own interpreter (torch's thread pool and allocator apart), over a pipe."""
-
-    def __init__(self, opts):
-        self.log = tempfile.TemporaryFile(mode="w+")
-        argv = [sys.executable, "-m", "bench.meeshy_pattern", "--baseline-worker", "--threads", str(opts.threads),
-                "--models-dir", str(opts.models_dir)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(opts.threads), "MKL_NUM_THREADS": str(opts.threads)}
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, cwd=REPO, env=env)
-
-    def reply(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.log.seek(0)
-            tail = self.log.read().strip().splitlines()[-3:]
-            raise RuntimeError(f"baseline process died: {' | '.join(tail)[:400]}")
-        message = json.loads(line)
-        if "error" in message:
-            raise RuntimeError(f"baseline: {message['error']}")
-        return message
-
-    def run(self, job: dict) -> dict:
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        return self.reply()
-
-    def close(self) -> None:
-        if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+def baseline_process(opts) -> PipeChild:
+    """The baseline in its own interpreter (torch's thread pool and allocator apart), over a pipe:
+    `run` a job with `ask`."""
+    return PipeChild("bench.meeshy_pattern", ["--baseline-worker", "--threads", str(opts.threads),
+                                             "--models-dir", str(opts.models_dir)], opts.threads, "baseline process")
 
 
 # ----------------------------------------------------------------------------- the appliance
@@ -483,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"meeshy_pattern: {opts.model}, {opts.messages} messages x {len(opts.targets)} targets "
           f"({','.join(opts.targets)}), {opts.reps} rep(s), appliance {opts.workers} workers vs HF PyTorch "
           f"{opts.threads} threads ({opts.baseline}), rate {opts.rate or 'backlog'}; load {load_before}", flush=True)
-    baseline = BaselineProcess(opts)
+    baseline = baseline_process(opts)
     tmp = Path(tempfile.mkdtemp(prefix="meeshy-mp-"))  # short: ipc:// paths are limited to 107 bytes
     app = None
     reps: list[dict] = []
