@@ -91,7 +91,7 @@ class Ct2:
     def __init__(self, spec, models_dir: Path, messages):
         import ctranslate2
 
-        from engine import convert_ct2, pieces_by_id
+        from bench.engine import convert_ct2, pieces_by_id
 
         base = spec.name.removesuffix("-int8")
         directory = models_dir / ".build" / f"ct2-{base}-int8"
