@@ -70,18 +70,22 @@ class _TranslationFields(_Request):
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
+class _BareRequest:
+    """A request that carries nothing but its optional messageId."""
+
     message_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class StatsRequest:
-    message_id: str | None
+class Ping(_BareRequest):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class LanguagesRequest:
-    message_id: str | None
+class StatsRequest(_BareRequest):
+    __slots__ = ()
+
+
+class LanguagesRequest(_BareRequest):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,18 +111,20 @@ class WorkerExited:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerReady:
+class _SlotEvent:
     slot: int
+
+
+class WorkerReady(_SlotEvent):
+    __slots__ = ()
+
+
+class RespawnDue(_SlotEvent):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
-class RespawnDue:
-    slot: int
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolMismatch:
-    slot: int
+class ProtocolMismatch(_SlotEvent):
     version: int
 
 

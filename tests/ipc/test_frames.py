@@ -8,19 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipc import codec
-from ipc.frames import (
-    PROTOCOL_VERSION,
-    Drain,
-    Fatal,
-    Heartbeat,
-    ModelInfo,
-    Ready,
-    Result,
-    Stats,
-    Task,
-    TaskFailed,
-    WorkerSpec,
-)
+from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Heartbeat, ModelInfo, Ready
+from ipc.frames import Result, Stats, Task, TaskFailed, WorkerSpec
 
 pytestmark = pytest.mark.timeout(60)
 

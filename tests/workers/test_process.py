@@ -12,18 +12,8 @@ import zmq
 from ipc import codec, entry
 from ipc.endpoints import RunEndpoints
 from ipc.exitcodes import EXIT_BOOT_ERROR, EXIT_OK
-from ipc.frames import (
-    PROTOCOL_VERSION,
-    Drain,
-    Fatal,
-    Heartbeat,
-    Ready,
-    Result,
-    Stats,
-    Task,
-    TaskFailed,
-    WorkerSpec,
-)
+from ipc.frames import PROTOCOL_VERSION, Drain, Fatal, Heartbeat, Ready
+from ipc.frames import Result, Stats, Task, TaskFailed, WorkerSpec
 from ipc.sockets import Role, make_socket
 from tests.fakes.waiting import poll_until
 
