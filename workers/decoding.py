@@ -55,6 +55,18 @@ class DecodeLimits:
     min_new_tokens: int = 0  # benchmarks force the length: random-weight models rarely emit eos
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeBatch:
+    """One decode call's sentences: padded source rows, the target's decoder prefix, the bounds."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    prefix: tuple[int, ...]
+    limits: DecodeLimits
+    eos_id: int
+    banned: list[int]  # never chosen (pad, unk, ...)
+
+
 class Seq2SeqGraphs:
     def __init__(self, directory: Path, threads: int = 1, packed_dir: Path | None = None):
         if not (directory / HEAD_GRAPH).exists():
@@ -159,13 +171,14 @@ class _SelfCache:
         return hidden[:, -1, :]
 
 
-def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, beam_size: int = 1):
+def _start(graphs: Seq2SeqGraphs, batch: DecodeBatch, beam_size: int = 1):
     """Encode, and run the decoder prefix once per sentence; for beam search each sentence's row
     is then repeated `beam_size` times (every beam starts from the same prefix, so the prefix is
     not decoded once per beam: at beam 4, batch 32 the prefix step over every beam was most of
     the 10 % the start took)."""
-    encoded = graphs.encode(input_ids, attention_mask)
-    decoder_ids = np.tile(np.asarray(prefix, dtype=np.int64), (encoded.shape[0], 1))
+    attention_mask = batch.attention_mask
+    encoded = graphs.encode(batch.input_ids, attention_mask)
+    decoder_ids = np.tile(np.asarray(batch.prefix, dtype=np.int64), (encoded.shape[0], 1))
     hidden, self_kv, cross_kv = graphs.first_step(decoder_ids, encoded, attention_mask)
     if beam_size > 1:
         repeat = lambda a: np.repeat(a, beam_size, axis=0)  # noqa: E731
@@ -174,20 +187,12 @@ def _start(graphs: Seq2SeqGraphs, input_ids, attention_mask, prefix, beam_size: 
     return hidden, _SelfCache(graphs, self_kv), cross_kv, attention_mask
 
 
-def greedy(
-    graphs: Seq2SeqGraphs,
-    head: OutputHead,
-    input_ids: np.ndarray,
-    attention_mask: np.ndarray,
-    prefix: tuple[int, ...],
-    limits: DecodeLimits,
-    eos_id: int,
-    banned: list[int],
-) -> list[Hypothesis]:
-    hidden, cache, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix)
-    banned_columns, eos_columns = head.columns(banned), head.columns([eos_id])
-    results = [Hypothesis([], 0.0) for _ in range(len(input_ids))]
-    alive = np.arange(len(input_ids))
+def greedy(graphs: Seq2SeqGraphs, head: OutputHead, batch: DecodeBatch) -> list[Hypothesis]:
+    limits, eos_id = batch.limits, batch.eos_id
+    hidden, cache, cross_kv, mask = _start(graphs, batch)
+    banned_columns, eos_columns = head.columns(batch.banned), head.columns([eos_id])
+    results = [Hypothesis([], 0.0) for _ in range(len(batch.input_ids))]
+    alive = np.arange(len(batch.input_ids))
     max_new = limits.max_new_tokens
     buffer = Buffer()
     step = 0
@@ -227,16 +232,7 @@ def _chosen_logprobs(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 
 def beam_search(
-    graphs: Seq2SeqGraphs,
-    head: OutputHead,
-    input_ids: np.ndarray,
-    attention_mask: np.ndarray,
-    prefix: tuple[int, ...],
-    limits: DecodeLimits,
-    eos_id: int,
-    banned: list[int],
-    beam_size: int,
-    length_penalty: float = 1.0,
+    graphs: Seq2SeqGraphs, head: OutputHead, batch: DecodeBatch, beam_size: int, length_penalty: float = 1.0
 ) -> list[Hypothesis]:
     """Standard beam search; a hypothesis is ranked by logprob / length ** length_penalty.
 
@@ -245,8 +241,9 @@ def beam_search(
     A sentence stops when it has `beam_size` finished hypotheses and no running beam can still beat
     the worst of them (Hugging Face's `early_stopping=False` rule), or at its length bound.
     """
-    count = len(input_ids)
-    hidden, cache, cross_kv, mask = _start(graphs, input_ids, attention_mask, prefix, beam_size)
+    limits, eos_id, banned = batch.limits, batch.eos_id, batch.banned
+    count = len(batch.input_ids)
+    hidden, cache, cross_kv, mask = _start(graphs, batch, beam_size)
     wanted = 2 * beam_size
     # Only beam 0 of each sentence is live at the first step, so the first expansion picks distinct tokens.
     scores = np.tile(np.array([0.0] + [-np.inf] * (beam_size - 1), dtype=np.float32), count)

@@ -50,7 +50,7 @@ from ipc.cache_key import CachedTranslation, Segments, segment_key
 from ipc.frames import FORMATS
 from ipc.tiers import AUTO, FALLBACK, MODEL_TYPES, TIERS, tier_of
 from workers.apertium import ApertiumError, ApertiumModel
-from workers.decoding import DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
+from workers.decoding import DecodeBatch, DecodeLimits, Hypothesis, Seq2SeqGraphs, beam_search, greedy
 from workers.output_head import SHORTLISTS_FILE, OutputHead
 from workers.session import session_options
 from workers.jobs import Chunk, Translation, TranslationError, TranslationJob
@@ -148,13 +148,11 @@ class Model:
         bound = self.max_new_tokens(target)
         limit = np.asarray(max_new_tokens if max_new_tokens else [bound] * len(sources))
         limits = DecodeLimits(max_new_tokens=limit, min_new_tokens=min_new_tokens)
-        prefix = framing.decoder_prefix(target)
+        batch = DecodeBatch(input_ids, attention_mask, framing.decoder_prefix(target), limits, framing.eos_id, self.banned)
         head = self.head(target)
         if beam_size > 1:
-            return beam_search(
-                self.graphs, head, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned, beam_size
-            )
-        return greedy(self.graphs, head, input_ids, attention_mask, prefix, limits, framing.eos_id, self.banned)
+            return beam_search(self.graphs, head, batch, beam_size)
+        return greedy(self.graphs, head, batch)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens)
