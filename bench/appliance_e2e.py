@@ -260,9 +260,7 @@ def drive(app: Appliance, texts: list[str], window: int, prefix: str, timeout_s:
     reply_errors: list[dict] = []
     stray = 0
     sent = done = 0
-    poller = zmq.Poller()
-    poller.register(dealer, zmq.POLLIN)
-    poller.register(sub, zmq.POLLIN)
+    poller = harness.read_poller(dealer, sub)
     if cpu is not None:
         cpu.start()
     start = time.perf_counter()
@@ -276,11 +274,7 @@ def drive(app: Appliance, texts: list[str], window: int, prefix: str, timeout_s:
             break
         ready = dict(poller.poll(1000))
         if dealer in ready:
-            while True:
-                try:
-                    frames = dealer.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for frames in harness.waiting(dealer, multipart=True):
                 reply = json.loads(frames[-1])
                 if reply.get("status") == "error":
                     reply_errors.append(reply)
@@ -291,11 +285,7 @@ def drive(app: Appliance, texts: list[str], window: int, prefix: str, timeout_s:
                 else:
                     replies[reply.get("messageId")] = reply
         if sub in ready:
-            while True:
-                try:
-                    raw = sub.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for raw in harness.waiting(sub):
                 event = json.loads(raw)
                 mid = event.get("taskId")
                 if mid not in index:

@@ -257,6 +257,22 @@ class Appliance:
         return events
 
 
+def waiting(sock: zmq.Socket, multipart: bool = False):
+    """Every message `sock` holds now, without waiting for more."""
+    while True:
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK) if multipart else sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+
+
+def read_poller(*socks: zmq.Socket) -> zmq.Poller:
+    poller = zmq.Poller()
+    for sock in socks:
+        poller.register(sock, zmq.POLLIN)
+    return poller
+
+
 class Events:
     def __init__(self, sub: zmq.Socket) -> None:
         self.sub = sub
@@ -265,11 +281,7 @@ class Events:
     def pump(self, timeout_ms: int = 0) -> int:
         got = 0
         if self.sub.poll(timeout_ms):
-            while True:
-                try:
-                    raw = self.sub.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for raw in waiting(self.sub):
                 self.all.append(json.loads(raw))
                 got += 1
         return got

@@ -81,6 +81,7 @@ import time
 from pathlib import Path
 
 from bench import appliance_e2e as e2e
+from bench import harness
 from bench.pipe_child import PipeChild
 
 REPO = e2e.REPO
@@ -351,7 +352,6 @@ def drive(app: PatternAppliance, texts: list[str], targets: list[str], arrive: l
           cpu: e2e.CpuWindow | None = None, timeout_s: float = 900.0) -> dict:
     """Send each message at its arrival time (one request, every target, as Meeshy's gateway
     does) over one DEALER; one event per (message, target) on the SUB."""
-    zmq = app.zmq
     dealer, sub = app.dealer, app.sub
     ids = [f"{prefix}-{i}" for i in range(len(texts))]
     index = {m: i for i, m in enumerate(ids)}
@@ -360,9 +360,7 @@ def drive(app: PatternAppliance, texts: list[str], targets: list[str], arrive: l
     failed: list[dict] = []
     duplicates = sent = 0
     last = 0.0
-    poller = zmq.Poller()
-    poller.register(dealer, zmq.POLLIN)
-    poller.register(sub, zmq.POLLIN)
+    poller = harness.read_poller(dealer, sub)
     if cpu is not None:
         cpu.start()
     start = time.perf_counter()
@@ -394,7 +392,7 @@ def drive(app: PatternAppliance, texts: list[str], targets: list[str], arrive: l
                 else:
                     failed.append(event)
         if not ready:
-            app._alive()
+            app.check_alive()
     window = cpu.stop() if cpu is not None else None
     results = list(events.values())
     segments = sum(int(r.get("segmentsCount", 1)) for r in results)
@@ -478,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                    "policy": opts.baseline}
             window = e2e.CpuWindow({"baseline": baseline.proc.pid})
             window.start()
-            base = baseline.run(job)
+            base = baseline.ask(job)
             base["cpu_window"] = window.stop()
             counters0 = slot_counters(app, tasks_done)  # workers report their counts every few seconds
             ours = drive(app, texts, opts.targets, arrive, f"rep{r}", cpu=e2e.CpuWindow(pids))

@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from appliance.edge import curve
+from bench.harness import waiting
 from tests.appliance.conftest import Events, start_curve_appliance
 from tests.fakes.waiting import poll_until
 
@@ -55,11 +56,7 @@ class CurveClient:
 
     def pump(self, timeout_ms: int = 0) -> None:
         if self.sub.poll(timeout_ms):
-            while True:
-                try:
-                    frames = self.sub.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
+            for frames in waiting(self.sub, multipart=True):
                 assert len(frames) == 2, frames  # [topic, json] under CURVE
                 self.events.append(json.loads(frames[1]))
 
