@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -244,11 +245,16 @@ def rows_in(path) -> list[bytes]:
         conn.close()
 
 
-@pytest.mark.timeout(20)
-def test_a_deleted_sqlite_file_is_recreated_and_written(tmp_path, new_table, clock, caplog):
+def checked_cache(tmp_path, new_table, clock) -> tuple[Path, SqliteLevel, TieredCache]:
+    """A tiered cache over tmp_path/cache.sqlite whose level checks the file on every operation."""
     db = tmp_path / "cache.sqlite"
     level = SqliteLevel(db, clock=clock, check_interval_s=0)
-    cache = TieredCache(new_table(), level, clock=clock)
+    return db, level, TieredCache(new_table(), level, clock=clock)
+
+
+@pytest.mark.timeout(20)
+def test_a_deleted_sqlite_file_is_recreated_and_written(tmp_path, new_table, clock, caplog):
+    db, level, cache = checked_cache(tmp_path, new_table, clock)
     cache.put(key(1), value(1))
     assert cache.flush(10) and rows_in(db) == [key(1)]
 
@@ -267,9 +273,7 @@ def test_a_deleted_sqlite_file_is_recreated_and_written(tmp_path, new_table, clo
 
 @pytest.mark.timeout(20)
 def test_a_replaced_sqlite_file_is_reopened_without_the_old_wal(tmp_path, new_table, clock):
-    db = tmp_path / "cache.sqlite"
-    level = SqliteLevel(db, clock=clock, check_interval_s=0)
-    cache = TieredCache(new_table(), level, clock=clock)
+    db, level, cache = checked_cache(tmp_path, new_table, clock)
     cache.put(key(1), value(1))
     assert cache.flush(10)
     other = tmp_path / "restored.sqlite"
@@ -368,9 +372,7 @@ def test_a_garbage_file_at_start_is_moved_aside_and_recreated(tmp_path, new_tabl
 
 @pytest.mark.timeout(20)
 def test_a_file_overwritten_with_garbage_while_open_is_repaired(tmp_path, new_table, clock):
-    db = tmp_path / "cache.sqlite"
-    level = SqliteLevel(db, clock=clock, check_interval_s=0)
-    cache = TieredCache(new_table(), level, clock=clock)
+    db, level, cache = checked_cache(tmp_path, new_table, clock)
     for i in range(50):
         cache.put(key(i), value(i))
     assert cache.flush(10)

@@ -48,12 +48,19 @@ def translation(task_id: str, targets: list[str], text: str, message_id: str | N
     }
 
 
+def send_all(gw: FakeGateway, name: str, count: int, targets: list[str], text: str, deadline: float) -> list[str]:
+    """`count` messages `name-i`, text `text` with {i} filled in, as fast as the gateway takes them;
+    their task ids, once the gateway has nothing pending (or `deadline` has passed)."""
+    tasks = [f"{name}-{i}" for i in range(count)]
+    for i, task in enumerate(tasks):
+        gw.translate(translation(task, targets, text.format(i=i)))
+    gw.run(lambda: not gw.pending, deadline=deadline)
+    return tasks
+
+
 def test_a_burst_of_400_three_language_messages_is_delivered_once_each(app, gateway):
     before = app.request({"type": "stats"})["compat"]
-    tasks = [f"burst-{i}" for i in range(400)]
-    for i, task in enumerate(tasks):
-        gateway.translate(translation(task, ["fr", "es", "de"], f"Burst message number {i} for everyone."))
-    gateway.run(lambda: not gateway.pending, deadline=GIVE_UP_S + 60)
+    tasks = send_all(gateway, "burst", 400, ["fr", "es", "de"], "Burst message number {i} for everyone.", GIVE_UP_S + 60)
     t = gateway.tally
     after = app.request({"type": "stats"})["compat"]
     print(f"400 x 3: read {t.read}, translation events {t.translation_events}, re-pushes {t.repushes}, "
@@ -68,10 +75,7 @@ def test_a_burst_of_400_three_language_messages_is_delivered_once_each(app, gate
 
 
 def test_ten_messages_with_a_language_no_model_serves_deliver_every_other_language(app, gateway):
-    tasks = [f"mixed-{i}" for i in range(10)]
-    for i, task in enumerate(tasks):
-        gateway.translate(translation(task, ["fr", "ja"], f"Mixed conversation line {i}."))
-    gateway.run(lambda: not gateway.pending, deadline=GIVE_UP_S + 30)
+    tasks = send_all(gateway, "mixed", 10, ["fr", "ja"], "Mixed conversation line {i}.", GIVE_UP_S + 30)
     t = gateway.tally
     assert all("fr" in t.delivered.get(task, set()) for task in tasks)
     # ja is settled without anything the gateway counts as a failure
@@ -108,10 +112,7 @@ def test_work_the_gateway_could_not_read_in_time_is_refused_at_once(start_applia
                      tick_s=TICK_S, retry_s=RETRY_S, retries=RETRIES)
     try:
         gw.subscribe()
-        tasks = [f"over-{i}" for i in range(40)]
-        for i, task in enumerate(tasks):
-            gw.translate(translation(task, ["fr", "es", "de"], f"Over the read budget, line {i}."))
-        gw.run(lambda: not gw.pending, deadline=GIVE_UP_S + 30)
+        tasks = send_all(gw, "over", 40, ["fr", "es", "de"], "Over the read budget, line {i}.", GIVE_UP_S + 30)
         t = gw.tally
         stats = app.request({"type": "stats"})["compat"]
     finally:

@@ -152,6 +152,12 @@ class Clients:
             sock.close(linger=0)
         self.ctx.term()
 
+    def __enter__(self) -> "Clients":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 async def ask(sock: zmq.asyncio.Socket, body: bytes) -> bytes:
     await asyncio.wait_for(sock.send(body), DEADLINE)
@@ -176,8 +182,7 @@ async def failure(monitor: zmq.asyncio.Socket) -> dict:
 def test_an_allowed_client_gets_replies_and_events(run, keys, tmp_path):
     async def main() -> None:
         async with Edge(keys, tmp_path) as edge:
-            clients = Clients(keys)
-            try:
+            with Clients(keys) as clients:
                 req = clients.socket("good", zmq.REQ, edge.requests)
                 dealer = clients.socket("good", zmq.DEALER, edge.requests)
                 sub = clients.socket("good", zmq.SUB, edge.events)
@@ -185,8 +190,6 @@ def test_an_allowed_client_gets_replies_and_events(run, keys, tmp_path):
                 assert await ask(dealer, b"pipelined") == b"echo:pipelined"
                 assert await publish_until_received(edge.pub, sub, clients.topic("good")) == b"event"
                 assert edge.seen == [b"hello", b"pipelined"]
-            finally:
-                clients.close()
 
     run(main())
 
@@ -195,8 +198,7 @@ def test_an_allowed_client_gets_replies_and_events(run, keys, tmp_path):
 def test_refused_clients_get_nothing_while_allowed_ones_are_served(run, keys, tmp_path, kind):
     async def main() -> None:
         async with Edge(keys, tmp_path) as edge:
-            clients = Clients(keys)
-            try:
+            with Clients(keys) as clients:
                 intruder = clients.socket(kind, zmq.REQ, edge.requests)
                 await asyncio.wait_for(intruder.send(b"intrusion"), DEADLINE)
                 eavesdropper = clients.socket(kind, zmq.SUB, edge.events)
@@ -215,8 +217,6 @@ def test_refused_clients_get_nothing_while_allowed_ones_are_served(run, keys, tm
                 assert await eavesdropper.poll(QUIET_MS) == 0
                 assert await intruder.poll(QUIET_MS) == 0
                 assert edge.seen == [b"hello"]
-            finally:
-                clients.close()
 
     run(main())
 
@@ -232,8 +232,7 @@ def test_after_stop_a_secured_socket_refuses_everyone(run, keys, tmp_path):
 
     async def main() -> None:
         async with Edge(keys, tmp_path, handshake_ivl_ms=300) as edge:
-            clients = Clients(keys)
-            try:
+            with Clients(keys) as clients:
                 first = clients.socket("good", zmq.REQ, edge.requests)
                 assert await ask(first, b"before") == b"echo:before"
                 edge.curve.stop()
@@ -242,8 +241,6 @@ def test_after_stop_a_secured_socket_refuses_everyone(run, keys, tmp_path):
                 assert (await failure(edge.router_failures))["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                 assert await late.poll(QUIET_MS) == 0
                 assert edge.seen == [b"before"]
-            finally:
-                clients.close()
 
     run(main())
 
