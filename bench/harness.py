@@ -16,6 +16,8 @@ Contract:
   soon as the process has exited. `close` closes the sockets made through `socket`, kills the
   process if it still runs, unlinks its shared-memory cache table (a killed supervisor cannot) and
   destroys the ZeroMQ context when it made it. `stop` is the graceful end: SIGTERM, its exit code.
+- `waiting(sock)` yields every message a socket holds now, without waiting; `read_poller(*socks)`
+  is a poller for their input; `Events` keeps what a SUB received.
 """
 
 from __future__ import annotations
