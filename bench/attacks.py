@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from bench.harness import waiting
+
 MARK = "zqxj"  # in every attacker text; a word no honest text or model output contains
 MIB = 1024 * 1024
 
@@ -106,12 +108,8 @@ class Arena:
     def drain(self) -> None:
         if self._dealer is None:
             return
-        while True:
-            try:
-                self._dealer.recv(zmq.NOBLOCK)
-                self.counts["native_replies"] += 1
-            except zmq.Again:
-                return
+        for _ in waiting(self._dealer):
+            self.counts["native_replies"] += 1
 
     def release_http(self) -> None:
         for conn in self._held:

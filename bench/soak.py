@@ -79,7 +79,7 @@ import zmq
 
 from ipc import curve_keys
 from bench import appliance_e2e as e2e
-from bench import attacks
+from bench import attacks, harness
 from modelbuild.corpus import LANGUAGES, generate_corpus
 
 REPO = e2e.REPO
@@ -1022,11 +1022,8 @@ class Honest:
     def pump(self, timeout_s: float) -> None:
         now = time.monotonic()
         for sock, _ in self.poller.poll(max(0, int(timeout_s * 1000))):
-            while True:
-                try:
-                    raw = sock.recv_multipart(zmq.NOBLOCK)[-1]  # a CURVE client's events: [topic, json]
-                except zmq.Again:
-                    break
+            for frames in harness.waiting(sock, multipart=True):
+                raw = frames[-1]  # a CURVE client's events: [topic, json]
                 if sock is self.sub:
                     self.on_native_event(json.loads(raw))
                 elif sock is self.compat_sub:
