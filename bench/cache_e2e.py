@@ -13,8 +13,12 @@ and times each from its send to its `translation_completed` event on 5556. Two c
 
 The baseline, in the same run and in its own process: a bare pyzmq ROUTER that echoes every
 message, driven by the same loops with the same payloads, where a request completes with its
-echo. `--clients` runs that many client processes at once. Prints a table (requests/s, p50/p99
-latency, appliance/echo ratios) and writes JSON to bench/results/.
+echo. A second one, the floor: a bare pyzmq ROUTER and PUB that answer as the appliance does (a
+reply, then an event carrying the taskId on the PUB) with no other work, driven like the
+appliance: what its two sockets and two messages per request cost at the least, against one
+message per request for the echo. `--clients` runs that many client processes at once. Prints a
+table (requests/s, p50/p99 latency, ratios to the echo and to the floor) and writes JSON to
+bench/results/.
 """
 
 from __future__ import annotations
@@ -69,6 +73,32 @@ def echo_server(ready: mp.Queue) -> None:
     finally:
         sock.close(0)
         ctx.term()
+
+
+def floor_server(ready: mp.Queue) -> None:
+    """A bare ROUTER and PUB answering a cache hit's way: a fixed reply, then an event with the
+    request's taskId, found by a byte search (the payload's own layout) instead of a parse."""
+    ctx = zmq.Context()
+    router, pub = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB)
+    for sock in (router, pub):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100000)
+        sock.setsockopt(zmq.RCVHWM, 100000)
+        sock.bind("tcp://127.0.0.1:*")
+    ready.put((router.getsockopt(zmq.LAST_ENDPOINT).decode(), pub.getsockopt(zmq.LAST_ENDPOINT).decode()))
+    key = b'"taskId": "'
+    try:
+        while True:
+            *envelope, body = router.recv_multipart()  # a REQ's envelope has an empty delimiter
+            start = body.index(key) + len(key)
+            task_id = body[start:body.index(b'"', start)]
+            router.send_multipart([*envelope, FLOOR_REPLY])
+            pub.send(EVENT_PREFIX + task_id + b'","status":"completed"}')
+    finally:
+        ctx.destroy(0)
+
+
+FLOOR_REPLY = b'{"type":"translation_queued","status":"queued"}'
 
 
 def start_appliance(tmp: Path, profile: str | None = None) -> tuple[subprocess.Popen, dict]:
@@ -240,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     echo = ctx.Process(target=echo_server, args=(ready,), daemon=True)
     echo.start()
     echo_endpoint = ready.get(timeout=30)
+    floor = ctx.Process(target=floor_server, args=(ready,), daemon=True)
+    floor.start()
+    floor_requests, floor_events = ready.get(timeout=30)
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="meeshy-bench-") as tmp:
         proc, endpoints = start_appliance(Path(tmp), args.profile and str(Path(args.profile).resolve()))
@@ -250,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             before = request(endpoints["requests"], {"type": "stats"})["cache"]
             for mode in modes:
                 rows[f"{mode}/echo"] = drive(echo_endpoint, None, mode, args.requests, args.clients, args.window, texts, "e")
+                rows[f"{mode}/floor"] = drive(floor_requests, floor_events, mode, args.requests, args.clients,
+                                              args.window, texts, "f")
                 rows[f"{mode}/appliance"] = drive(
                     endpoints["requests"], endpoints["events"], mode, args.requests, args.clients, args.window, texts, "a")
             after = request(endpoints["requests"], {"type": "stats"})["cache"]
@@ -257,19 +292,20 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(30)
             echo.kill()
+            floor.kill()
     worker_jobs = after["misses"] - before["misses"]
     if worker_jobs:
         print(f"warning: {worker_jobs} request(s) reached a worker during the timed runs", file=sys.stderr)
 
     print(f"\ncache-hit requests end to end (request sent -> translation_completed received), "
           f"{args.requests} per loop, {args.clients} client(s), window {args.window}")
-    print(f"{'loop':8} {'server':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs echo':>14}")
+    print(f"{'loop':8} {'server':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs echo':>8} {'vs floor':>9}")
     for mode in modes:
-        base = rows[f"{mode}/echo"]
-        for server in ("echo", "appliance"):
+        echo_rps, floor_rps = rows[f"{mode}/echo"]["rps"], rows[f"{mode}/floor"]["rps"]
+        for server in ("echo", "floor", "appliance"):
             r = rows[f"{mode}/{server}"]
-            ratio = r["rps"] / base["rps"]
-            print(f"{mode:8} {server:10} {r['rps']:10.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {ratio:14.2f}")
+            print(f"{mode:8} {server:10} {r['rps']:10.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
+                  f"{r['rps'] / echo_rps:8.2f} {r['rps'] / floor_rps:9.2f}")
     result = {
         "benchmark": "cache_e2e",
         "command": "python bench/cache_e2e.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -278,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(args),
         "rows": rows,
         "ratios": {m: rows[f"{m}/appliance"]["rps"] / rows[f"{m}/echo"]["rps"] for m in modes},
+        "ratios_to_floor": {m: rows[f"{m}/appliance"]["rps"] / rows[f"{m}/floor"]["rps"] for m in modes},
         "cache_stats_after": after,
         "worker_jobs_during_timed_runs": worker_jobs,
         "targets": {"rps_ratio_min": 0.5, "p99_ms_max": 2.0},

@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from bench.appliance_e2e import Appliance, _request, cache_switch, connect_clients, write_results
+from bench.relay_floor import RelayFloor
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -223,19 +224,24 @@ def paired(opts, tmp: Path, messages) -> tuple[dict, dict, bool]:
     appliance's overhead. Per message the appliance's event also carries `processingTime`, the
     worker's own `runtime.translate` time: event time minus it is what the appliance adds around
     that call (ZeroMQ hops, frames, the supervisor's loop, the edge), with the model's noise
-    cancelled."""
+    cancelled. After each appliance message, the same message through `RelayFloor` (the same hops,
+    no work; its worker spins for the appliance worker's `processingTime`): what the transport
+    alone costs, measured under the same conditions."""
     from appliance.config import usable_cpus
 
     cache, cache_note = cache_switch()
     worker_core = usable_cpus()[0]  # slot 0's core ([workers] pin)
     baseline = Baseline(opts, tmp / "state" / "packed-weights", worker_core)
     ms = {"runtime": [], "appliance": [], "appliance worker": []}
-    overhead_ms, diff_ms = [], []
+    overhead_ms, diff_ms, floor_ms = [], [], []
     same = failures = truncated = 0
+    (tmp / "floor").mkdir()
+    floor = RelayFloor(tmp / "floor", worker_core)
     app = Appliance(tmp, opts.workers, opts.model, opts.models_dir, cache)
     try:
         app.wait_ready()
         connect_clients(app)
+        connect_clients(floor)
         for i, (text, _) in enumerate(messages):
             mid = f"chat-{i}-{time.monotonic_ns()}"
 
@@ -255,7 +261,15 @@ def paired(opts, tmp: Path, messages) -> tuple[dict, dict, bool]:
             result = event["result"]
             same += result.get("translatedText") == r_text
             truncated += r_truncated
+            spin = result["processingTime"]
+            start = time.perf_counter()
+            floor.send(_request(f"floor-{mid}", text), spin)
+            floor_event = await_event(floor, f"floor-{mid}")
+            if floor_event is None:
+                failures += 1
+                continue
             if i >= WARMUP:
+                floor_ms.append((time.perf_counter() - start) * 1000 - spin)
                 ms["runtime"].append(r_ms)
                 ms["appliance"].append(a_ms)
                 ms["appliance worker"].append(result["processingTime"])
@@ -266,11 +280,13 @@ def paired(opts, tmp: Path, messages) -> tuple[dict, dict, bool]:
         code = app.stop()
     finally:
         app.close()
+        floor.close()
         baseline.close()
     rows = {name: summary(values) for name, values in ms.items()}
     rows["appliance"].update(failures=failures, exit_code=code, workers=opts.workers, cache=cache_note,
                              same_text_as_runtime=same, of=len(messages))
     overhead = {"event_minus_worker": summary(overhead_ms), "appliance_minus_runtime_paired": summary(diff_ms),
+                "transport_floor": summary(floor_ms),
                 "truncated_share": truncated / max(1, len(messages)), "worker_core": worker_core}
     return rows, overhead, failures == 0 and code == 0
 
@@ -438,6 +454,12 @@ def measure(opts, tmp: Path) -> int:
         ratios["appliance_overhead_p99_ms"] = overhead["event_minus_worker"]["p99_ms"]
         print(f"appliance overhead (event time - the worker's runtime.translate time, per message): "
               f"p50 {ratios['appliance_overhead_p50_ms']:.2f} ms, p99 {ratios['appliance_overhead_p99_ms']:.2f} ms")
+        floor_row = overhead["transport_floor"]
+        ratios["transport_floor_p50_ms"], ratios["transport_floor_p99_ms"] = floor_row["p50_ms"], floor_row["p99_ms"]
+        ratios["appliance_overhead_vs_floor_p50"] = ratios["appliance_overhead_p50_ms"] / floor_row["p50_ms"]
+        print(f"transport floor (the same hops, no work: bench/relay_floor.py): p50 {floor_row['p50_ms']:.2f} ms, "
+              f"p99 {floor_row['p99_ms']:.2f} ms; appliance overhead / floor at p50: "
+              f"{ratios['appliance_overhead_vs_floor_p50']:.2f}x")
         print(f"appliance p50 - runtime p50 (taking turns): {ratios['appliance_minus_runtime_p50_ms']:+.2f} ms "
               f"({ratios['appliance_vs_runtime_p50']:.3f}x); per-message difference p50 "
               f"{overhead['appliance_minus_runtime_paired']['p50_ms']:+.2f} ms")
