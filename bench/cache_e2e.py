@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import zmq
 
 from appliance.client import NoAnswer
@@ -281,12 +282,17 @@ def main(argv: list[str] | None = None) -> int:
                 answer = request(endpoints["requests"], {**json.loads(payload(f"warm-{i}", text)), "sync": True}, 30000)
                 assert answer and answer["status"] == "completed", answer
             before = request(endpoints["requests"], {"type": "stats"})["cache"]
+            appliance = psutil.Process(proc.pid)
             for mode in modes:
                 rows[f"{mode}/echo"] = drive(echo_endpoint, None, mode, args.requests, args.clients, args.window, texts, "e")
                 rows[f"{mode}/floor"] = drive(floor_requests, floor_events, mode, args.requests, args.clients,
                                               args.window, texts, "f")
+                cpu_before = sum(appliance.cpu_times()[:2])
                 rows[f"{mode}/appliance"] = drive(
                     endpoints["requests"], endpoints["events"], mode, args.requests, args.clients, args.window, texts, "a")
+                # every thread of the process (libzmq's I/O thread too): what one hit costs it
+                rows[f"{mode}/appliance"]["cpu_us_per_request"] = (
+                    (sum(appliance.cpu_times()[:2]) - cpu_before) / args.requests * 1e6)
             after = request(endpoints["requests"], {"type": "stats"})["cache"]
         finally:
             proc.terminate()
@@ -299,13 +305,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\ncache-hit requests end to end (request sent -> translation_completed received), "
           f"{args.requests} per loop, {args.clients} client(s), window {args.window}")
-    print(f"{'loop':8} {'server':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs echo':>8} {'vs floor':>9}")
+    print(f"{'loop':8} {'server':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs echo':>8} {'vs floor':>9} {'CPU µs/req (appliance)':>8}")
     for mode in modes:
         echo_rps, floor_rps = rows[f"{mode}/echo"]["rps"], rows[f"{mode}/floor"]["rps"]
         for server in ("echo", "floor", "appliance"):
             r = rows[f"{mode}/{server}"]
             print(f"{mode:8} {server:10} {r['rps']:10.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
-                  f"{r['rps'] / echo_rps:8.2f} {r['rps'] / floor_rps:9.2f}")
+                  f"{r['rps'] / echo_rps:8.2f} {r['rps'] / floor_rps:9.2f}"
+                  + (f" {r['cpu_us_per_request']:8.1f}" if "cpu_us_per_request" in r else ""))
     result = {
         "benchmark": "cache_e2e",
         "command": "python bench/cache_e2e.py " + " ".join(sys.argv[1:] if argv is None else argv),

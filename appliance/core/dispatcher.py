@@ -190,7 +190,7 @@ class Dispatcher:
         record: RequestRecord,
         *,
         answered: Mapping[str, Completed | Outcome],
-        run: Iterable[str],
+        run: Collection[str],
         keys: Mapping[str, bytes],
         now: float,
         republish: Collection[str] = (),
@@ -207,7 +207,8 @@ class Dispatcher:
                     self._republish(record.scope, answer)
             else:
                 self._record(record, target, answer)
-        self.table.add(record, run, now, keys, run_digest(record))
+        if run:  # a request answered whole (cache hits) has no unit and no run key to digest
+            self.table.add(record, run, now, keys, run_digest(record))
         self._settle(record)
 
     def rerun(self, record: RequestRecord, targets: Iterable[str], now: float, keys: Mapping[str, bytes]) -> None:
