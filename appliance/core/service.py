@@ -218,7 +218,7 @@ class RequestService:
             self._lookup_bytes += self._lookups[lookup]
             lookup.add_done_callback(self._lookup_done)
             return
-        self._admit(req, scope, digest, keys, hits, reply, capacity_checked=True)
+        self._admit(req, scope, digest, keys, hits, reply)
 
     def _lookup_done(self, lookup: asyncio.Task) -> None:
         self._lookup_bytes -= self._lookups.pop(lookup, 0)
@@ -314,6 +314,7 @@ class RequestService:
             self._check_serving(req)
             if req.task_id is not None and self._retry(req, scope, digest, reply):
                 return  # the same task arrived while this one was looking up
+            self._check_capacity(req)  # again: others were admitted during the await
             self._admit(req, scope, digest, keys, hits, reply)
         except RequestError as exc:
             self._refuse(exc, reply)
@@ -322,10 +323,8 @@ class RequestService:
             self.metrics.count_error(protocol.INTERNAL_ERROR)
             reply(protocol.error_body(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", req.message_id, req.task_id))
 
-    def _admit(self, req, scope: str, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply,
-               *, capacity_checked: bool = False) -> None:
-        """`capacity_checked`: `translate` checked it with nothing in between (no await), so the
-        check is not paid twice on every cache hit."""
+    def _admit(self, req, scope: str, digest: bytes, keys: dict[str, bytes], hits: dict[str, Hit], reply: Reply) -> None:
+        """Its caller checked the capacity with nothing awaited since."""
         task_id = req.task_id or uuid.uuid4().hex
         previous = self.dispatcher.recent.get((scope, task_id))
         answered: dict[str, Completed | Outcome] = {}
@@ -340,8 +339,6 @@ class RequestService:
         for target in req.targets:
             if target not in hits and target not in answered and target != source:
                 self.catalog.check_pair(source, target, req.message_id, detected=detection is not None)
-        if not capacity_checked:
-            self._check_capacity(req)
         record = RequestRecord(
             task_id=task_id,
             digest=digest,
